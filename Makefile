@@ -1,0 +1,63 @@
+# icelab: `sudo make demo` runs the main job, `sudo make test` the tests.
+# `setup` installs everything on a fresh Debian 12 / Ubuntu 22.04+ machine (as root),
+# idempotently: apt packages only when missing, the virtualenv only when pyproject changes.
+
+SHELL := /bin/bash
+PYTHON ?= $(shell for p in python3.13 python3.12 python3.11 python3; do \
+	  command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null \
+	  && { command -v $$p; break; }; done)
+VENV := .venv
+BIN := $(VENV)/bin
+# mininet for mnexec (without Open vSwitch: icelab uses Linux bridges in namespaces);
+# the others are the real parts labs run: nftables, tcpdump, coturn, OpenVPN.
+APT_PACKAGES := mininet net-tools iproute2 iputils-ping procps util-linux nftables tcpdump coturn openvpn socat
+PYTEST_ARGS ?=
+
+.PHONY: setup apt venv demo test bench clean-labs help
+
+help:
+	@echo "sudo make demo   validate, draw and build the starter lab, check who reaches whom"
+	@echo "sudo make test   run the test suite (real namespaces: needs root)"
+	@echo "sudo make setup  install apt packages and the virtualenv ($(VENV))"
+	@echo "sudo make bench  build/teardown benchmarks (results: docs/benchmarks.md)"
+
+setup: apt venv
+
+apt:
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing: $$missing"; \
+	  [ "$$(id -u)" = 0 ] || { echo "apt packages missing ($$missing): run 'sudo make setup'"; exit 1; }; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+	@if [ -z "$(PYTHON)" ]; then \
+	  echo "no Python >= 3.11 found; installing python3 and python3-venv"; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3 python3-venv >/dev/null; fi
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	@py="$(PYTHON)"; [ -n "$$py" ] || py=python3; \
+	if [ ! -x $(BIN)/python ]; then \
+	  $$py -m venv $(VENV) 2>/dev/null || { \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null && $$py -m venv $(VENV); }; \
+	fi
+	$(BIN)/pip install -q --disable-pip-version-check -e '.[test]'
+	@touch $@
+
+demo: setup
+	$(BIN)/icelab validate topologies/*.yaml
+	@mkdir -p out
+	$(BIN)/icelab graph topologies/agent-lan.yaml -o out/agent-lan.svg
+	$(BIN)/icelab graph topologies/agent-lan.yaml -o out/agent-lan.png
+	$(BIN)/icelab check topologies/agent-lan.yaml
+
+test: setup
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+bench: setup
+	$(BIN)/python bench/build_teardown.py
+
+clean-labs: venv
+	$(BIN)/icelab clean

@@ -1,0 +1,333 @@
+"""icelab's command line. Commands are thin: the work is in lab.model, lab.net, lab.report.
+
+Exit status: 0 success, 1 the lab could not be built or reached, 2 bad input or usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+from rich.console import Console
+
+from lab import __version__
+
+# Tables are for people; piped into a log they should not wrap at 80 columns.
+err = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 140)
+out = Console(highlight=False, width=None if sys.stdout.isatty() else 140)
+
+EXIT_OK, EXIT_FAIL, EXIT_INPUT = 0, 1, 2
+
+
+class _Terminate(BaseException):
+    """SIGTERM/SIGHUP, raised in the main thread so that cleanup runs like after Ctrl-C."""
+
+
+def _raise_terminate(signum, _frame):
+    raise _Terminate(signum)
+
+
+def _print_problems(exc) -> None:
+    for p in exc.problems:
+        err.print(_problem_text(p), soft_wrap=True)
+    n = len(exc.problems)
+    err.print(f"[red]{n} problem{'s' if n != 1 else ''}; nothing was built[/]")
+
+
+def _problem_text(p):
+    from rich.text import Text
+    where = p.file if p.line is None else f"{p.file}:{p.line}"
+    t = Text()
+    t.append(where + ": ", style="bold")
+    if p.path:
+        t.append(p.path + ": ", style="cyan")
+    t.append(p.message, style="red")
+    if p.hint:
+        t.append("\n    hint: " + p.hint, style="yellow")
+    return t
+
+
+def _load(path: str, name: str | None = None):
+    from lab.model import load_topology
+    return load_topology(path, name=name)
+
+
+# -- commands ----------------------------------------------------------------------
+
+
+def cmd_validate(args) -> int:
+    from lab.model import InputError
+    results, bad = [], 0
+    for f in args.files:
+        try:
+            topo = _load(f)
+        except InputError as exc:
+            bad += 1
+            results.append({"file": f, "valid": False, "problems": [p.to_dict() for p in exc.problems]})
+            if not args.json:
+                _print_problems(exc)
+            continue
+        results.append({"file": f, "valid": True, "lab": topo.name, "nodes": len(topo.nodes),
+                        "links": len(topo.links), "subnets": len(topo.subnets)})
+        if not args.json:
+            out.print(f"[green]✓[/] {f}: lab '{topo.name}', {len(topo.nodes)} nodes, "
+                      f"{len(topo.links)} links, {len(topo.subnets)} subnets")
+    if args.json:
+        print(json.dumps(results, indent=2))
+    return EXIT_INPUT if bad else EXIT_OK
+
+
+def cmd_schema(args) -> int:
+    from lab.model.schema import json_schema
+    print(json.dumps(json_schema(), indent=2))
+    return EXIT_OK
+
+
+def cmd_graph(args) -> int:
+    suffix = Path(args.output).suffix.lower()
+    if suffix not in (".svg", ".png", ".dot"):
+        err.print(f"[red]{args.output}: unknown picture format '{suffix}'[/]\n    hint: use .svg, .png or .dot")
+        return EXIT_INPUT
+    topo = _load(args.file)
+    from lab.report.graph import render
+    path = render(topo, args.output)
+    err.print(f"wrote {path}")
+    return EXIT_OK
+
+
+def cmd_up(args) -> int:
+    from lab.net import Network
+    from lab.report.tables import topology_table
+    topo = _load(args.file, args.name)
+    signal.signal(signal.SIGTERM, _raise_terminate)
+    signal.signal(signal.SIGHUP, _raise_terminate)
+    network = Network(topo)
+    try:
+        with err.status(f"building lab '{topo.name}'") as status:
+            network.progress = lambda m: status.update(f"lab '{topo.name}': {m}")
+            network.build()
+        out.print(topology_table(topo))
+        out.print(f"[green]lab '{topo.name}' is up[/] ({len(topo.nodes)} nodes in "
+                  f"{network.timings['total']:.2f} s). "
+                  f"Try: icelab exec {topo.name} {_some_host(topo)} -- ip route")
+        if args.cli:
+            _mininet_cli(network)
+        else:
+            out.print(f"Ctrl-C here, or 'icelab down {topo.name}' elsewhere, stops it.")
+            while True:
+                signal.pause()
+    except (KeyboardInterrupt, _Terminate):
+        pass
+    finally:
+        with err.status(f"tearing down lab '{topo.name}'"):
+            network.teardown()
+        err.print(f"lab '{topo.name}' is down")
+    return EXIT_OK
+
+
+def _some_host(topo) -> str:
+    hosts = topo.hosts()
+    return hosts[0].name if hosts else next(iter(topo.nodes))
+
+
+def _mininet_cli(network) -> None:
+    from mininet.cli import CLI
+    from mininet.log import setLogLevel
+    setLogLevel("info")
+    # Mininet knows the nodes by their prefixed names; let people type the short ones.
+    for short, node in network.nodes.items():
+        network.net.nameToNode[short] = node
+    CLI(network.net)
+
+
+def cmd_check(args) -> int:
+    from lab.net import Network
+    from lab.net.reach import measure, plan
+    from lab.report.tables import reach_table
+    topo = _load(args.file, args.name)
+    signal.signal(signal.SIGTERM, _raise_terminate)
+    probes = plan(topo, ("host", "router") if args.routers else ("host",))
+    network = Network(topo)
+    try:
+        with err.status(f"building lab '{topo.name}'") as status:
+            network.progress = lambda m: status.update(f"lab '{topo.name}': {m}")
+            network.build()
+            status.update(f"lab '{topo.name}': {len(probes)} pings")
+            measure(network, probes)
+    except (KeyboardInterrupt, _Terminate):
+        return 130
+    finally:
+        network.teardown()
+    wrong = [p for p in probes if not p.ok]
+    if args.json:
+        print(json.dumps({"lab": topo.name, "build_s": round(network.timings.get("total", 0), 3),
+                          "probes": [p.to_dict() for p in probes], "mismatches": len(wrong)}, indent=2))
+    else:
+        out.print(reach_table(topo, probes))
+        if wrong:
+            out.print(f"[red]{len(wrong)} of {len(probes)} probes differ from what the topology says[/]")
+        else:
+            out.print(f"[green]all {len(probes)} probes as the topology says[/] "
+                      f"(built in {network.timings['total']:.2f} s)")
+    return EXIT_FAIL if wrong else EXIT_OK
+
+
+def cmd_down(args) -> int:
+    from lab.net import clean_lab
+    from lab.net.state import get
+    st = get(args.name)
+    if st is None:
+        err.print(f"[red]no lab named '{args.name}' is up[/]\n    hint: 'icelab status' lists the labs")
+        return EXIT_INPUT
+    if st.owner_alive():
+        os.kill(st.owner_pid, signal.SIGTERM)
+        deadline = time.monotonic() + 20
+        while st.owner_alive() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if st.owner_alive():
+            err.print(f"lab '{args.name}': owner {st.owner_pid} did not stop; ending it")
+            os.kill(st.owner_pid, signal.SIGKILL)
+    if st.path.exists():
+        c = clean_lab(args.name, st)
+        err.print(f"lab '{args.name}': removed {c.processes} processes in {c.namespaces} namespaces")
+    err.print(f"lab '{args.name}' is down")
+    return EXIT_OK
+
+
+def cmd_status(args) -> int:
+    from lab.net.state import all_states
+    from lab.report.tables import status_table
+    states = all_states()
+    if args.json:
+        print(json.dumps([{"name": s.name, "status": s.status if s.owner_alive() else "stale",
+                           "file": s.file, "owner_pid": s.owner_pid, "created": s.created,
+                           "nodes": {k: {"pid": v.pid, "netns": v.netns} for k, v in s.nodes.items()},
+                           "topology": s.topology} for s in states], indent=2))
+        return EXIT_OK
+    if not states:
+        out.print("no labs are up")
+        return EXIT_OK
+    out.print(status_table(states))
+    return EXIT_OK
+
+
+def cmd_exec(args) -> int:
+    from lab.net import procs
+    from lab.net.state import get
+    st = get(args.name)
+    if st is None:
+        err.print(f"[red]no lab named '{args.name}' is up[/]\n    hint: 'icelab status' lists the labs")
+        return EXIT_INPUT
+    node = st.nodes.get(args.node)
+    if node is None:
+        from lab.model.errors import did_you_mean
+        err.print(f"[red]lab '{args.name}' has no node '{args.node}'[/]\n    hint: "
+                  f"{did_you_mean(args.node, st.nodes, 'nodes')}")
+        return EXIT_INPUT
+    if not procs.alive(node.pid, node.started) or st.status != "running":
+        err.print(f"[red]lab '{args.name}' is not running (status {st.status})[/]\n    hint: 'icelab clean' removes what is left of it")
+        return EXIT_FAIL
+    command = args.command or [os.environ.get("SHELL", "/bin/bash")]
+    env = dict(os.environ, ICELAB_LAB=args.name, ICELAB_NODE=args.node)
+    try:
+        os.execvpe("nsenter", ["nsenter", "-t", str(node.pid), "-n", "--", *command], env)
+    except FileNotFoundError:
+        err.print("[red]nsenter not found[/]\n    hint: install util-linux")
+        return EXIT_FAIL
+
+
+def cmd_clean(args) -> int:
+    from lab.net import clean_all, orphans
+    found = orphans()
+    if not found:
+        out.print("nothing to clean")
+        return EXIT_OK
+    if args.dry_run:
+        for name, st in sorted(found.items()):
+            out.print(f"would clean lab '{name}'" + ("" if st else " (no state file; found by its marked processes)"))
+        return EXIT_OK
+    for c in clean_all():
+        out.print(f"cleaned lab '{c.lab}': {c.processes} processes in {c.namespaces} namespaces ended"
+                  + (", state removed" if c.state_file else ""))
+    return EXIT_OK
+
+
+# -- parser ------------------------------------------------------------------------
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="icelab", description="Network emulation lab for WebRTC softphone failures.")
+    p.add_argument("--version", action="version", version=f"icelab {__version__}")
+    sub = p.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
+
+    s = sub.add_parser("validate", help="check topology files; every problem with file, line, path and hint")
+    s.add_argument("files", nargs="+", metavar="FILE")
+    s.add_argument("--json", action="store_true", help="machine-readable result")
+    s.set_defaults(func=cmd_validate)
+
+    s = sub.add_parser("schema", help="print the topology JSON Schema (for editors)")
+    s.set_defaults(func=cmd_schema)
+
+    s = sub.add_parser("graph", help="draw a topology: -o out.svg, out.png or out.dot")
+    s.add_argument("file", metavar="FILE")
+    s.add_argument("-o", "--output", required=True, metavar="OUT")
+    s.set_defaults(func=cmd_graph)
+
+    s = sub.add_parser("up", help="build a lab and keep it up until Ctrl-C (needs root)")
+    s.add_argument("file", metavar="FILE")
+    s.add_argument("--name", help="run under another lab name (two copies side by side)")
+    s.add_argument("--cli", action="store_true", help="open Mininet's CLI; leaving it stops the lab")
+    s.set_defaults(func=cmd_up)
+
+    s = sub.add_parser("check", help="build a lab, ping between all hosts, compare with the model, tear down")
+    s.add_argument("file", metavar="FILE")
+    s.add_argument("--name", help="run under another lab name")
+    s.add_argument("--routers", action="store_true", help="also ping every router address")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_check)
+
+    s = sub.add_parser("down", help="stop a running lab")
+    s.add_argument("name", metavar="NAME")
+    s.set_defaults(func=cmd_down)
+
+    s = sub.add_parser("status", help="list the labs that are up")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_status)
+
+    s = sub.add_parser("exec", help="run a command in a lab node's network namespace")
+    s.add_argument("name", metavar="NAME")
+    s.add_argument("node", metavar="NODE")
+    s.add_argument("command", nargs=argparse.REMAINDER, metavar="-- CMD")
+    s.set_defaults(func=cmd_exec)
+
+    s = sub.add_parser("clean", help="remove what killed labs left behind, and nothing else")
+    s.add_argument("--dry-run", action="store_true", help="only say what would be removed")
+    s.set_defaults(func=cmd_clean)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    from lab.model import InputError
+    from lab.net.network import LabError
+    args = parser().parse_args(argv)
+    if isinstance(getattr(args, "command", None), list) and args.command[:1] == ["--"]:
+        args.command = args.command[1:]
+    try:
+        return args.func(args)
+    except InputError as exc:
+        _print_problems(exc)
+        return EXIT_INPUT
+    except LabError as exc:
+        err.print(f"[red]error:[/] {exc}")
+        return EXIT_FAIL
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,278 @@
+"""The topology file's structure (pydantic), its JSON Schema, and friendly structural errors.
+
+Structure is checked item by item (each node, each link, each pool on its own) so that
+one broken node does not hide the problems of the others; meaning (names, addresses,
+routes, reachability) is checked afterwards in ``validate.py``.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+from .errors import Problem, did_you_mean
+from .loader import Located
+
+SERVICES = ("turn", "signalling", "media")
+KINDS = ("host", "lan", "router", "firewall", "nat", "vpn", "vdi")
+RESERVED_KINDS = {"firewall": 4, "nat": 4, "vpn": 8, "vdi": 8}   # kind -> issue that brings it
+
+SCHEMA_ID = "https://icelab.invalid/schema/topology.json"
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Route(Strict):
+    """A static route. ``to`` is a prefix or ``default``; ``via`` a next hop on a connected subnet."""
+
+    to: str = Field(description="destination prefix (10.2.0.0/16) or 'default'")
+    via: str = Field(description="next-hop address on one of the node's own subnets")
+
+
+class _NodeBase(Strict):
+    label: str | None = Field(None, description="free text shown in pictures and tables")
+    zone: str | None = Field(None, description="where the node is (office, isp, cloud ...): groups it in pictures")
+
+
+class HostNode(_NodeBase):
+    """An end system: an agent workstation or a server. Hosts never forward."""
+
+    kind: Literal["host"]
+    role: Literal["agent", "server"] = Field("server", description="agent workstation or server")
+    services: list[Literal["turn", "signalling", "media"]] = Field(
+        default_factory=list, description="cloud services this server runs")
+    routes: list[Route] | None = Field(
+        None, description="static routes; when given they replace the computed ones ([] = connected subnets only)")
+
+
+class LanNode(_NodeBase):
+    """A switched LAN: a Linux bridge in its own namespace. All links to it share one subnet."""
+
+    kind: Literal["lan"]
+    subnet: str | None = Field(None, description="the LAN's prefix, e.g. 10.1.0.0/24")
+    pool: str | None = Field(None, description="allocate the subnet from this pool instead")
+
+
+class RouterNode(_NodeBase):
+    """A router: forwards between its links."""
+
+    kind: Literal["router"]
+    routes: list[Route] | None = Field(
+        None, description="static routes; when given they replace the computed ones")
+
+
+class ReservedNode(BaseModel):
+    """Kinds reserved for later releases (firewall, nat, vpn, vdi)."""
+
+    model_config = ConfigDict(extra="allow")
+    kind: Literal["firewall", "nat", "vpn", "vdi"]
+
+
+Node = Annotated[Union[HostNode, LanNode, RouterNode, ReservedNode], Field(discriminator="kind")]
+
+
+class Endpoint(Strict):
+    node: str = Field(description="node name")
+    ip: str | None = Field(None, description="this end's address (with or without /len); not for a lan end")
+    ifname: str | None = Field(None, description="interface name on the node (at most 15 characters)")
+
+
+class Link(Strict):
+    a: Union[str, Endpoint] = Field(description="one end: a node name or {node, ip, ifname}")
+    b: Union[str, Endpoint] = Field(description="the other end")
+    subnet: str | None = Field(None, description="prefix of a point-to-point link (not for links to a lan)")
+    pool: str | None = Field(None, description="allocate the point-to-point subnet from this pool")
+    cost: int = Field(1, ge=1, le=65535, description="routing cost of this link")
+    impair: dict[str, Any] | None = Field(None, description="reserved: link impairments (delay, loss, ...)")
+
+
+class Pool(Strict):
+    prefix: str = Field(description="the pool's prefix, e.g. 10.0.0.0/8")
+    size: int = Field(description="prefix length of the subnets allocated from it, e.g. 24")
+
+
+class Topology(Strict):
+    """An icelab topology."""
+
+    model_config = ConfigDict(extra="forbid", title="icelab topology",
+                              json_schema_extra={"$id": SCHEMA_ID})
+    name: str = Field(description="lab name: prefixes everything the lab creates; [a-z][a-z0-9-]*, at most 15")
+    description: str | None = None
+    internet: str | None = Field(None, description="the node towards which default routes point")
+    pools: dict[str, Pool] = Field(default_factory=dict, description="address pools by name")
+    nodes: dict[str, Node]
+    links: list[Link] = Field(default_factory=list)
+
+
+class _TopLevel(Strict):
+    """The top level only; items are checked one by one."""
+
+    name: str
+    description: str | None = None
+    internet: str | None = None
+    pools: dict[str, Any] = Field(default_factory=dict)
+    nodes: dict[str, Any]
+    links: list[Any] = Field(default_factory=list)
+
+
+_node_adapter: TypeAdapter = TypeAdapter(Node)
+
+
+def json_schema() -> dict:
+    schema = Topology.model_json_schema()
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", **schema}
+
+
+def _walk_fields(model: Any, rel: tuple) -> list[str]:
+    """Field names of the model found by following ``rel`` (item-relative) from ``model``."""
+    for part in rel:
+        if isinstance(part, int) or model is None:
+            continue
+        f = getattr(model, "model_fields", {}).get(part)
+        model = _inner_model(f.annotation) if f is not None else None
+    return list(getattr(model, "model_fields", {}) or [])
+
+
+def _inner_model(ann: Any) -> type[BaseModel] | None:
+    import typing
+    if isinstance(ann, type) and issubclass(ann, BaseModel):
+        return ann
+    for arg in typing.get_args(ann):
+        m = _inner_model(arg)
+        if m is not None:
+            return m
+    return None
+
+
+def _translate(err: dict, doc: Located, base: tuple, model: Any, rel: tuple) -> Problem:
+    """A pydantic error as a Problem people can act on. ``rel`` is the error's place
+    inside the item, with pydantic's union-member names already removed."""
+    path = base + rel
+    typ = err["type"]
+    value = err.get("input")
+    field = rel[-1] if rel else None
+    if typ == "missing":
+        return doc.problem(path[:-1], f"required field '{field}' is missing", _HINTS.get(str(field)))
+    if typ == "extra_forbidden":
+        known = _walk_fields(model, rel[:-1])
+        return doc.problem(path, f"unknown field '{field}'", did_you_mean(str(field), known, "allowed fields"))
+    if typ == "union_tag_not_found":
+        return doc.problem(path, "node has no 'kind'", "set kind to one of: " + ", ".join(KINDS))
+    if typ == "union_tag_invalid":
+        tag = err.get("ctx", {}).get("tag", value)
+        return doc.problem(path + ("kind",), f"unknown kind '{tag}'", did_you_mean(str(tag), KINDS, "kinds"))
+    if typ == "literal_error":
+        expected = err.get("ctx", {}).get("expected", "")
+        return doc.problem(path, f"'{value}' is not allowed here", f"use one of {expected}")
+    if typ in ("model_type", "model_attributes_type", "dict_type"):
+        return doc.problem(path, f"must be a mapping, not {_kind_of(value)}", None)
+    if typ == "list_type":
+        return doc.problem(path, f"must be a list, not {_kind_of(value)}", "write it as a YAML list: '- item'")
+    if typ == "string_type":
+        return doc.problem(path, f"must be a text value, not {_kind_of(value)}", None)
+    if typ in ("int_type", "int_parsing", "int_from_float"):
+        return doc.problem(path, f"must be a whole number, not {value!r}", None)
+    if typ in ("greater_than_equal", "less_than_equal", "greater_than", "less_than"):
+        return doc.problem(path, f"{value!r} is out of range: {err['msg'].lower()}", None)
+    return doc.problem(path, err["msg"], None)
+
+
+def _kind_of(value: Any) -> str:
+    if value is None:
+        return "an empty value"
+    return {dict: "a mapping", list: "a list", str: "text", int: "a number", float: "a number",
+            bool: "true/false"}.get(type(value), type(value).__name__)
+
+
+_HINTS = {
+    "name": "every topology needs a lab name, e.g. 'name: office'",
+    "nodes": "list the nodes under 'nodes:' as name: {kind: ...}",
+    "kind": "set kind to one of: " + ", ".join(KINDS),
+    "a": "a link names both ends: {a: node1, b: node2}",
+    "b": "a link names both ends: {a: node1, b: node2}",
+    "node": "an endpoint mapping needs the node's name: {node: edge, ip: 10.0.0.1}",
+    "to": "a route needs 'to' (a prefix or default) and 'via' (next hop)",
+    "via": "a route needs 'to' (a prefix or default) and 'via' (next hop)",
+    "prefix": "a pool needs a prefix and a size: {prefix: 10.0.0.0/8, size: 24}",
+    "size": "a pool needs a prefix and a size: {prefix: 10.0.0.0/8, size: 24}",
+}
+
+_BY_KIND = {"host": HostNode, "lan": LanNode, "router": RouterNode}
+
+
+def _node_problems(exc: ValidationError, doc: Located, name: str, raw: dict) -> list[Problem]:
+    kind = raw.get("kind")
+    model = _BY_KIND.get(kind) if isinstance(kind, str) else None
+    out = []
+    for e in exc.errors():
+        rel = tuple(e["loc"])
+        if rel and rel[0] == kind:   # pydantic names the tagged-union member first
+            rel = rel[1:]
+        out.append(_translate(e, doc, ("nodes", name), model, rel))
+    return out
+
+
+def _link_problems(exc: ValidationError, doc: Located, i: int, raw: Any) -> list[Problem]:
+    """Link ends are 'name' or {node, ip, ifname}: report the branch the author meant."""
+    out: list[Problem] = []
+    seen_bad_end: set[str] = set()
+    for e in exc.errors():
+        rel = tuple(e["loc"])
+        if len(rel) >= 2 and rel[0] in ("a", "b") and rel[1] in ("str", "Endpoint"):
+            end = rel[0]
+            given = raw.get(end) if isinstance(raw, dict) else None
+            if isinstance(given, dict):
+                if rel[1] == "str":
+                    continue
+            else:
+                if end not in seen_bad_end:
+                    seen_bad_end.add(end)
+                    out.append(doc.problem(("links", i, end), f"must be a node name or a mapping, not {_kind_of(given)}",
+                                           "write 'a: edge' or 'a: {node: edge, ip: 10.0.0.1}'"))
+                continue
+            rel = (end,) + rel[2:]
+        out.append(_translate(e, doc, ("links", i), Link, rel))
+    return out
+
+
+def parse(doc: Located) -> tuple[Topology | None, list[Problem]]:
+    """Check the document's structure; return the parsed topology (items that failed are
+    left out) and every structural problem."""
+    problems: list[Problem] = []
+    if not isinstance(doc.data, dict):
+        return None, [doc.problem((), f"a topology must be a mapping, not {_kind_of(doc.data)}",
+                                  "start with 'name: mylab', then 'nodes:' and 'links:'")]
+    try:
+        top = _TopLevel.model_validate(doc.data)
+    except ValidationError as exc:
+        problems += [_translate(e, doc, (), _TopLevel) for e in exc.errors()]
+        return None, problems
+    nodes: dict[str, Any] = {}
+    for name, raw in top.nodes.items():
+        if not isinstance(raw, dict):
+            problems.append(doc.problem(("nodes", name), f"must be a mapping, not {_kind_of(raw)}",
+                                        "write the node as 'name: {kind: host}'"))
+            continue
+        try:
+            nodes[name] = _node_adapter.validate_python(raw)
+        except ValidationError as exc:
+            problems += _node_problems(exc, doc, name, raw)
+    links: list[Link | None] = []
+    for i, raw in enumerate(top.links):
+        try:
+            links.append(Link.model_validate(raw))
+        except ValidationError as exc:
+            problems += _link_problems(exc, doc, i, raw)
+            links.append(None)
+    pools: dict[str, Pool] = {}
+    for name, raw in top.pools.items():
+        try:
+            pools[name] = Pool.model_validate(raw)
+        except ValidationError as exc:
+            problems += [_translate(e, doc, ("pools", name), Pool, tuple(e["loc"])) for e in exc.errors()]
+    topo = Topology.model_construct(name=top.name, description=top.description, internet=top.internet,
+                                    pools=pools, nodes=nodes, links=links)
+    return topo, problems

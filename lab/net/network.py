@@ -1,0 +1,312 @@
+"""A topology realised in Mininet, and its teardown.
+
+Build order: state file (so a crash at any later point is cleanable), one namespace per
+node (Mininet shells via ``mnexec -n``; lans too), veth pairs created from inside the
+first node's namespace straight into the second's (never in the root namespace), then
+each node's rendered script, all nodes in parallel.
+
+Teardown does not ask Mininet to delete links one by one: it ends every process in the
+lab's namespaces, which frees the namespaces and, with them, every veth and bridge.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Callable, Iterator
+
+from mininet.net import Mininet
+
+from lab.model.topology import Topology
+from . import procs, render
+from .nodes import LabBridge, LabIntf, LabLink, LabNode
+from .state import SHELL_PREFIX, LabState, NodeState, all_states, get, shell_name
+
+Progress = Callable[[str], None]
+
+#: veth interface indexes start here (per namespace, so they only need to differ
+#: between the two ends of a pair; see LabLink)
+IFINDEX_BASE = 100
+
+
+class LabError(Exception):
+    """A lab could not be built or reached; the message says what to do."""
+
+
+def mac_address(lab: str, node: str, ifname: str) -> str:
+    """Stable, locally administered MACs: captures of two runs line up."""
+    h = hashlib.sha1(f"{lab}/{node}/{ifname}".encode()).digest()
+    return "02:" + ":".join(f"{b:02x}" for b in h[:5])
+
+
+def check_environment() -> None:
+    """Fail early, with the fix, when the lab cannot run here."""
+    if os.geteuid() != 0:
+        raise LabError("building a lab needs root (network namespaces): run it with sudo")
+    import shutil
+    missing = [t for t in ("mnexec", "ip", "sysctl", "ifconfig") if shutil.which(t) is None]
+    if missing:
+        raise LabError(f"missing tools: {', '.join(missing)}; run 'sudo make setup' to install them")
+
+
+@dataclass
+class Network:
+    """A running lab. Use as a context manager, or call build() and teardown()."""
+
+    topo: Topology
+    progress: Progress = lambda msg: None
+    net: Mininet | None = None
+    state: LabState | None = None
+    nodes: dict = field(default_factory=dict)     # name -> Mininet node
+    timings: dict[str, float] = field(default_factory=dict)
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    def __enter__(self) -> "Network":
+        try:
+            self.build()
+        except BaseException:
+            self.teardown()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.teardown()
+
+    def build(self) -> None:
+        check_environment()
+        t0 = time.monotonic()
+        existing = get(self.topo.name)
+        if existing is not None:
+            if existing.owner_alive():
+                raise LabError(f"a lab named '{self.topo.name}' is already up (pid {existing.owner_pid}); "
+                               f"stop it with 'icelab down {self.topo.name}' or choose another name with --name")
+            self.progress(f"removing what an earlier run of '{self.topo.name}' left")
+            clean_lab(existing.name, existing)
+        me = os.getpid()
+        self.state = LabState(self.topo.name, self.topo.file, me, procs.start_time(me) or 0,
+                              topology=self.topo.to_dict())
+        self.state.save()
+        self.state.dir.mkdir(parents=True, exist_ok=True)
+        self.net = Mininet(topo=None, controller=None, build=False, autoSetMacs=False,
+                           autoStaticArp=False, waitConnected=False, inNamespace=True)
+        self.progress(f"creating {len(self.topo.nodes)} nodes")
+        for i, node in enumerate(self.topo.nodes.values()):
+            mname = shell_name(self.topo.name, node.name)
+            if node.kind == "lan":
+                mn = self.net.addSwitch(mname, cls=LabBridge, dpid=f"{i + 1:x}",
+                                        lab=self.topo.name, short=node.name)
+            else:
+                mn = self.net.addHost(mname, cls=LabNode, ip=None, lab=self.topo.name, short=node.name)
+            self.nodes[node.name] = mn
+            self.state.nodes[node.name] = NodeState(mn.pid, procs.start_time(mn.pid) or 0,
+                                                    procs.netns_inode(mn.pid) or 0)
+        self.state.save()
+        self._check_isolated()
+        self.timings["nodes"] = time.monotonic() - t0
+        self.progress(f"creating {len(self.topo.links)} links")
+        for link in self.topo.links:
+            a, b = link.a, link.b
+            self.net.addLink(self.nodes[a.node], self.nodes[b.node], cls=LabLink,
+                             ifindex=(IFINDEX_BASE + 2 * link.index, IFINDEX_BASE + 2 * link.index + 1),
+                             intfName1=a.name, intfName2=b.name,
+                             addr1=mac_address(self.topo.name, a.node, a.name),
+                             addr2=mac_address(self.topo.name, b.node, b.name), intf=LabIntf)
+        self.timings["links"] = time.monotonic() - t0 - self.timings["nodes"]
+        self.progress("configuring addresses, bridges and routes")
+        self._configure()
+        self.timings["config"] = time.monotonic() - t0 - self.timings["nodes"] - self.timings["links"]
+        t1 = time.monotonic()
+        self._wait_ready()
+        self.timings["ready"] = time.monotonic() - t1
+        self.state.status = "running"
+        self.state.save()
+        self.timings["total"] = time.monotonic() - t0
+
+    def _check_isolated(self) -> None:
+        root = procs.root_netns()
+        for name, ns in self.state.nodes.items():
+            if ns.netns in (0, root):
+                raise LabError(f"node '{name}' is not in a network namespace of its own")
+
+    def _configure(self) -> None:
+        scripts = {}
+        for name, node in self.topo.nodes.items():
+            path = self.state.dir / f"{name}.sh"
+            path.write_text(render.script(self.topo, node))
+            scripts[name] = path
+        for name, mn in self.nodes.items():
+            mn.sendCmd(f"sh {scripts[name]} 2>&1; echo icelab-rc=$?")
+        failures = []
+        for name, mn in self.nodes.items():
+            out = mn.waitOutput()
+            if "icelab-rc=0" not in out:
+                failures.append(f"{name}: {out.strip()}")
+        if failures:
+            raise LabError("configuring nodes failed:\n  " + "\n  ".join(failures))
+
+    READY_TIMEOUT = 5.0
+
+    def _wait_ready(self) -> None:
+        """Wait until every veth is operationally up: until the kernel's link watcher
+        has applied its carrier, it drops what is sent (see LabLink). A bridge device's
+        own state does not matter for forwarding between its ports."""
+        loop = (f"i=0; while ip -o link show type veth | grep -qv 'state UP'; do "
+                f"i=$((i+1)); [ $i -gt {int(self.READY_TIMEOUT * 100)} ] && break; sleep 0.01; done; "
+                "ip -o link show type veth | grep -v 'state UP' | cut -d' ' -f2 | tr '\\n' ' '")
+        for mn in self.nodes.values():
+            mn.sendCmd(loop)
+        down = {}
+        for name, mn in self.nodes.items():
+            out = mn.waitOutput().strip()
+            if out:
+                down[name] = out
+        if down:
+            raise LabError("interfaces did not come up within "
+                           f"{self.READY_TIMEOUT:.0f} s: " + "; ".join(f"{k}: {v}" for k, v in down.items()))
+
+    def teardown(self) -> None:
+        """End every process in the lab's namespaces and remove its files. Safe to call
+        twice and after a partial build; SIGINT and SIGTERM wait until it is done."""
+        if self.state is None:
+            return
+        with _signals_deferred():
+            self.state.status = "stopping"
+            try:
+                self.state.save()
+            except OSError:
+                pass
+            for mn in self.nodes.values():
+                try:
+                    mn.terminate()
+                except Exception:
+                    pass
+            clean_lab(self.topo.name, self.state)
+            for mn in self.nodes.values():
+                try:
+                    mn.shell.wait(timeout=2)
+                except Exception:
+                    pass
+            self.nodes.clear()
+            self.net = None
+            self.state = None
+
+    # -- use -----------------------------------------------------------------------
+
+    def node(self, name: str):
+        return self.nodes[name]
+
+    def cmd(self, node: str, *args: str) -> str:
+        return self.nodes[node].cmd(*args)
+
+
+@contextmanager
+def _signals_deferred() -> Iterator[None]:
+    """Hold SIGINT/SIGTERM/SIGHUP while cleaning up, then deliver them."""
+    sigs = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+    try:
+        old = signal.pthread_sigmask(signal.SIG_BLOCK, sigs)
+    except (ValueError, OSError):
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+# -- cleanup of labs whose owner is gone -------------------------------------------
+
+
+@dataclass
+class Cleaned:
+    lab: str
+    processes: int
+    namespaces: int
+    state_file: bool
+
+
+def _lab_macs(name: str, st: LabState | None) -> set[str]:
+    if st is None or not st.topology:
+        return set()
+    return {mac_address(name, node, itf["name"])
+            for node, spec in st.topology.get("nodes", {}).items() for itf in spec.get("interfaces", [])}
+
+
+def _carries_macs(pid: int, macs: set[str]) -> bool:
+    """Does the namespace ``pid`` is in hold one of the lab's own (derived) MACs?"""
+    import subprocess
+    try:
+        out = subprocess.run(["nsenter", "-t", str(pid), "-n", "ip", "-o", "link", "show"],
+                             capture_output=True, text=True, timeout=5).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return any(mac in out for mac in macs)
+
+
+def _lab_namespaces(name: str, st: LabState | None, scan: list[procs.Proc]) -> set[int]:
+    """The namespaces that are certainly the lab's.
+
+    Found through processes that carry the lab's mark (its shells' names, ICELAB_LAB in
+    the environment). A namespace recorded in the state file is trusted only when such a
+    process or the lab's own MACs confirm it: once a namespace is gone the kernel may
+    give its inode number to someone else's, which must never be touched.
+    """
+    forbidden = {procs.root_netns(), procs.netns_inode(os.getpid()), None, 0}
+    marked = {p.netns for p in scan if p.lab == name} - forbidden
+    recorded = ({ns.netns for ns in st.nodes.values()} if st else set()) - forbidden - marked
+    if recorded:
+        macs = _lab_macs(name, st)
+        holders = {}
+        for p in scan:
+            if p.netns in recorded:
+                holders.setdefault(p.netns, p.pid)
+        marked |= {ns for ns, pid in holders.items() if macs and _carries_macs(pid, macs)}
+    return marked
+
+
+def clean_lab(name: str, st: LabState | None) -> Cleaned:
+    scan = procs.scan()
+    inodes = _lab_namespaces(name, st, scan)
+    victims = procs.in_namespaces(inodes, scan)
+    held = {p.netns for p in victims}
+    left = procs.kill_all([p.pid for p in victims])
+    if left:
+        raise LabError(f"could not end processes {left} of lab '{name}'")
+    had_file = st is not None
+    if st is not None:
+        st.remove()
+    else:
+        from .state import LabState as _S
+        _S(name, "", 0, 0).remove()
+    return Cleaned(name, len(victims), len(held), had_file)
+
+
+def orphans() -> dict[str, LabState | None]:
+    """Labs whose owner is gone: stale state files, and marked processes of labs that
+    have no state file and no living owner (a node shell whose parent still runs)."""
+    out: dict[str, LabState | None] = {}
+    live = set()
+    for st in all_states():
+        if st.owner_alive():
+            live.add(st.name)
+        else:
+            out[st.name] = st
+    scan = procs.scan()
+    by_pid = {p.pid: p for p in scan}
+    for p in scan:
+        if p.lab and p.lab not in live and p.lab not in out:
+            owned = any(q.lab == p.lab and q.is_shell and q.ppid in by_pid and q.ppid != 1 for q in scan)
+            if owned:
+                live.add(p.lab)
+            else:
+                out[p.lab] = None
+    return out
+
+
+def clean_all() -> list[Cleaned]:
+    return [clean_lab(name, st) for name, st in sorted(orphans().items())]

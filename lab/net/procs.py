@@ -1,0 +1,136 @@
+"""Processes and network namespaces, read from /proc.
+
+A lab node is a Mininet shell in an unnamed network namespace; the namespace lives as
+long as any process is in it. So "what a lab left behind" is exactly: the processes in
+its namespaces (identified by the namespace inode), and nothing needs unmounting.
+A pid alone is not an identity (pids are reused): we pair it with its start time.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from dataclasses import dataclass
+
+
+def start_time(pid: int) -> int | None:
+    """The process's start time in clock ticks since boot, or None if it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except OSError:
+        return None
+    # comm may contain spaces and parentheses: split after the last ')'
+    fields = data[data.rindex(b")") + 2:].split()
+    if fields[0] == b"Z":
+        return None
+    return int(fields[19])
+
+
+def netns_inode(pid: int) -> int | None:
+    try:
+        return os.stat(f"/proc/{pid}/ns/net").st_ino
+    except OSError:
+        return None
+
+
+def cmdline(pid: int) -> list[str]:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return [a.decode(errors="replace") for a in f.read().split(b"\0") if a]
+    except OSError:
+        return []
+
+
+def alive(pid: int | None, started: int | None) -> bool:
+    """True if ``pid`` still runs and is the same process (same start time)."""
+    return pid is not None and started is not None and start_time(pid) == started
+
+
+def all_pids() -> list[int]:
+    return [int(d) for d in os.listdir("/proc") if d.isdigit()]
+
+
+SHELL_MARK = "mininet:icelab."
+
+
+def _environ_lab(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as f:
+            for item in f.read().split(b"\0"):
+                if item.startswith(b"ICELAB_LAB="):
+                    return item[11:].decode(errors="replace")
+    except OSError:
+        pass
+    return ""
+
+
+def _ppid(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+        return int(data[data.rindex(b")") + 2:].split()[1])
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+@dataclass(frozen=True)
+class Proc:
+    pid: int
+    netns: int | None
+    argv: tuple[str, ...]
+    lab: str = ""          # the lab that started it: its shell name or ICELAB_LAB
+    ppid: int = 0
+
+    @property
+    def is_shell(self) -> bool:
+        return bool(self.argv) and self.argv[-1].startswith(SHELL_MARK)
+
+
+def scan() -> list[Proc]:
+    out = []
+    for pid in all_pids():
+        ns = netns_inode(pid)
+        if ns is None:
+            continue
+        argv = tuple(cmdline(pid))
+        lab = _environ_lab(pid)
+        if not lab and argv and argv[-1].startswith(SHELL_MARK):
+            lab = argv[-1][len(SHELL_MARK):].split(".", 1)[0]
+        out.append(Proc(pid, ns, argv, lab, _ppid(pid)))
+    return out
+
+
+def in_namespaces(inodes: set[int], procs: list[Proc] | None = None) -> list[Proc]:
+    me = os.getpid()
+    return [p for p in (procs if procs is not None else scan()) if p.netns in inodes and p.pid != me]
+
+
+def root_netns() -> int | None:
+    return netns_inode(1)
+
+
+def kill_all(pids: list[int], grace: float = 0.5) -> list[int]:
+    """SIGTERM, wait up to ``grace`` seconds, then SIGKILL. Returns the pids still alive."""
+    starts = {pid: start_time(pid) for pid in pids}
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + grace
+    left = [p for p in pids if alive(p, starts[p])]
+    while left and time.monotonic() < deadline:
+        time.sleep(0.02)
+        left = [p for p in left if alive(p, starts[p])]
+    for pid in left:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + 2.0
+    while left and time.monotonic() < deadline:
+        time.sleep(0.01)
+        left = [p for p in left if alive(p, starts[p])]
+    return left

@@ -1,0 +1,119 @@
+"""Per-lab state files: what a lab made, so that `icelab clean` removes exactly that.
+
+``/run/icelab/<lab>.json`` is written before anything is created and updated once the
+nodes exist; ``/run/icelab/<lab>/`` holds the lab's own files (rendered node configs,
+later captures and logs). /run is a tmpfs, so a reboot clears both along with the lab.
+The directory can be moved with ICELAB_RUN_DIR (tests do not need to).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from . import procs
+
+#: Marker in every node shell's command line: ``mininet:icelab.<lab>.<node>``
+SHELL_PREFIX = procs.SHELL_MARK
+
+
+def run_dir() -> Path:
+    return Path(os.environ.get("ICELAB_RUN_DIR", "/run/icelab"))
+
+
+def shell_name(lab: str, node: str) -> str:
+    """The Mininet node name: the shell's command line then carries the lab's prefix."""
+    return f"icelab.{lab}.{node}"
+
+
+@dataclass
+class NodeState:
+    pid: int
+    started: int
+    netns: int
+
+
+@dataclass
+class LabState:
+    name: str
+    file: str
+    owner_pid: int
+    owner_started: int
+    status: str = "building"          # building, running, stopping
+    created: float = field(default_factory=time.time)
+    nodes: dict[str, NodeState] = field(default_factory=dict)
+    topology: dict | None = None
+
+    @property
+    def path(self) -> Path:
+        return run_dir() / f"{self.name}.json"
+
+    @property
+    def dir(self) -> Path:
+        return run_dir() / self.name
+
+    def owner_alive(self) -> bool:
+        return procs.alive(self.owner_pid, self.owner_started)
+
+    def save(self) -> None:
+        run_dir().mkdir(mode=0o755, parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(asdict(self), indent=1))
+        os.replace(tmp, self.path)
+
+    @classmethod
+    def load(cls, path: Path) -> "LabState":
+        d = json.loads(path.read_text())
+        d["nodes"] = {k: NodeState(**v) for k, v in d.get("nodes", {}).items()}
+        return cls(**d)
+
+    def remove(self) -> None:
+        for p in (self.path, self.path.with_suffix(".json.tmp")):
+            try:
+                p.unlink()
+            except FileNotFoundError:
+                pass
+        if self.dir.exists():
+            import shutil
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def get(name: str) -> LabState | None:
+    path = run_dir() / f"{name}.json"
+    try:
+        return LabState.load(path)
+    except FileNotFoundError:
+        return None
+    except (ValueError, TypeError, KeyError):
+        return None
+
+
+def all_states() -> list[LabState]:
+    d = run_dir()
+    if not d.is_dir():
+        return []
+    out = []
+    for p in sorted(d.glob("*.json")):
+        try:
+            out.append(LabState.load(p))
+        except (ValueError, TypeError, KeyError, OSError):
+            continue
+    return out
+
+
+def unreadable_state_files() -> list[Path]:
+    d = run_dir()
+    if not d.is_dir():
+        return []
+    bad = []
+    for p in sorted(d.glob("*.json")):
+        try:
+            LabState.load(p)
+        except (ValueError, TypeError, KeyError):
+            bad.append(p)
+        except OSError:
+            pass
+    return bad

@@ -1,0 +1,93 @@
+"""What the host looks like from the root namespace, and what labs left behind.
+
+Every test that builds a lab compares the host before and after (conftest.py): links,
+addresses, routes, rules, the nftables ruleset and the sysctls a lab could be tempted to
+change must be identical; no lab shell, namespace, state file or process may remain.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import subprocess
+import time
+
+from lab.net import procs
+from lab.net.state import SHELL_PREFIX, run_dir
+
+SYSCTL_GLOBS = [
+    "/proc/sys/net/ipv4/ip_forward",
+    "/proc/sys/net/ipv4/conf/*/forwarding",
+    "/proc/sys/net/ipv4/conf/*/rp_filter",
+    "/proc/sys/net/ipv6/conf/all/forwarding",
+    "/proc/sys/net/ipv6/conf/*/disable_ipv6",
+    "/proc/sys/net/ipv4/ip_local_port_range",
+    "/proc/sys/net/bridge/*",
+    "/proc/sys/net/netfilter/nf_conntrack_udp_timeout*",
+]
+
+
+def _run(*cmd: str) -> str:
+    return subprocess.run(cmd, capture_output=True, text=True).stdout
+
+
+def _json(*cmd: str):
+    text = _run(*cmd)
+    return json.loads(text) if text.strip() else []
+
+
+def root_snapshot() -> dict:
+    """The root namespace's network configuration (run from the root namespace)."""
+    links = _json("ip", "-j", "-d", "link", "show")
+    for link in links:
+        link.pop("stats64", None)
+    sysctls = {}
+    for pattern in SYSCTL_GLOBS:
+        for path in sorted(glob.glob(pattern)):
+            try:
+                sysctls[path] = open(path).read().strip()
+            except OSError:
+                pass
+    return {
+        "links": links,
+        "addrs": _json("ip", "-j", "addr", "show"),
+        "routes4": _json("ip", "-j", "-4", "route", "show", "table", "all"),
+        "routes6": [r for r in _json("ip", "-j", "-6", "route", "show", "table", "all") if "expires" not in r],
+        "rules": _json("ip", "-j", "rule", "show"),
+        "nft": _run("nft", "list", "ruleset"),
+        "netns_named": _run("ip", "netns", "list"),
+        "sysctls": sysctls,
+    }
+
+
+def netns_in_use() -> set[int]:
+    return {p.netns for p in procs.scan()}
+
+
+def lab_shells() -> list[procs.Proc]:
+    return [p for p in procs.scan() if p.argv and p.argv[-1].startswith(SHELL_PREFIX)]
+
+
+def leftovers(namespaces_before: set[int], wait: float = 3.0) -> list[str]:
+    """What labs left: shells, state files, run dirs, namespaces not there before."""
+    deadline = time.monotonic() + wait
+    while True:
+        found = []
+        shells = lab_shells()
+        if shells:
+            found.append(f"lab shells still running: {[p.argv[-1] for p in shells]}")
+        d = run_dir()
+        if d.is_dir() and any(d.iterdir()):
+            found.append(f"files left in {d}: {sorted(os.listdir(d))}")
+        new_ns = netns_in_use() - namespaces_before
+        if new_ns:
+            holders = [(p.pid, " ".join(p.argv)[:60]) for p in procs.scan() if p.netns in new_ns]
+            found.append(f"{len(new_ns)} network namespaces still held by {holders}")
+        if not found or time.monotonic() > deadline:
+            return found
+        time.sleep(0.1)
+
+
+def diff(before: dict, after: dict) -> list[str]:
+    return [k for k in before if before[k] != after.get(k)]

@@ -1,0 +1,91 @@
+"""The command line as people and CI use it: exit statuses, no tracebacks, --json."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+ICELAB = [sys.executable, "-m", "lab.cli"]
+
+
+def icelab(*args, cwd=None):
+    return subprocess.run([*ICELAB, *args], capture_output=True, text=True, timeout=60, cwd=cwd)
+
+
+def test_validate_good_file(repo):
+    r = icelab("validate", "topologies/agent-lan.yaml", cwd=repo)
+    assert r.returncode == 0
+    assert "lab 'office', 10 nodes, 9 links, 4 subnets" in r.stdout
+
+
+def test_validate_bad_file_exits_2_with_every_problem_and_no_traceback(repo, tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\nnodes:\n  a: {kind: hots}\n  b: {kind: host, role: agent}\n"
+                   "links:\n  - {a: b, b: nowhere}\n")
+    r = icelab("validate", str(bad), "topologies/agent-lan.yaml", cwd=repo)
+    assert r.returncode == 2
+    assert "Traceback" not in r.stderr
+    assert f"{bad}:3: nodes.a.kind: unknown kind 'hots'" in r.stderr
+    assert "did you mean 'host'?" in r.stderr
+    assert f"{bad}:6: links[0].b: unknown node 'nowhere'" in r.stderr
+    assert "nothing was built" in r.stderr
+    assert "✓ topologies/agent-lan.yaml" in r.stdout      # the good file is still checked
+
+
+def test_validate_json(repo, tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\nnodes: {}\nlinks: [{a: p, b: q}]\n")
+    r = icelab("validate", "--json", str(bad), "topologies/agent-lan.yaml", cwd=repo)
+    assert r.returncode == 2
+    res = json.loads(r.stdout)
+    assert [x["valid"] for x in res] == [False, True]
+    assert {p["path"] for p in res[0]["problems"]} == {"links[0].a", "links[0].b"}
+    assert all(p["line"] == 3 for p in res[0]["problems"])
+
+
+def test_missing_file_is_an_input_error(tmp_path):
+    r = icelab("validate", str(tmp_path / "nope.yaml"))
+    assert r.returncode == 2 and "file not found" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_schema_is_json_schema_for_editors():
+    r = icelab("schema")
+    assert r.returncode == 0
+    schema = json.loads(r.stdout)
+    assert schema["$schema"].startswith("https://json-schema.org/")
+    assert set(schema["required"]) >= {"name", "nodes"}
+    assert "links" in schema["properties"]
+    assert schema["additionalProperties"] is False
+
+
+def test_schema_accepts_the_starter_topology_shape(repo):
+    """The JSON Schema and the validator agree on the starter topology's structure."""
+    import yaml
+    schema = json.loads(icelab("schema").stdout)
+    doc = yaml.safe_load((repo / "topologies/agent-lan.yaml").read_text())
+    assert set(doc) <= set(schema["properties"])
+    kinds = json.dumps(schema["$defs"])
+    for node in doc["nodes"].values():
+        assert f'"{node["kind"]}"' in kinds
+
+
+def test_graph_rejects_unknown_format(repo, tmp_path):
+    r = icelab("graph", "topologies/agent-lan.yaml", "-o", str(tmp_path / "x.jpg"), cwd=repo)
+    assert r.returncode == 2 and "use .svg, .png or .dot" in r.stderr
+
+
+def test_graph_writes_dot(repo, tmp_path):
+    r = icelab("graph", "topologies/agent-lan.yaml", "-o", str(tmp_path / "x.dot"), cwd=repo)
+    assert r.returncode == 0, r.stderr
+    assert "10.10.0.1" in (tmp_path / "x.dot").read_text()
+
+
+def test_down_and_exec_of_an_unknown_lab(tmp_path):
+    r = icelab("down", "no-such-lab")
+    assert r.returncode == 2 and "no lab named 'no-such-lab'" in r.stderr
+
+
+def test_usage_errors_exit_2():
+    assert icelab("frobnicate").returncode == 2
+    assert icelab("up").returncode == 2
