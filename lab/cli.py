@@ -137,12 +137,20 @@ def _some_host(topo) -> str:
 
 def _mininet_cli(network) -> None:
     from mininet.cli import CLI
-    from mininet.log import setLogLevel
+    from mininet.log import output, setLogLevel
+
+    class LabCLI(CLI):
+        prompt = f"icelab:{network.topo.name}> "
+
+        def do_nodes(self, _line):
+            "List the lab's nodes by the names of the topology file."
+            output("nodes: " + " ".join(network.nodes) + "\n")
+
     setLogLevel("info")
     # Mininet knows the nodes by their prefixed names; let people type the short ones.
     for short, node in network.nodes.items():
         network.net.nameToNode[short] = node
-    CLI(network.net)
+    LabCLI(network.net)
 
 
 def cmd_check(args) -> int:

@@ -89,3 +89,10 @@ def test_down_and_exec_of_an_unknown_lab(tmp_path):
 def test_usage_errors_exit_2():
     assert icelab("frobnicate").returncode == 2
     assert icelab("up").returncode == 2
+
+
+def test_committed_schema_file_is_current(repo):
+    """docs/topology.schema.json is what editors point at; it must match `icelab schema`."""
+    committed = json.loads((repo / "docs/topology.schema.json").read_text())
+    assert committed == json.loads(icelab("schema").stdout), \
+        "regenerate it: .venv/bin/icelab schema > docs/topology.schema.json"

@@ -24,7 +24,7 @@ from mininet.net import Mininet
 from lab.model.topology import Topology
 from . import procs, render
 from .nodes import LabBridge, LabIntf, LabLink, LabNode
-from .state import SHELL_PREFIX, LabState, NodeState, all_states, get, shell_name
+from .state import LabState, NodeState, all_states, get, remove_files, shell_name
 
 Progress = Callable[[str], None]
 
@@ -277,13 +277,8 @@ def clean_lab(name: str, st: LabState | None) -> Cleaned:
     left = procs.kill_all([p.pid for p in victims])
     if left:
         raise LabError(f"could not end processes {left} of lab '{name}'")
-    had_file = st is not None
-    if st is not None:
-        st.remove()
-    else:
-        from .state import LabState as _S
-        _S(name, "", 0, 0).remove()
-    return Cleaned(name, len(victims), len(held), had_file)
+    remove_files(name)
+    return Cleaned(name, len(victims), len(held), st is not None)
 
 
 def orphans() -> dict[str, LabState | None]:

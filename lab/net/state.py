@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -71,14 +72,18 @@ class LabState:
         return cls(**d)
 
     def remove(self) -> None:
-        for p in (self.path, self.path.with_suffix(".json.tmp")):
-            try:
-                p.unlink()
-            except FileNotFoundError:
-                pass
-        if self.dir.exists():
-            import shutil
-            shutil.rmtree(self.dir, ignore_errors=True)
+        remove_files(self.name)
+
+
+def remove_files(name: str) -> None:
+    """The lab's state file and run directory."""
+    base = run_dir() / name
+    for p in (base.with_name(f"{name}.json"), base.with_name(f"{name}.json.tmp")):
+        try:
+            p.unlink()
+        except FileNotFoundError:
+            pass
+    shutil.rmtree(base, ignore_errors=True)
 
 
 def get(name: str) -> LabState | None:
