@@ -3,9 +3,10 @@
 # idempotently: apt packages only when missing, the virtualenv only when pyproject changes.
 
 SHELL := /bin/bash
-PYTHON ?= $(shell for p in python3.13 python3.12 python3.11 python3; do \
+# The first Python >= 3.11 on PATH (found when the recipe runs, after apt may have added one).
+FIND_PYTHON := for p in $(PYTHON) python3.13 python3.12 python3.11 python3; do \
 	  command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null \
-	  && { command -v $$p; break; }; done)
+	  && { command -v $$p; break; }; done
 VENV := .venv
 BIN := $(VENV)/bin
 # mininet for mnexec (without Open vSwitch: icelab uses Linux bridges in namespaces);
@@ -31,14 +32,15 @@ apt:
 	  export DEBIAN_FRONTEND=noninteractive; \
 	  apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
-	@if [ -z "$(PYTHON)" ]; then \
-	  echo "no Python >= 3.11 found; installing python3 and python3-venv"; \
-	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3 python3-venv >/dev/null; fi
+	@if [ -z "$$($(FIND_PYTHON))" ]; then \
+	  echo "no Python >= 3.11 found; installing one (Ubuntu 22.04: python3.11)"; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get install -y -qq python3.11 python3.11-venv >/dev/null 2>&1 || apt-get install -y -qq python3 python3-venv >/dev/null; fi
 
 venv: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
-	@py="$(PYTHON)"; [ -n "$$py" ] || py=python3; \
+	@py="$$($(FIND_PYTHON))"; [ -n "$$py" ] || { echo "no Python >= 3.11: run 'sudo make setup'"; exit 1; }; \
 	if [ ! -x $(BIN)/python ]; then \
 	  $$py -m venv $(VENV) 2>/dev/null || { \
 	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null && $$py -m venv $(VENV); }; \
