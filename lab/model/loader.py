@@ -57,7 +57,11 @@ def load_yaml(path: str | Path, text: str | None = None) -> Located:
         line = mark.line + 1 if mark else None
         msg = f"YAML syntax error: {exc.problem or exc}"
         if exc.context:
-            msg += f" ({exc.context})"
+            ctx = exc.context
+            if exc.context_mark is not None and exc.problem_mark is not None \
+                    and exc.context_mark.line != exc.problem_mark.line:
+                ctx += f" that starts on line {exc.context_mark.line + 1}"
+            msg += f" ({ctx})"
         raise InputError([Problem(name, "", msg, "check indentation and quoting near this line", line)])
     except yaml.YAMLError as exc:
         raise InputError([Problem(name, "", f"YAML error: {exc}")])

@@ -248,7 +248,7 @@ def parse(doc: Located) -> tuple[Topology | None, list[Problem]]:
     try:
         top = _TopLevel.model_validate(doc.data)
     except ValidationError as exc:
-        problems += [_translate(e, doc, (), _TopLevel) for e in exc.errors()]
+        problems += [_translate(e, doc, (), _TopLevel, tuple(e["loc"])) for e in exc.errors()]
         return None, problems
     nodes: dict[str, Any] = {}
     for name, raw in top.nodes.items():

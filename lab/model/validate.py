@@ -32,7 +32,7 @@ def load_topology(path: str | Path, name: str | None = None, text: str | None = 
     parsed, problems = schema.parse(doc)
     if parsed is None:
         raise InputError(problems)
-    topo, more = Resolver(doc, parsed, name).run()
+    topo, more = Resolver(doc, parsed, name, structure_ok=not problems).run()
     problems += more
     if problems:
         problems.sort(key=lambda p: (p.line or 0))
@@ -57,11 +57,20 @@ def check_name(value: object, what: str) -> tuple[str | None, str | None]:
 
 
 class Resolver:
-    def __init__(self, doc: Located, parsed: schema.Topology, name: str | None):
+    def __init__(self, doc: Located, parsed: schema.Topology, name: str | None, structure_ok: bool = True):
         self.doc = doc
         self.t = parsed
         self.name_override = name
         self.problems: list[Problem] = []
+        # Items whose structure is broken were left out of ``parsed`` and reported already:
+        # checks that need the whole lab (links to them, routes, reachability) must not
+        # report what follows from their absence.
+        self.structure_ok = structure_ok
+        self.declared = set(doc.data.get("nodes") or {}) if isinstance(doc.data, dict) else set()
+
+    @property
+    def complete(self) -> bool:
+        return self.structure_ok and not self.problems
 
     def err(self, path: tuple, message: str, hint: str | None = None) -> None:
         self.problems.append(self.doc.problem(path, message, hint))
@@ -81,9 +90,9 @@ class Resolver:
         self.links = self._links()
         if self.t.internet is not None:
             n = self.nodes.get(self.t.internet)
-            if self.t.internet not in self.t.nodes:
+            if self.t.internet not in self.declared:
                 self.err(("internet",), f"unknown node '{self.t.internet}'",
-                         did_you_mean(self.t.internet, self.t.nodes, "nodes"))
+                         did_you_mean(self.t.internet, self.declared, "nodes"))
             elif n is not None and not n.forwards:
                 self.err(("internet",), f"'{self.t.internet}' is a {n.kind}; default routes must point to a router",
                          "name the router at the edge of the internet (the ISP or backbone router)")
@@ -91,11 +100,11 @@ class Resolver:
         self._addresses(subnets)
         self._ifnames()
         self._services()
-        if self.problems:
+        if not self.complete:
             return None, self.problems
         subnet_list = list(subnets.values())
         self._static_routes()
-        if self.problems:
+        if not self.complete:
             return None, self.problems
         costs = {i: l["cost"] for i, l in enumerate(self.links) if l is not None}
         unreachable = compute_routes(self.nodes, subnet_list, self.t.internet, costs)
@@ -163,8 +172,8 @@ class Resolver:
                 ep = link.a if side == "a" else link.b
                 ep = schema.Endpoint(node=ep) if isinstance(ep, str) else ep
                 path = ("links", i, side) if link_is_str(self.doc, i, side) else ("links", i, side, "node")
-                if ep.node not in self.t.nodes:
-                    self.err(path, f"unknown node '{ep.node}'", did_you_mean(ep.node, self.t.nodes, "nodes"))
+                if ep.node not in self.declared:
+                    self.err(path, f"unknown node '{ep.node}'", did_you_mean(ep.node, self.declared, "nodes"))
                     ok = False
                 elif ep.node not in self.nodes:
                     ok = False        # the node itself is broken; reported there
@@ -400,7 +409,7 @@ class Resolver:
                              "move the services to a host with 'role: server' in the cloud")
             for s in node.services:
                 placed[s].append(name)
-            if not node.interfaces and not self.problems:
+            if not node.interfaces and self.complete:
                 self.err(("nodes", name), f"host '{name}' has no links", "link it to a lan or a router")
         if has_agents:
             for s, where in placed.items():
