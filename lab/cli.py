@@ -265,6 +265,86 @@ def cmd_clean(args) -> int:
     return EXIT_OK
 
 
+def _scenario_files(paths: list[str]) -> list[str]:
+    files = []
+    for p in paths:
+        path = Path(p)
+        files += sorted(str(f) for f in path.glob("*.yaml")) if path.is_dir() else [p]
+    return files
+
+
+def _load_scenarios(files: list[str], lab: str | None = None):
+    """Every scenario checked before anything is built; all problems of all files at once."""
+    from lab.model import InputError
+    from lab.scenario.load import load_scenario
+    loaded, problems = [], []
+    for f in files:
+        try:
+            loaded.append(load_scenario(f, lab))
+        except InputError as exc:
+            problems += exc.problems
+    if problems:
+        raise InputError(problems)
+    return loaded
+
+
+def _run_all(scenarios, args) -> list:
+    from lab.scenario.runner import run_scenario, write_report
+    signal.signal(signal.SIGTERM, _raise_terminate)
+    signal.signal(signal.SIGHUP, _raise_terminate)
+    results = []
+    with err.status("starting") as status:
+        for i, s in enumerate(scenarios, 1):
+            status.update(f"[{i}/{len(scenarios)}] {s.name}: building lab '{s.topology.name}'")
+            r = run_scenario(s, progress=lambda m, i=i: status.update(f"[{i}/{len(scenarios)}] {m}"))
+            results.append(r)
+            if args.out:
+                d = write_report(r, Path(args.out))
+                r.report_dir = str(d)
+            mark = {"pass": "[green]PASS[/]", "fail": "[red]FAIL[/]", "error": "[yellow]ERROR[/]"}[r.verdict]
+            err.print(f"{mark} {s.name} ({r.timings.get('total', 0):.1f} s)")
+    return results
+
+
+def cmd_run(args) -> int:
+    from lab.report.scenario import verdict_table
+    scenarios = _load_scenarios(_scenario_files(args.files), args.name)
+    try:
+        results = _run_all(scenarios, args)
+    except (KeyboardInterrupt, _Terminate):
+        return 130
+    if args.json:
+        print(json.dumps([r.to_dict() for r in results], indent=2))
+    else:
+        out.print(verdict_table(results))
+        if args.out:
+            out.print(f"reports in {args.out}/<scenario>/ (report.md, result.json, topology.svg)")
+    return EXIT_OK if all(r.verdict == "pass" for r in results) else EXIT_FAIL
+
+
+def cmd_verify(args) -> int:
+    from lab.report.scenario import junit, verdict_table
+    files = _scenario_files(args.paths or ["scenarios"])
+    if args.k:
+        files = [f for f in files if args.k in Path(f).stem]
+    if not files:
+        err.print(f"[red]no scenario files found[/]" + (f" matching '{args.k}'" if args.k else "")
+                  + "\n    hint: scenarios are YAML files in scenarios/")
+        return EXIT_INPUT
+    scenarios = _load_scenarios(files)
+    try:
+        results = _run_all(scenarios, args)
+    except (KeyboardInterrupt, _Terminate):
+        return 130
+    out.print(verdict_table(results))
+    if args.junit:
+        junit(results, args.junit)
+        err.print(f"wrote {args.junit}")
+    bad = [r for r in results if r.verdict != "pass"]
+    out.print(f"{len(results) - len(bad)} passed, {len(bad)} failed")
+    return EXIT_FAIL if bad else EXIT_OK
+
+
 # -- parser ------------------------------------------------------------------------
 
 
@@ -312,6 +392,20 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("node", metavar="NODE")
     s.add_argument("command", nargs=argparse.REMAINDER, metavar="-- CMD")
     s.set_defaults(func=cmd_exec)
+
+    s = sub.add_parser("run", help="run scenarios: build, play the timeline, check expectations, tear down")
+    s.add_argument("files", nargs="+", metavar="SCENARIO", help="scenario files or folders of them")
+    s.add_argument("--name", help="run under another lab name")
+    s.add_argument("-o", "--out", default="out", help="report folder (default: out/); '' for none")
+    s.add_argument("--json", action="store_true", help="results as JSON on stdout")
+    s.set_defaults(func=cmd_run)
+
+    s = sub.add_parser("verify", help="run a set of scenarios: exit 0 if every verdict is pass, else 1")
+    s.add_argument("paths", nargs="*", metavar="DIR", help="scenario folders or files (default: scenarios/)")
+    s.add_argument("-k", metavar="TEXT", help="only scenarios whose file name contains TEXT")
+    s.add_argument("--junit", metavar="FILE", help="write JUnit XML for CI")
+    s.add_argument("-o", "--out", default="out", help="report folder (default: out/)")
+    s.set_defaults(func=cmd_verify)
 
     s = sub.add_parser("clean", help="remove what killed labs left behind, and nothing else")
     s.add_argument("--dry-run", action="store_true", help="only say what would be removed")

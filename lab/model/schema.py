@@ -133,7 +133,8 @@ def _walk_fields(model: Any, rel: tuple) -> list[str]:
             continue
         f = getattr(model, "model_fields", {}).get(part)
         model = _inner_model(f.annotation) if f is not None else None
-    return list(getattr(model, "model_fields", {}) or [])
+    # the names people write: a field's alias ('from') rather than its Python name ('from_')
+    return [f.alias or name for name, f in (getattr(model, "model_fields", {}) or {}).items()]
 
 
 def _inner_model(ann: Any) -> type[BaseModel] | None:

@@ -28,14 +28,18 @@ RESERVED_NAMES = {"lo"}
 
 def load_topology(path: str | Path, name: str | None = None, text: str | None = None) -> Topology:
     """Read, check and resolve a topology file. Raises InputError with every problem."""
-    doc = load_yaml(path, text)
+    return resolve(load_yaml(path, text), name)
+
+
+def resolve(doc: Located, name: str | None = None) -> Topology:
+    """Check and resolve a topology document already read (a scenario's, with its overrides)."""
     parsed, problems = schema.parse(doc)
     if parsed is None:
         raise InputError(problems)
     topo, more = Resolver(doc, parsed, name, structure_ok=not problems).run()
     problems += more
     if problems:
-        problems.sort(key=lambda p: (p.line or 0))
+        problems.sort(key=lambda p: (p.file, p.line or 0))
         raise InputError(problems)
     assert topo is not None
     return topo

@@ -1,0 +1,81 @@
+"""Quantities people write in files and on the command line: durations and time bounds.
+
+Every parser returns ``(value, error, hint)`` so that callers can report a Problem with the
+file's line and path instead of raising from deep inside.
+
+A bare number is refused on purpose: "8" could be seconds or milliseconds, and a wrong guess
+would turn a failing scenario into a passing one.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+_DURATION = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*(ms|s|min)\s*$")
+_SCALE = {"ms": 0.001, "s": 1.0, "min": 60.0}
+DURATION_HINT = "write a number with a unit: 300ms, 8s, 1.5s or 2min"
+
+
+def parse_duration(text: object, allow_zero: bool = True) -> tuple[float | None, str | None, str | None]:
+    """'300ms' -> 0.3 (seconds)."""
+    if isinstance(text, bool) or not isinstance(text, (str, int, float)):
+        return None, f"{text!r} is not a duration", DURATION_HINT
+    if isinstance(text, (int, float)):
+        return None, f"{text} has no unit", f"write {text}s or {text}ms"
+    m = _DURATION.match(text)
+    if not m:
+        return None, f"'{text}' is not a duration", DURATION_HINT
+    value = float(m.group(1)) * _SCALE[m.group(2)]
+    if value < 0:
+        return None, f"'{text}' is negative", "durations count from the start of the scenario: 0s or later"
+    if value == 0 and not allow_zero:
+        return None, f"'{text}' must be more than zero", None
+    return value, None, None
+
+
+@dataclass(frozen=True)
+class Bound:
+    """A time bound from an expectation: ``< 300ms``, ``<= 8s``, ``>= 1s`` or ``8s +/- 0.2s``."""
+
+    low: float | None
+    high: float | None
+    text: str
+
+    def holds(self, value: float) -> bool:
+        return (self.low is None or value >= self.low) and (self.high is None or value <= self.high)
+
+
+_BOUND = re.compile(r"^\s*(<=|<|>=|>)\s*(.+)$")
+_TOLERANCE = re.compile(r"^\s*(.+?)\s*(?:\+/-|±|\+-)\s*(.+)$")
+BOUND_HINT = "write '< 300ms', '<= 8s', '>= 1s' or '8s +/- 0.2s'"
+
+
+def parse_bound(text: object) -> tuple[Bound | None, str | None, str | None]:
+    if not isinstance(text, str):
+        return None, f"{text!r} is not a time bound", BOUND_HINT
+    m = _TOLERANCE.match(text)
+    if m:
+        centre, e1, _ = parse_duration(m.group(1))
+        tol, e2, _ = parse_duration(m.group(2))
+        if e1 or e2:
+            return None, f"'{text}' is not a time bound: {e1 or e2}", BOUND_HINT
+        return Bound(max(0.0, centre - tol), centre + tol, text.strip()), None, None
+    m = _BOUND.match(text)
+    if m:
+        value, e, _ = parse_duration(m.group(2))
+        if e:
+            return None, f"'{text}' is not a time bound: {e}", BOUND_HINT
+        op = m.group(1)
+        if op.startswith("<"):
+            return Bound(None, value, text.strip()), None, None
+        return Bound(value, None, text.strip()), None, None
+    return None, f"'{text}' is not a time bound", BOUND_HINT
+
+
+def format_duration(seconds: float) -> str:
+    if seconds < 0.001:
+        return f"{seconds * 1000:.3f} ms"
+    if seconds < 1:
+        return f"{seconds * 1000:.1f} ms"
+    return f"{seconds:.2f} s"

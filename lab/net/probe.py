@@ -1,0 +1,172 @@
+"""Reachability probes that tell which way packets died.
+
+Run inside lab nodes (``python -m lab.net.probe``):
+
+- ``serve --proto udp|tcp --port P --log FILE``: an echo responder. It logs every request
+  it receives (JSON lines: time, sequence, source address and port) before answering, so a
+  request that arrived but whose reply did not come back is told apart from one that never
+  arrived: the signature of a stateless firewall without a return rule.
+- ``send --proto udp|tcp --to ADDR --port P [--count N --interval S --timeout S --sport P]``:
+  sends numbered requests and prints one JSON object: what was sent, which replies came back,
+  and their round-trip times.
+
+UDP requests carry ``icelab-probe <run> <seq>``; over TCP each request is a connection of its
+own (a request is only "received" once the handshake completed, so over TCP a dropped return
+path looks like a dropped request: use UDP to tell the two apart).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import select
+import socket
+import sys
+import time
+
+MAGIC = b"icelab-probe"
+
+
+def serve(proto: str, port: int, log_path: str, address: str = "0.0.0.0") -> None:
+    log = open(log_path, "a", buffering=1)
+    if proto == "udp":
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind((address, port))
+        print("ready", flush=True)
+        while True:
+            data, peer = s.recvfrom(2048)
+            if not data.startswith(MAGIC):
+                continue
+            log.write(json.dumps({"t": time.time(), "req": data.decode(errors="replace"),
+                                  "src": peer[0], "sport": peer[1]}) + "\n")
+            s.sendto(data, peer)
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind((address, port))
+    s.listen(64)
+    print("ready", flush=True)
+    while True:
+        conn, peer = s.accept()
+        conn.settimeout(2)
+        try:
+            data = conn.recv(2048)
+            if data.startswith(MAGIC):
+                log.write(json.dumps({"t": time.time(), "req": data.decode(errors="replace"),
+                                      "src": peer[0], "sport": peer[1]}) + "\n")
+                conn.sendall(data)
+        except OSError:
+            pass
+        finally:
+            conn.close()
+
+
+def send(proto: str, to: str, port: int, count: int, interval: float, timeout: float,
+         run: str, sport: int | None = None) -> dict:
+    sent: dict[int, float] = {}
+    rtts: dict[int, float] = {}
+    errors: list[str] = []
+    if proto == "udp":
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        if sport:
+            s.bind(("0.0.0.0", sport))
+        s.setblocking(False)
+        next_send = time.monotonic()
+        seq = 0
+        deadline = None
+        while True:
+            now = time.monotonic()
+            if seq < count and now >= next_send:
+                try:
+                    s.sendto(b"%s %s %d" % (MAGIC, run.encode(), seq), (to, port))
+                except OSError as exc:     # e.g. EPERM from a local OUTPUT drop
+                    errors.append(f"seq {seq}: {exc.strerror}")
+                sent[seq] = now
+                seq += 1
+                next_send += interval
+                if seq == count:
+                    deadline = now + timeout
+            if deadline is not None and (now >= deadline or len(rtts) == count):
+                break
+            wait = (next_send if seq < count else deadline) - now
+            r, _, _ = select.select([s], [], [], max(0.0, wait))
+            if r:
+                try:
+                    data, _peer = s.recvfrom(2048)
+                except OSError:
+                    continue
+                parts = data.split()
+                if len(parts) == 3 and parts[0] == MAGIC and parts[1] == run.encode():
+                    n = int(parts[2])
+                    if n in sent and n not in rtts:
+                        rtts[n] = time.monotonic() - sent[n]
+        local = s.getsockname()
+        s.close()
+    else:
+        local = None
+        for seq in range(count):
+            t = time.monotonic()
+            sent[seq] = t
+            try:
+                with socket.create_connection((to, port), timeout=timeout,
+                                              source_address=("0.0.0.0", sport) if sport else None) as c:
+                    local = local or c.getsockname()
+                    c.sendall(b"%s %s %d" % (MAGIC, run.encode(), seq))
+                    if c.recv(2048).split()[-1:] == [str(seq).encode()]:
+                        rtts[seq] = time.monotonic() - t
+            except OSError as exc:
+                errors.append(f"seq {seq}: {exc.strerror or exc}")
+            time.sleep(max(0.0, interval - (time.monotonic() - t)))
+    return {"proto": proto, "to": to, "port": port, "sent": len(sent), "replies": len(rtts),
+            "rtt_ms": [round(rtts[k] * 1000, 3) for k in sorted(rtts)],
+            "local": f"{local[0]}:{local[1]}" if local else None, "errors": errors[:5]}
+
+
+def received(log_path: str, run: str) -> list[dict]:
+    """The requests of ``run`` that a responder logged."""
+    out = []
+    try:
+        with open(log_path) as f:
+            for line in f:
+                try:
+                    item = json.loads(line)
+                except ValueError:
+                    continue
+                if item.get("req", "").split()[1:2] == [run]:
+                    out.append(item)
+    except FileNotFoundError:
+        pass
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m lab.net.probe")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    s = sub.add_parser("serve")
+    s.add_argument("--proto", choices=("udp", "tcp"), default="udp")
+    s.add_argument("--port", type=int, required=True)
+    s.add_argument("--log", required=True)
+    s = sub.add_parser("send")
+    s.add_argument("--proto", choices=("udp", "tcp"), default="udp")
+    s.add_argument("--to", required=True)
+    s.add_argument("--port", type=int, required=True)
+    s.add_argument("--sport", type=int)
+    s.add_argument("--count", type=int, default=5)
+    s.add_argument("--interval", type=float, default=0.05)
+    s.add_argument("--timeout", type=float, default=1.0)
+    s.add_argument("--run", default=str(os.getpid()))
+    a = p.parse_args(argv)
+    if a.cmd == "serve":
+        try:
+            serve(a.proto, a.port, a.log)
+        except OSError as exc:
+            print(f"error: cannot listen on {a.proto} {a.port}: {exc.strerror}", flush=True)
+            return 1
+        return 0
+    print(json.dumps(send(a.proto, a.to, a.port, a.count, a.interval, a.timeout, a.run, a.sport)), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,71 @@
+"""Expectations evaluated from what a run observed.
+
+Each check is ``pass``, ``fail`` or ``error``. ``error`` means the check could not be
+evaluated (the probe never ran, its process failed, the data it needs is missing): it is
+never counted as a pass, and it makes the whole scenario's verdict ``error``.
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass
+
+from lab.model.units import format_duration
+
+from .load import Expectation, Scenario
+
+
+@dataclass
+class Check:
+    title: str
+    status: str                  # pass, fail, error
+    observed: str                # what was seen, in words
+    meaning: str | None          # the scenario's pass or fail text for people
+    line: int | None = None
+
+    def to_dict(self) -> dict:
+        return {"title": self.title, "status": self.status, "observed": self.observed,
+                "meaning": self.meaning, "line": self.line}
+
+
+def evaluate(scenario: Scenario, observations: dict[str, dict]) -> list[Check]:
+    return [_one(e, observations) for e in scenario.expectations]
+
+
+def _one(e: Expectation, observations: dict[str, dict]) -> Check:
+    obs = observations.get(f"{e.kind}:{e.target}")
+    if obs is None:
+        return Check(e.title, "error", f"the {e.kind} '{e.target}' produced nothing to check", None, e.line)
+    if "error" in obs:
+        return Check(e.title, "error", obs["error"], None, e.line)
+    if e.kind == "probe":
+        ok, observed = _probe(e, obs)
+    else:       # pragma: no cover - load.py refuses kinds that have no evaluator
+        return Check(e.title, "error", f"no evaluator for '{e.kind}' expectations", None, e.line)
+    if ok is None:
+        return Check(e.title, "error", observed, None, e.line)
+    return Check(e.title, "pass" if ok else "fail", observed, e.spec.pass_ if ok else e.spec.fail, e.line)
+
+
+def _probe(e: Expectation, obs: dict) -> tuple[bool | None, str]:
+    spec = e.spec
+    sent, arrived, back = obs["sent"], obs["requests_received"], obs["replies"]
+    words = f"{sent} sent, {arrived} arrived at {obs['to_node']}, {back} replies back"
+    if obs.get("errors"):
+        words += f" (sender: {obs['errors'][0]})"
+    ok = True
+    if spec.reached is not None:
+        ok &= (back > 0) == spec.reached
+    if spec.request_reached is not None:
+        ok &= (arrived > 0) == spec.request_reached
+    if spec.reply_reached is not None:
+        if arrived == 0:
+            return None, words + ": no request arrived, so the reply path was not tested"
+        ok &= (back > 0) == spec.reply_reached
+    if "rtt" in e.bounds:
+        if not obs["rtt_ms"]:
+            return (False, words + ": no reply, so no round-trip time")
+        median = statistics.median(obs["rtt_ms"]) / 1000
+        words += f", median RTT {format_duration(median)}"
+        ok &= e.bounds["rtt"].holds(median)
+    return bool(ok), words

@@ -1,0 +1,213 @@
+"""Run a scenario: build its lab, play its timeline, evaluate its expectations, tear down.
+
+The timeline's clock starts when the lab is up (every veth forwards) and the responders the
+probes need are listening. Actions start at their time and run concurrently; the run ends
+when every action has finished, or at the scenario's ``duration``. Everything observed goes
+into ``Result.observations`` keyed by action and name; expectations are evaluated from there
+only (``expect.py``), so a report can always show what a verdict was based on.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from lab.net import LabError, Network
+from lab.net.state import run_dir
+
+from .expect import Check, evaluate
+from .load import Scenario, Step
+
+Progress = Callable[[str], None]
+
+
+@dataclass
+class Event:
+    t: float                     # seconds since the timeline started
+    source: str                  # runner, probe:<name>, ...
+    what: str
+
+    def to_dict(self) -> dict:
+        return {"t": round(self.t, 4), "source": self.source, "what": self.what}
+
+
+@dataclass
+class Result:
+    scenario: Scenario
+    lab: str
+    verdict: str = "error"                       # pass, fail, error
+    checks: list[Check] = field(default_factory=list)
+    observations: dict[str, dict] = field(default_factory=dict)     # "probe:NAME" -> data
+    events: list[Event] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+    error: str | None = None
+    report_dir: str | None = None
+
+    def to_dict(self) -> dict:
+        s = self.scenario
+        return {"scenario": s.name, "file": s.file, "title": s.title, "claim": s.claim, "pair": s.pair,
+                "variant": s.variant, "lab": self.lab, "verdict": self.verdict, "error": self.error,
+                "timings": {k: round(v, 3) for k, v in self.timings.items()},
+                "checks": [c.to_dict() for c in self.checks],
+                "observations": self.observations, "events": [e.to_dict() for e in self.events]}
+
+
+class _Probe:
+    """A probe step in flight: the sender's process in the source node."""
+
+    def __init__(self, run: "Runner", step: Step):
+        spec = step.spec
+        self.step = step
+        self.key = f"probe:{step.name}"
+        self.run_id = uuid.uuid4().hex[:10]
+        topo = run.scenario.topology
+        self.address = str(topo.address_of(spec.to)) if spec.to in topo.nodes else spec.to
+        self.responder = run.responder_for(spec)
+        from lab.model.units import parse_duration
+        self.interval = parse_duration(spec.interval)[0]
+        self.timeout = parse_duration(spec.timeout)[0]
+        argv = [sys.executable, "-m", "lab.net.probe", "send", "--proto", spec.proto, "--to", self.address,
+                "--port", str(spec.port), "--count", str(spec.count), "--interval", str(self.interval),
+                "--timeout", str(self.timeout), "--run", self.run_id]
+        if spec.sport:
+            argv += ["--sport", str(spec.sport)]
+        self.proc = run.network.node(spec.from_).popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self.deadline = time.monotonic() + spec.count * self.interval + self.timeout + 5.0
+
+    def done(self) -> bool:
+        return self.proc.poll() is not None
+
+    def finish(self, run: "Runner") -> None:
+        try:
+            out, errs = self.proc.communicate(timeout=max(0.1, self.deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            out, errs = self.proc.communicate()
+            run.result.observations[self.key] = {"error": "the probe did not finish in time"}
+            return
+        try:
+            data = json.loads(out.decode().strip().splitlines()[-1])
+        except (ValueError, IndexError):
+            run.result.observations[self.key] = {"error": f"the probe failed: {errs.decode()[-300:]}"}
+            return
+        from lab.net.probe import received
+        got = received(self.responder, self.run_id)
+        spec = self.step.spec
+        data.update(from_node=spec.from_, to_node=spec.to, requests_received=len({g["req"] for g in got}),
+                    seen_from=sorted({f"{g['src']}:{g['sport']}" for g in got}))
+        run.result.observations[self.key] = data
+        run.event(self.key, f"{data['sent']} sent, {data['requests_received']} arrived at {spec.to}, "
+                            f"{data['replies']} replies back")
+
+
+class Runner:
+    def __init__(self, scenario: Scenario, progress: Progress = lambda m: None):
+        self.scenario = scenario
+        self.progress = progress
+        self.result = Result(scenario, scenario.topology.name)
+        self.network: Network | None = None
+        self.t0 = 0.0
+        self._responders: dict[tuple[str, str, int], str] = {}
+
+    def event(self, source: str, what: str) -> None:
+        self.result.events.append(Event(time.monotonic() - self.t0, source, what))
+
+    def responder_for(self, spec) -> str:
+        node = spec.to if spec.to in self.scenario.topology.nodes else self._node_of(spec.to)
+        return self._responders[(node, spec.proto, spec.port)]
+
+    def _node_of(self, address: str) -> str:
+        return next(n.name for n in self.scenario.topology.nodes.values()
+                    if any(str(a.ip) == address for a in n.addresses))
+
+    def _start_responders(self) -> None:
+        wanted = {}
+        for step in self.scenario.steps:
+            if step.action == "probe":
+                s = step.spec
+                node = s.to if s.to in self.scenario.topology.nodes else self._node_of(s.to)
+                wanted[(node, s.proto, s.port)] = None
+        procs = []
+        d = run_dir() / self.scenario.topology.name
+        for node, proto, port in wanted:
+            log = str(d / f"probe-{node}-{proto}{port}.jsonl")
+            self._responders[(node, proto, port)] = log
+            p = self.network.node(node).popen(
+                [sys.executable, "-m", "lab.net.probe", "serve", "--proto", proto, "--port", str(port), "--log", log],
+                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+            procs.append((node, proto, port, p))
+        for node, proto, port, p in procs:
+            line = p.stdout.readline().decode().strip()
+            if line != "ready":
+                raise RuntimeError(f"the probe responder on {node} ({proto} {port}) did not start: {line}")
+
+    def run(self) -> Result:
+        s = self.scenario
+        t_start = time.monotonic()
+        try:
+            with Network(s.topology) as net:
+                self.network = net
+                self.result.timings["build"] = time.monotonic() - t_start
+                self._start_responders()
+                self.progress(f"{s.name}: running the timeline")
+                self._timeline()
+                self.network = None
+            self.result.timings["total"] = time.monotonic() - t_start
+        except (RuntimeError, LabError) as exc:
+            self.result.error = str(exc)
+        self.result.checks = evaluate(s, self.result.observations)
+        if self.result.error or any(c.status == "error" for c in self.result.checks):
+            self.result.verdict = "error"
+        elif all(c.status == "pass" for c in self.result.checks):
+            self.result.verdict = "pass"
+        else:
+            self.result.verdict = "fail"
+        return self.result
+
+    def _timeline(self) -> None:
+        s = self.scenario
+        self.t0 = time.monotonic()
+        self.event("runner", "timeline starts")
+        pending: list[_Probe] = []
+        for step in s.steps:
+            wait = self.t0 + step.at - time.monotonic()
+            if wait > 0:
+                self._poll(pending, until=self.t0 + step.at)
+            self.event("runner", f"{step.action} {step.name or ''}".strip())
+            if step.action == "probe":
+                pending.append(_Probe(self, step))
+        end = self.t0 + s.duration if s.duration is not None else None
+        while pending:
+            self._poll(pending, until=time.monotonic() + 0.05)
+            if end is not None and time.monotonic() > end:
+                break
+        for p in pending:
+            p.finish(self)
+        self.result.timings["timeline"] = time.monotonic() - self.t0
+        self.event("runner", "timeline ends")
+
+    def _poll(self, pending: list, until: float) -> None:
+        while True:
+            for p in [p for p in pending if p.done()]:
+                p.finish(self)
+                pending.remove(p)
+            left = until - time.monotonic()
+            if left <= 0:
+                return
+            time.sleep(min(left, 0.01))
+
+
+def run_scenario(scenario: Scenario, progress: Progress = lambda m: None) -> Result:
+    return Runner(scenario, progress).run()
+
+
+def write_report(result: Result, out_dir: Path) -> Path:
+    """result.json, report.md and a picture of the topology in ``out_dir/<scenario>/``."""
+    from lab.report.scenario import write
+    return write(result, out_dir)

@@ -1,0 +1,146 @@
+"""The scenario file's structure (pydantic). Meaning is checked in ``load.py``.
+
+A scenario names a topology (a file, plus overrides merged onto it), a timeline of actions
+at given times, and expectations, each with texts for people::
+
+    name: udp3478-open
+    title: UDP 3478 open at the office edge
+    claim: "Field guide 1: allow UDP 3478 outbound to the TURN servers"
+    pair: udp3478            # the broken and the fixed scenario of a claim share a pair
+    variant: fixed           # broken | fixed
+    topology: ../topologies/agent-lan.yaml      # or {file: ..., overrides: {...}}
+    timeline:
+      - {at: 0s, probe: {name: stun, from: agent1, to: turn, proto: udp, port: 3478}}
+    expect:
+      - probe: stun
+        reached: true
+        pass: The agent's STUN/TURN packets reach the TURN server and its answers come back.
+        fail: UDP 3478 dies between the agent and the TURN server.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SOFTPHONE_ERRORS = ("unsupported_browser", "microphone_not_shared", "signalling_handshake_failure",
+                    "signalling_connection_failure", "ice_collection_timeout", "user_busy_error",
+                    "webrtc_error", "realtime_communication_error", "vdi_strategy_not_supported",
+                    "vdi_redir_not_supported", "other")
+OUTCOMES = ("talking", "failed", "silent")
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class TopologyRef(Strict):
+    file: str = Field(description="topology file, relative to the scenario file")
+    overrides: dict[str, Any] = Field(default_factory=dict, description=(
+        "merged onto the topology document before it is checked: mappings merge key by key, "
+        "anything else replaces; 'links+' appends links"))
+
+
+# -- actions -----------------------------------------------------------------------------
+
+
+class Probe(Strict):
+    """Send a few packets from a host to a node's address and port and see what comes back.
+    The lab runs an echo responder on the destination: a reply that does not come back
+    while the request arrived is a return path that drops (a stateless firewall's classic)."""
+
+    name: str | None = Field(None, description="what expectations call it (default: FROM-TO-PROTOPORT)")
+    from_: str = Field(alias="from", description="source host")
+    to: str = Field(description="destination node, or an IPv4 address in the lab")
+    proto: Literal["udp", "tcp"] = "udp"
+    port: int = Field(ge=1, le=65535)
+    sport: int | None = Field(None, ge=1, le=65535, description="source port (default: the kernel's choice)")
+    count: int = Field(5, ge=1, le=1000)
+    interval: str = Field("50ms", description="time between packets")
+    timeout: str = Field("1s", description="how long to wait for the last reply")
+
+
+class Call(Strict):
+    """Place a softphone call from an agent host (issue #6)."""
+
+    name: str | None = Field(None, description="what expectations call it (default: the agent's name)")
+    from_: str = Field(alias="from")
+    talk: str = Field("3s", description="how long to stay in Talking before hanging up")
+
+
+class LinkChange(Strict):
+    """Change a link's impairments at run time (issue #3)."""
+
+    a: str
+    b: str
+    direction: Literal["both", "a2b", "b2a"] = "both"
+    settings: dict[str, Any] = Field(default_factory=dict, description="delay, jitter, loss, rate ...")
+
+
+class NodeAction(Strict):
+    node: str
+
+
+ACTION_MODELS: dict[str, type[BaseModel]] = {
+    "probe": Probe,
+    "call": Call,
+    "link": LinkChange,
+    "flush-conntrack": NodeAction,
+}
+#: actions the lab cannot perform yet -> the issue that brings them
+PENDING_ACTIONS = {"call": 6, "link": 3, "flush-conntrack": 4}
+
+
+class Step(BaseModel):
+    """One timeline item: ``{at: 2s, <action>: {...}}``; the action's model is checked apart."""
+
+    model_config = ConfigDict(extra="allow")
+    at: str = Field(description="when, from the moment the lab is up: 0s, 500ms, 8s")
+
+
+# -- expectations -------------------------------------------------------------------------
+
+
+class _Expect(Strict):
+    name: str | None = Field(None, description="a short name for the verdict table")
+    pass_: str | None = Field(None, alias="pass", description="what it means when this holds, for people")
+    fail: str | None = Field(None, description="what it means when it does not, for people")
+
+
+class ProbeExpect(_Expect):
+    probe: str = Field(description="the probe's name")
+    reached: bool | None = Field(None, description="requests arrived and replies came back")
+    request_reached: bool | None = Field(None, description="requests arrived at the destination")
+    reply_reached: bool | None = Field(None, description="replies made it back to the source")
+    rtt: str | None = Field(None, description="a bound on the median round-trip time, e.g. '< 50ms'")
+
+
+class CallExpect(_Expect):
+    call: str = Field(description="the call's name")
+    outcome: Literal["talking", "failed", "silent"] | None = None
+    error: str | None = Field(None, description="the softphone error type, e.g. ice_collection_timeout")
+    error_at: str | None = Field(None, description="when the error comes, after the ICE state begins: '8s +/- 0.2s'")
+    first_candidate: str | None = Field(None, description="bound on the first relay candidate: '< 300ms'")
+    setup: str | None = Field(None, description="bound on the time to Talking")
+
+
+EXPECT_KEYS = {"probe": ProbeExpect, "call": CallExpect}
+PENDING_EXPECTS = {"call": 6}
+
+
+class Scenario(Strict):
+    """An icelab scenario."""
+
+    model_config = ConfigDict(extra="forbid", title="icelab scenario", populate_by_name=True)
+    name: str = Field(description="[a-z][a-z0-9-]*: names the report folder")
+    title: str | None = None
+    description: str | None = None
+    claim: str | None = Field(None, description="the field-guide claim this scenario tests")
+    pair: str | None = Field(None, description="the broken and fixed scenarios of a claim share a pair name")
+    variant: Literal["broken", "fixed"] | None = None
+    lab: str | None = Field(None, description="lab name (default: the topology's)")
+    topology: str | TopologyRef
+    duration: str | None = Field(None, description="how long to run at most (default: last action + its own time)")
+    timeline: list[Any] = Field(default_factory=list)
+    expect: list[Any] = Field(default_factory=list)
