@@ -296,7 +296,8 @@ def _run_all(scenarios, args) -> list:
     with err.status("starting") as status:
         for i, s in enumerate(scenarios, 1):
             status.update(f"[{i}/{len(scenarios)}] {s.name}: building lab '{s.topology.name}'")
-            r = run_scenario(s, progress=lambda m, i=i: status.update(f"[{i}/{len(scenarios)}] {m}"))
+            r = run_scenario(s, progress=lambda m, i=i: status.update(f"[{i}/{len(scenarios)}] {m}"),
+                             out_dir=Path(args.out) if args.out else None)
             results.append(r)
             if args.out:
                 d = write_report(r, Path(args.out))

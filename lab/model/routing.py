@@ -150,3 +150,27 @@ def reachable(nodes: dict[str, Node], src: str, dst) -> bool:
     back_from = _owner(nodes, dst)
     source = source_address(nodes, src, dst)
     return back_from is not None and source is not None and trace(nodes, back_from[0].name, source) is not None
+
+
+def hops(nodes: dict[str, Node], src: str, dst) -> list[tuple[str, str | None, str | None]] | None:
+    """Like ``trace``, with interfaces: ``(node, in_interface, out_interface)`` for each node
+    a packet from ``src`` to address ``dst`` crosses (no in_interface at the source, no
+    out_interface at the destination). This is where captures along a path go."""
+    out: list[tuple[str, str | None, str | None]] = []
+    node, arrived = nodes[src], None
+    for _ in range(64):
+        if any(a.ip == dst for a in node.addresses):
+            out.append((node.name, arrived, None))
+            return out
+        if out and not node.forwards:
+            return None
+        hop = _lookup(node, dst)
+        if hop is None:
+            return None
+        via, dev = hop
+        out.append((node.name, arrived, dev))
+        owner = _owner(nodes, dst if via is None else via)
+        if owner is None:
+            return None
+        node, arrived = owner[0], owner[1].name
+    return None

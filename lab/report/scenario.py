@@ -40,6 +40,20 @@ def markdown(result) -> str:
     for c in result.checks:
         mark = {"pass": "✓", "fail": "✗", "error": "?"}[c.status]
         lines.append(f"| {mark} | {c.title} | {c.observed} | {c.meaning or ''} |")
+    paths = [(k, o) for k, o in result.observations.items() if "requests_path" in o]
+    if paths:
+        lines += ["", "## Where packets went", ""]
+        for key, o in paths:
+            lines.append(f"**{key}** ({o['proto']} {o['to']}:{o['port']}): {o.get('requests_where', '')}; "
+                         f"{o.get('replies_where', '')}.")
+            lines += ["", "| capture point | requests | replies |", "|---|---|---|"]
+            replies = {p["at"]: p["count"] for p in o.get("replies_path", [])}
+            for p in o["requests_path"]:
+                lines.append(f"| {p['at']} ({p['direction']}) | {p['count']} | {replies.get(p['at'], '')} |")
+            lines.append("")
+        if result.pcaps:
+            lines += ["Captures (open them in Wireshark): " + ", ".join(
+                f"[{k}](pcap/{Path(v).name})" for k, v in sorted(result.pcaps.items())), ""]
     lines += ["", "## Timeline", "", "| t | source | event |", "|---|---|---|"]
     for e in result.events:
         lines.append(f"| {e.t:.3f} s | {e.source} | {e.what} |")

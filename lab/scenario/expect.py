@@ -53,6 +53,10 @@ def _probe(e: Expectation, obs: dict) -> tuple[bool | None, str]:
     words = f"{sent} sent, {arrived} arrived at {obs['to_node']}, {back} replies back"
     if obs.get("errors"):
         words += f" (sender: {obs['errors'][0]})"
+    if back < sent and obs.get("requests_where"):
+        words += f"; {obs['requests_where']}"
+        if arrived and obs.get("replies_where"):
+            words += f"; {obs['replies_where']}"
     ok = True
     if spec.reached is not None:
         ok &= (back > 0) == spec.reached

@@ -134,6 +134,7 @@ class Scenario:
     steps: list[Step]
     expectations: list[Expectation]
     duration: float | None
+    capture: str = "auto"
 
     def step(self, action: str, name: str) -> Step | None:
         return next((s for s in self.steps if s.action == action and s.name == name), None)
@@ -179,7 +180,7 @@ class _Checker:
             self.problems.sort(key=lambda p: (p.file != doc.file, p.file, p.line or 0))
             raise InputError(self.problems)
         return Scenario(top.name, doc.file, top.title, top.description, top.claim, top.pair, top.variant,
-                        topo, sorted(steps, key=lambda s: s.at), expects, duration)
+                        topo, sorted(steps, key=lambda s: s.at), expects, duration, top.capture)
 
     def _top(self, data: dict) -> S.Scenario:
         """The top level; a field that is wrong is reported and left out, so that the

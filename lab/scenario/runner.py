@@ -10,8 +10,10 @@ only (``expect.py``), so a report can always show what a verdict was based on.
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -19,8 +21,10 @@ from pathlib import Path
 from typing import Callable
 
 from lab.net import LabError, Network
+from lab.net.capture import Captures
 from lab.net.state import run_dir
 
+from .diagnose import diagnose_probe, path_points
 from .expect import Check, evaluate
 from .load import Scenario, Step
 
@@ -48,6 +52,7 @@ class Result:
     timings: dict[str, float] = field(default_factory=dict)
     error: str | None = None
     report_dir: str | None = None
+    pcaps: dict[str, str] = field(default_factory=dict)    # "node:interface" -> file
 
     def to_dict(self) -> dict:
         s = self.scenario
@@ -55,7 +60,8 @@ class Result:
                 "variant": s.variant, "lab": self.lab, "verdict": self.verdict, "error": self.error,
                 "timings": {k: round(v, 3) for k, v in self.timings.items()},
                 "checks": [c.to_dict() for c in self.checks],
-                "observations": self.observations, "events": [e.to_dict() for e in self.events]}
+                "observations": self.observations, "events": [e.to_dict() for e in self.events],
+                "pcaps": self.pcaps}
 
 
 class _Probe:
@@ -66,8 +72,7 @@ class _Probe:
         self.step = step
         self.key = f"probe:{step.name}"
         self.run_id = uuid.uuid4().hex[:10]
-        topo = run.scenario.topology
-        self.address = str(topo.address_of(spec.to)) if spec.to in topo.nodes else spec.to
+        self.address = run.address_of(spec.to)
         self.responder = run.responder_for(spec)
         from lab.model.units import parse_duration
         self.interval = parse_duration(spec.interval)[0]
@@ -102,21 +107,41 @@ class _Probe:
         data.update(from_node=spec.from_, to_node=spec.to, requests_received=len({g["req"] for g in got}),
                     seen_from=sorted({f"{g['src']}:{g['sport']}" for g in got}))
         run.result.observations[self.key] = data
+        run.probes.append(self)
         run.event(self.key, f"{data['sent']} sent, {data['requests_received']} arrived at {spec.to}, "
                             f"{data['replies']} replies back")
 
 
 class Runner:
-    def __init__(self, scenario: Scenario, progress: Progress = lambda m: None):
+    def __init__(self, scenario: Scenario, progress: Progress = lambda m: None, out_dir: Path | None = None):
         self.scenario = scenario
         self.progress = progress
         self.result = Result(scenario, scenario.topology.name)
         self.network: Network | None = None
         self.t0 = 0.0
         self._responders: dict[tuple[str, str, int], str] = {}
+        self.probes: list[_Probe] = []
+        # captures go straight into the report folder; without one, into a directory
+        # removed at the end of the run
+        self.pcap_dir = (Path(out_dir) / scenario.name / "pcap") if out_dir else None
+        self.captures: Captures | None = None
 
     def event(self, source: str, what: str) -> None:
         self.result.events.append(Event(time.monotonic() - self.t0, source, what))
+
+    def address_of(self, to: str) -> str:
+        topo = self.scenario.topology
+        return str(topo.address_of(to)) if to in topo.nodes else to
+
+    def _capture_points(self) -> list[tuple[str, str]]:
+        points: dict[tuple[str, str], None] = {}
+        for step in self.scenario.steps:
+            if step.action == "probe":
+                from ipaddress import ip_address
+                path = path_points(self.scenario.topology, step.spec.from_, ip_address(self.address_of(step.spec.to)))
+                for p in path or []:
+                    points[(p.node, p.interface)] = None
+        return list(points)
 
     def responder_for(self, spec) -> str:
         node = spec.to if spec.to in self.scenario.topology.nodes else self._node_of(spec.to)
@@ -150,17 +175,30 @@ class Runner:
     def run(self) -> Result:
         s = self.scenario
         t_start = time.monotonic()
+        tmp = None
         try:
             with Network(s.topology) as net:
                 self.network = net
                 self.result.timings["build"] = time.monotonic() - t_start
                 self._start_responders()
+                points = self._capture_points() if s.capture == "auto" else []
+                if points:
+                    if self.pcap_dir is None:
+                        tmp = Path(tempfile.mkdtemp(prefix="icelab-pcap-"))
+                    self.captures = Captures(self.pcap_dir or tmp)
+                    self.captures.start(net, points)
                 self.progress(f"{s.name}: running the timeline")
                 self._timeline()
+                if self.captures:
+                    self.captures.stop()
                 self.network = None
             self.result.timings["total"] = time.monotonic() - t_start
+            self._diagnose()
         except (RuntimeError, LabError) as exc:
             self.result.error = str(exc)
+        finally:
+            if tmp is not None:
+                shutil.rmtree(tmp, ignore_errors=True)
         self.result.checks = evaluate(s, self.result.observations)
         if self.result.error or any(c.status == "error" for c in self.result.checks):
             self.result.verdict = "error"
@@ -169,6 +207,19 @@ class Runner:
         else:
             self.result.verdict = "fail"
         return self.result
+
+    def _diagnose(self) -> None:
+        if not self.captures:
+            return
+        from ipaddress import ip_address
+        pcaps = self.captures.files()
+        if self.pcap_dir is not None:
+            self.result.pcaps = {k: str(v) for k, v in pcaps.items()}
+        for p in self.probes:
+            obs = self.result.observations.get(p.key)
+            if obs and "error" not in obs:
+                obs.update(diagnose_probe(self.scenario.topology, obs, p.run_id, p.step.spec, pcaps,
+                                          ip_address(p.address)))
 
     def _timeline(self) -> None:
         s = self.scenario
@@ -203,8 +254,9 @@ class Runner:
             time.sleep(min(left, 0.01))
 
 
-def run_scenario(scenario: Scenario, progress: Progress = lambda m: None) -> Result:
-    return Runner(scenario, progress).run()
+def run_scenario(scenario: Scenario, progress: Progress = lambda m: None, out_dir: Path | None = None) -> Result:
+    """Run one scenario; with ``out_dir``, its captures are kept in ``out_dir/<name>/pcap/``."""
+    return Runner(scenario, progress, out_dir).run()
 
 
 def write_report(result: Result, out_dir: Path) -> Path:

@@ -142,5 +142,7 @@ class Scenario(Strict):
     lab: str | None = Field(None, description="lab name (default: the topology's)")
     topology: str | TopologyRef
     duration: str | None = Field(None, description="how long to run at most (default: last action + its own time)")
+    capture: Literal["auto", "none"] = Field("auto", description=(
+        "auto: capture every interface on the paths of the probes and calls, to show where packets died"))
     timeline: list[Any] = Field(default_factory=list)
     expect: list[Any] = Field(default_factory=list)

@@ -56,3 +56,17 @@ def test_an_expectation_without_observations_is_an_error_never_a_pass():
     assert {c.status for c in checks} == {"error"}
     checks = evaluate(s, {"probe:agent-turn": {"error": "the probe did not finish in time"}})
     assert checks[0].status == "error" and "did not finish" in checks[0].observed
+
+
+@pytest.mark.root
+def test_a_dropped_return_path_is_found_inside_the_router_that_drops_it(tmp_path):
+    s = load_scenario(ROOT / "tests/scenarios/return-path.yaml")
+    r = run_scenario(s, out_dir=tmp_path)
+    assert r.verdict == "pass", [c.to_dict() for c in r.checks]
+    o = r.observations["probe:stun"]
+    assert o["requests_received"] == 4 and o["replies"] == 0
+    assert o["requests_where"] == "all 4 requests reached turn"
+    assert "dropped inside isp" in o["replies_where"], o["replies_where"]
+    counts = {p["at"]: p["count"] for p in o["replies_path"]}
+    assert counts["turn:eth0"] == 4 and counts["isp:eth1"] == 4 and counts["isp:eth0"] == 0
+    assert (tmp_path / "return-path" / "pcap" / "isp-eth1.pcap").stat().st_size > 24
