@@ -57,7 +57,7 @@ def markdown(result) -> str:
     lines += ["", "## Timeline", "", "| t | source | event |", "|---|---|---|"]
     for e in result.events:
         lines.append(f"| {e.t:.3f} s | {e.source} | {e.what} |")
-    lines += ["", "## Topology", "", "![topology](topology.svg)", "",
+    lines += ["", "![timeline](timeline.svg)", "", "## Topology", "", "![topology](topology.svg)", "",
               f"Lab `{result.lab}` from `{s.topology.file}`; scenario file `{s.file}`.",
               f"Build {result.timings.get('build', 0):.2f} s, timeline {result.timings.get('timeline', 0):.2f} s, "
               f"total {result.timings.get('total', 0):.2f} s.", ""]
@@ -70,7 +70,9 @@ def write(result, out_dir: str | Path) -> Path:
     d.mkdir(parents=True, exist_ok=True)
     (d / "result.json").write_text(json.dumps(result.to_dict(), indent=2) + "\n")
     (d / "report.md").write_text(markdown(result))
+    (d / "report.html").write_text(html(result))
     render(result.scenario.topology, d / "topology.svg")
+    timeline_chart(result, d / "timeline.svg")
     return d
 
 
@@ -98,3 +100,97 @@ def junit(results: list, path: str | Path) -> Path:
     out.append("</testsuite>")
     p.write_text("\n".join(out) + "\n")
     return p
+
+
+def timeline_chart(result, path: str | Path) -> Path:
+    """The run on a time axis: one lane per source (runner, each probe, later each call),
+    a bar for each action from its start to its last event, markers for events."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    plt.rcParams["svg.fonttype"] = "none"
+    lanes: list[str] = []
+    for e in result.events:
+        if e.source not in lanes:
+            lanes.append(e.source)
+    starts = {e.what.split(" ", 1)[-1]: e.t for e in result.events if e.source == "runner"}
+    end = max((e.t for e in result.events), default=1.0) or 1.0
+    fig, ax = plt.subplots(figsize=(9, 0.55 * len(lanes) + 1.2))
+    for i, lane in enumerate(lanes):
+        y = len(lanes) - 1 - i
+        evs = [e for e in result.events if e.source == lane]
+        if lane != "runner":
+            name = lane.split(":", 1)[-1]
+            t0 = starts.get(name, evs[0].t)
+            status = _lane_status(result, lane)
+            face, edge = {"pass": ("#bbf7d0", "#15803d"), "fail": ("#fecaca", "#b91c1c"),
+                          "error": ("#fef08a", "#a16207"), None: ("#e2e8f0", "#64748b")}[status]
+            ax.barh(y, evs[-1].t - t0, left=t0, height=0.35, color=face, edgecolor=edge)
+        for e in evs:
+            ax.plot([e.t], [y], marker="|" if lane == "runner" else "o", color="#0f172a", ms=9 if lane == "runner" else 4)
+            if lane != "runner":
+                ax.annotate(e.what, (e.t, y), xytext=(4, 6), textcoords="offset points", fontsize=7, color="#334155")
+    ax.set_yticks(range(len(lanes)), list(reversed(lanes)), fontsize=8)
+    ax.set_xlim(-0.02 * end, end * 1.35)
+    ax.set_xlabel("seconds since the timeline started")
+    ax.grid(axis="x", color="#e5e7eb")
+    ax.set_title(f"{result.scenario.name}: timeline ({result.verdict})", loc="left", fontsize=10)
+    fig.tight_layout()
+    p = Path(path)
+    fig.savefig(p)
+    plt.close(fig)
+    return p
+
+
+def _lane_status(result, lane: str) -> str | None:
+    """A lane is green when every expectation about it held, red when one did not."""
+    statuses = {c.status for c in result.checks if c.about == lane}
+    for s in ("error", "fail", "pass"):
+        if s in statuses:
+            return s
+    return None
+
+
+def html(result) -> str:
+    """The report as one HTML page (pictures and captures next to it in the folder)."""
+    from html import escape as h
+    s = result.scenario
+    colour = {"pass": "#15803d", "fail": "#b91c1c", "error": "#a16207"}[result.verdict]
+    rows = "".join(
+        f"<tr class='{c.status}'><td>{ {'pass': '✓', 'fail': '✗', 'error': '?'}[c.status] }</td><td>{h(c.title)}</td>"
+        f"<td>{h(c.observed)}</td><td>{h(c.meaning or '')}</td></tr>" for c in result.checks)
+    paths = ""
+    for key, o in result.observations.items():
+        if "requests_path" not in o:
+            continue
+        replies = {p["at"]: p["count"] for p in o.get("replies_path", [])}
+        cells = "".join(f"<tr><td>{h(p['at'])} ({p['direction']})</td><td>{p['count']}</td><td>{replies.get(p['at'], '')}</td></tr>"
+                        for p in o["requests_path"])
+        paths += (f"<h3>{h(key)}: {h(o['proto'])} {h(o['to'])}:{o['port']}</h3><p>{h(o.get('requests_where', ''))}; "
+                  f"{h(o.get('replies_where', ''))}.</p><table><tr><th>capture point</th><th>requests</th>"
+                  f"<th>replies</th></tr>{cells}</table>")
+    pcaps = ", ".join(f"<a href='pcap/{h(Path(v).name)}'>{h(k)}</a>" for k, v in sorted(result.pcaps.items()))
+    events = "".join(f"<tr><td>{e.t:.3f} s</td><td>{h(e.source)}</td><td>{h(e.what)}</td></tr>" for e in result.events)
+    return f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>{h(s.title or s.name)}</title>
+<style>
+body {{ font: 15px/1.45 system-ui, sans-serif; max-width: 1100px; margin: 2em auto; color: #0f172a; padding: 0 1em }}
+.verdict {{ font-size: 1.4em; font-weight: 700; color: {colour} }}
+table {{ border-collapse: collapse; margin: .6em 0 }} td, th {{ border: 1px solid #cbd5e1; padding: .3em .6em; vertical-align: top }}
+tr.fail td:first-child {{ color: #b91c1c }} tr.pass td:first-child {{ color: #15803d }} tr.error td:first-child {{ color: #a16207 }}
+img {{ max-width: 100%; border: 1px solid #e2e8f0 }} .claim {{ background: #f1f5f9; padding: .5em .8em }}
+</style></head><body>
+<h1>{h(s.title or s.name)}</h1>
+{f"<p class='claim'><b>Claim tested:</b> {h(s.claim)}</p>" if s.claim else ""}
+<p class="verdict">{result.verdict.upper()}{f" ({h(s.variant)} network)" if s.variant else ""}</p>
+{f"<p>{h(s.description)}</p>" if s.description else ""}
+{f"<p><b>The run could not complete:</b> {h(result.error)}</p>" if result.error else ""}
+<h2>Expectations</h2><table><tr><th></th><th>expectation</th><th>observed</th><th>what it means</th></tr>{rows}</table>
+{f"<h2>Where packets went</h2>{paths}<p>Captures (Wireshark): {pcaps}</p>" if paths else ""}
+<h2>Timeline</h2><img src="timeline.svg" alt="timeline"><table><tr><th>t</th><th>source</th><th>event</th></tr>{events}</table>
+<h2>Topology</h2><img src="topology.svg" alt="topology">
+<p>Lab <code>{h(result.lab)}</code> from <code>{h(s.topology.file)}</code>; scenario <code>{h(s.file)}</code>.
+Build {result.timings.get('build', 0):.2f} s, timeline {result.timings.get('timeline', 0):.2f} s, total {result.timings.get('total', 0):.2f} s.</p>
+</body></html>
+"""

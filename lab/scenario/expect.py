@@ -22,14 +22,20 @@ class Check:
     observed: str                # what was seen, in words
     meaning: str | None          # the scenario's pass or fail text for people
     line: int | None = None
+    about: str = ""              # "probe:NAME": the observation it was evaluated from
 
     def to_dict(self) -> dict:
-        return {"title": self.title, "status": self.status, "observed": self.observed,
+        return {"title": self.title, "about": self.about, "status": self.status, "observed": self.observed,
                 "meaning": self.meaning, "line": self.line}
 
 
 def evaluate(scenario: Scenario, observations: dict[str, dict]) -> list[Check]:
-    return [_one(e, observations) for e in scenario.expectations]
+    checks = []
+    for e in scenario.expectations:
+        c = _one(e, observations)
+        c.about = f"{e.kind}:{e.target}"
+        checks.append(c)
+    return checks
 
 
 def _one(e: Expectation, observations: dict[str, dict]) -> Check:
