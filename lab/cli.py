@@ -323,6 +323,43 @@ def cmd_run(args) -> int:
     return EXIT_OK if all(r.verdict == "pass" for r in results) else EXIT_FAIL
 
 
+def _run_parallel(scenarios, args) -> list:
+    """Each scenario in a child `icelab run` under a lab name of its worker slot, so labs of
+    the same topology run side by side; results come back as JSON."""
+    import queue
+    import subprocess
+    from concurrent.futures import ThreadPoolExecutor
+    from lab.scenario.expect import Check
+    from lab.scenario.runner import Event, Result
+
+    signal.signal(signal.SIGTERM, _raise_terminate)
+    slots: queue.Queue = queue.Queue()
+    for i in range(args.parallel):
+        slots.put(i)
+
+    def one(s):
+        slot = slots.get()
+        lab = f"{s.topology.name[:11]}-p{slot}"
+        try:
+            argv = [sys.executable, "-m", "lab.cli", "run", s.file, "--name", lab, "--json", "-o", args.out or ""]
+            r = subprocess.run(argv, capture_output=True, text=True)
+        finally:
+            slots.put(slot)
+        try:
+            d = json.loads(r.stdout)[0]
+        except (ValueError, IndexError):
+            res = Result(s, lab, error=f"the run failed: {r.stderr.strip()[-300:]}")
+            return res
+        res = Result(s, lab, d["verdict"], [Check(**c) for c in d["checks"]], d["observations"],
+                     [Event(**e) for e in d["events"]], d["timings"], d["error"], pcaps=d.get("pcaps", {}))
+        mark = {"pass": "[green]PASS[/]", "fail": "[red]FAIL[/]", "error": "[yellow]ERROR[/]"}[res.verdict]
+        err.print(f"{mark} {s.name} ({res.timings.get('total', 0):.1f} s, lab {lab})")
+        return res
+
+    with ThreadPoolExecutor(max_workers=args.parallel) as pool:
+        return list(pool.map(one, scenarios))
+
+
 def cmd_verify(args) -> int:
     from lab.report.scenario import junit, verdict_table
     files = _scenario_files(args.paths or ["scenarios"])
@@ -334,7 +371,7 @@ def cmd_verify(args) -> int:
         return EXIT_INPUT
     scenarios = _load_scenarios(files)
     try:
-        results = _run_all(scenarios, args)
+        results = _run_parallel(scenarios, args) if args.parallel > 1 else _run_all(scenarios, args)
     except (KeyboardInterrupt, _Terminate):
         return 130
     out.print(verdict_table(results))
@@ -405,6 +442,8 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("paths", nargs="*", metavar="DIR", help="scenario folders or files (default: scenarios/)")
     s.add_argument("-k", metavar="TEXT", help="only scenarios whose file name contains TEXT")
     s.add_argument("--junit", metavar="FILE", help="write JUnit XML for CI")
+    s.add_argument("--parallel", type=int, default=1, metavar="N",
+                   help="run N scenarios at once, each in a lab of its own name")
     s.add_argument("-o", "--out", default="out", help="report folder (default: out/)")
     s.set_defaults(func=cmd_verify)
 

@@ -70,3 +70,15 @@ def test_a_dropped_return_path_is_found_inside_the_router_that_drops_it(tmp_path
     counts = {p["at"]: p["count"] for p in o["replies_path"]}
     assert counts["turn:eth0"] == 4 and counts["isp:eth1"] == 4 and counts["isp:eth0"] == 0
     assert (tmp_path / "return-path" / "pcap" / "isp-eth1.pcap").stat().st_size > 24
+
+
+@pytest.mark.root
+def test_verify_in_parallel_runs_labs_of_one_topology_side_by_side(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "lab.cli", "verify", "tests/scenarios", "--parallel", "3",
+                        "--junit", str(tmp_path / "junit.xml"), "-o", ""],
+                       capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "2 passed, 1 failed" in r.stdout
+    labs = {line.rsplit("lab ", 1)[1].rstrip(")") for line in r.stderr.splitlines() if ", lab " in line}
+    assert len(labs) == 3 and all(name.startswith("unroute-p") for name in labs)
+    assert 'tests="3" failures="1" errors="0"' in (tmp_path / "junit.xml").read_text()
