@@ -13,6 +13,11 @@ Run inside lab nodes (``python -m lab.net.probe``):
 UDP requests carry ``icelab-probe <run> <seq>``; over TCP each request is a connection of its
 own (a request is only "received" once the handshake completed, so over TCP a dropped return
 path looks like a dropped request: use UDP to tell the two apart).
+
+``stun`` probes are STUN Binding requests (RFC 8489 section 6) whose transaction ID carries
+the run and the sequence number: any STUN or TURN server answers them (the lab's own, coturn,
+the responder here), and captures recognise them by the run id like the others. This is what
+the softphone's endpoint test and a browser send to a TURN server's port 3478.
 """
 
 from __future__ import annotations
@@ -22,14 +27,59 @@ import json
 import os
 import select
 import socket
+import struct
 import sys
 import time
 
 MAGIC = b"icelab-probe"
+STUN_COOKIE = 0x2112A442
+BINDING_REQUEST, BINDING_SUCCESS = 0x0001, 0x0101
+
+
+def stun_request(run: str, seq: int) -> bytes:
+    """A Binding request; transaction ID = the run id (10 ASCII bytes) + seq (2 bytes)."""
+    tid = run.encode()[:10].ljust(10, b"-") + struct.pack("!H", seq & 0xFFFF)
+    return struct.pack("!HHI", BINDING_REQUEST, 0, STUN_COOKIE) + tid
+
+
+def stun_answer(data: bytes, peer: tuple[str, int]) -> bytes | None:
+    """A Binding success response with XOR-MAPPED-ADDRESS (RFC 8489 section 14.2), or None
+    if ``data`` is not a Binding request."""
+    if len(data) < 20:
+        return None
+    mtype, length, cookie = struct.unpack("!HHI", data[:8])
+    if mtype != BINDING_REQUEST or cookie != STUN_COOKIE or len(data) != 20 + length:
+        return None
+    port = peer[1] ^ (STUN_COOKIE >> 16)
+    addr = struct.unpack("!I", socket.inet_aton(peer[0]))[0] ^ STUN_COOKIE
+    attr = struct.pack("!HHBBHI", 0x0020, 8, 0, 1, port, addr)
+    return struct.pack("!HHI", BINDING_SUCCESS, len(attr), STUN_COOKIE) + data[8:20] + attr
+
+
+def stun_seq(data: bytes, run: str) -> int | None:
+    """The sequence number of a Binding success answering one of ``run``'s requests."""
+    if len(data) < 20 or struct.unpack("!H", data[:2])[0] != BINDING_SUCCESS:
+        return None
+    if data[8:18] != run.encode()[:10].ljust(10, b"-"):
+        return None
+    return struct.unpack("!H", data[18:20])[0]
 
 
 def serve(proto: str, port: int, log_path: str, address: str = "0.0.0.0") -> None:
     log = open(log_path, "a", buffering=1)
+    if proto == "stun":
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind((address, port))
+        print("ready", flush=True)
+        while True:
+            data, peer = s.recvfrom(2048)
+            answer = stun_answer(data, peer)
+            if answer is None:
+                continue
+            log.write(json.dumps({"t": time.time(), "req": "stun " + data[8:18].decode(errors="replace").rstrip("-")
+                                  + f" {struct.unpack('!H', data[18:20])[0]}", "src": peer[0], "sport": peer[1]}) + "\n")
+            s.sendto(answer, peer)
     if proto == "udp":
         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -67,7 +117,7 @@ def send(proto: str, to: str, port: int, count: int, interval: float, timeout: f
     sent: dict[int, float] = {}
     rtts: dict[int, float] = {}
     errors: list[str] = []
-    if proto == "udp":
+    if proto in ("udp", "stun"):
         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         if sport:
             s.bind(("0.0.0.0", sport))
@@ -78,8 +128,9 @@ def send(proto: str, to: str, port: int, count: int, interval: float, timeout: f
         while True:
             now = time.monotonic()
             if seq < count and now >= next_send:
+                payload = stun_request(run, seq) if proto == "stun" else b"%s %s %d" % (MAGIC, run.encode(), seq)
                 try:
-                    s.sendto(b"%s %s %d" % (MAGIC, run.encode(), seq), (to, port))
+                    s.sendto(payload, (to, port))
                 except OSError as exc:     # e.g. EPERM from a local OUTPUT drop
                     errors.append(f"seq {seq}: {exc.strerror}")
                 sent[seq] = now
@@ -96,11 +147,13 @@ def send(proto: str, to: str, port: int, count: int, interval: float, timeout: f
                     data, _peer = s.recvfrom(2048)
                 except OSError:
                     continue
-                parts = data.split()
-                if len(parts) == 3 and parts[0] == MAGIC and parts[1] == run.encode():
-                    n = int(parts[2])
-                    if n in sent and n not in rtts:
-                        rtts[n] = time.monotonic() - sent[n]
+                if proto == "stun":
+                    n = stun_seq(data, run)
+                else:
+                    parts = data.split()
+                    n = int(parts[2]) if len(parts) == 3 and parts[0] == MAGIC and parts[1] == run.encode() else None
+                if n is not None and n in sent and n not in rtts:
+                    rtts[n] = time.monotonic() - sent[n]
         local = s.getsockname()
         s.close()
     else:
@@ -133,7 +186,7 @@ def received(log_path: str, run: str) -> list[dict]:
                     item = json.loads(line)
                 except ValueError:
                     continue
-                if item.get("req", "").split()[1:2] == [run]:
+                if item.get("req", "").split()[1:2] == [run[:10]]:
                     out.append(item)
     except FileNotFoundError:
         pass
@@ -144,11 +197,11 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m lab.net.probe")
     sub = p.add_subparsers(dest="cmd", required=True)
     s = sub.add_parser("serve")
-    s.add_argument("--proto", choices=("udp", "tcp"), default="udp")
+    s.add_argument("--proto", choices=("udp", "tcp", "stun"), default="udp")
     s.add_argument("--port", type=int, required=True)
     s.add_argument("--log", required=True)
     s = sub.add_parser("send")
-    s.add_argument("--proto", choices=("udp", "tcp"), default="udp")
+    s.add_argument("--proto", choices=("udp", "tcp", "stun"), default="udp")
     s.add_argument("--to", required=True)
     s.add_argument("--port", type=int, required=True)
     s.add_argument("--sport", type=int)

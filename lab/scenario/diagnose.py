@@ -57,7 +57,7 @@ def count_probe_packets(pcap: Path, run_id: str, proto: str, port: int) -> tuple
         for pkt in reader:
             if IP not in pkt:
                 continue
-            if proto == "udp" and UDP in pkt:
+            if proto in ("udp", "stun") and UDP in pkt:
                 u = pkt[UDP]
                 if tag not in bytes(u.payload):
                     continue

@@ -53,7 +53,9 @@ class Probe(Strict):
     name: str | None = Field(None, description="what expectations call it (default: FROM-TO-PROTOPORT)")
     from_: str = Field(alias="from", description="source host")
     to: str = Field(description="destination node, or an IPv4 address in the lab")
-    proto: Literal["udp", "tcp"] = "udp"
+    proto: Literal["udp", "tcp", "stun"] = Field("udp", description=(
+        "udp or tcp to the lab's echo responder; stun: STUN Binding requests, answered by the "
+        "destination's STUN/TURN server"))
     port: int = Field(ge=1, le=65535)
     sport: int | None = Field(None, ge=1, le=65535, description="source port (default: the kernel's choice)")
     count: int = Field(5, ge=1, le=1000)

@@ -26,12 +26,14 @@ def test_probes_tell_reached_from_not_reached(tmp_path):
     assert o["probe:printer-turn"]["replies"] == 0 and o["probe:printer-turn"]["requests_received"] == 0
     assert "Network is unreachable" in o["probe:printer-turn"]["errors"][0]
     assert o["probe:agent-sig"]["proto"] == "tcp" and o["probe:agent-sig"]["replies"] == 3
+    assert o["probe:agent-stun"]["replies"] == 3 and o["probe:agent-stun"]["requests_received"] == 3
+    assert o["probe:agent-stun"]["requests_where"] == "all 3 requests reached media"
     # the later step starts later on the timeline
     starts = {e.what: e.t for e in r.events if e.source == "runner"}
     assert starts["probe kiosk-office"] >= 0.2
     d = write_report(r, tmp_path)
     data = json.loads((d / "result.json").read_text())
-    assert data["verdict"] == "pass" and len(data["checks"]) == 4
+    assert data["verdict"] == "pass" and len(data["checks"]) == 5
     assert "The agent reaches the TURN port" in (d / "report.md").read_text()
     assert (d / "topology.svg").stat().st_size > 1000
 
