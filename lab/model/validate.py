@@ -17,7 +17,8 @@ from .addressing import (ALLOWED_TEXT, DEFAULT_POOLS, PoolAllocator, allocate_ho
                          host_count, in_allowed_range, last_host, parse_address, parse_prefix)
 from .errors import InputError, Problem, did_you_mean
 from .loader import Located, load_yaml
-from .routing import compute_routes
+from . import vpn
+from .routing import compute_routes, trace
 from .topology import DEFAULT_ROUTE, Interface, Link, Node, Route, Subnet, Topology
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9-]*$")
@@ -100,9 +101,10 @@ class Resolver:
         self._addresses(subnets)
         self._ifnames()
         self._services()
+        subnet_list = list(subnets.values())
+        vpn.resolve(self, subnet_list)
         if not self.complete:
             return None, self.problems
-        subnet_list = list(subnets.values())
         self._static_routes()
         if not self.complete:
             return None, self.problems
@@ -114,6 +116,9 @@ class Resolver:
             names = ", ".join(who[:6]) + (f" and {len(who) - 6} more" if len(who) > 6 else "")
             self.err(where, f"subnet {net} ({s.label}) is unreachable from {names}",
                      "connect it through a router (hosts do not forward), or give those nodes static routes")
+        for client, conc, _why in vpn.attach_remotes(self.nodes, trace):
+            self.err(("nodes", client, "vpn", "concentrator"), f"'{client}' has no route to '{conc}' outside the tunnel",
+                     "the tunnel runs over the lab's routed network: link both to it")
         if self.problems:
             return None, self.problems
         topo_links = []

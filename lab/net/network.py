@@ -22,7 +22,7 @@ from typing import Callable, Iterator
 from mininet.net import Mininet
 
 from lab.model.topology import Topology
-from . import procs, render
+from . import procs, render, vpn
 from .nodes import LabBridge, LabIntf, LabLink, LabNode
 from .state import LabState, NodeState, all_states, get, remove_files, shell_name
 
@@ -123,6 +123,11 @@ class Network:
         t1 = time.monotonic()
         self._wait_ready()
         self.timings["ready"] = time.monotonic() - t1
+        if vpn.configured(self.topo):      # tunnels need the underlay up (lab/net/vpn.py)
+            self.progress("starting VPN tunnels")
+            t1 = time.monotonic()
+            vpn.start(self)
+            self.timings["vpn"] = time.monotonic() - t1
         self.state.status = "running"
         self.state.save()
         self.timings["total"] = time.monotonic() - t0
