@@ -168,7 +168,7 @@ def wait_up(run: VpnRun, keys: list[str], timeout: float, network=None) -> None:
                 raise _error(network, _failure(key, run.logs[key], f"OpenVPN exited (status {run.procs[key].returncode})"))
         if pending and time.monotonic() > deadline:
             key = pending[0]
-            raise _error(network, _failure(key, run.logs[key], f"the tunnel did not come up within {timeout:.0f} s"))
+            raise _error(network, _failure(key, run.logs[key], f"the tunnel did not come up within {timeout:g} s"))
         if pending:
             time.sleep(0.05)
 
