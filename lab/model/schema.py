@@ -209,6 +209,7 @@ _HINTS = {
     "via": "a route needs 'to' (a prefix or default) and 'via' (next hop)",
     "prefix": "a pool needs a prefix and a size: {prefix: 10.0.0.0/8, size: 24}",
     "size": "a pool needs a prefix and a size: {prefix: 10.0.0.0/8, size: 24}",
+    "concentrator": "name the vpn node that terminates the tunnel: vpn: {concentrator: vpn-gw}",
 }
 
 _BY_KIND = {"host": HostNode, "lan": LanNode, "router": RouterNode, "vpn": VpnNode}

@@ -197,7 +197,8 @@ def resolve(resolver, subnets: list) -> None:
         bits = math.ceil(math.log2(len(tunnels))) if len(tunnels) > 1 else 0
         if net.prefixlen + bits > MIN_TUNNEL_PREFIXLEN:
             resolver.err(path if text is not None else ("nodes", c),
-                         f"{net} is too small for {len(tunnels)} tunnel(s) (each needs at least a /{MIN_TUNNEL_PREFIXLEN})",
+                         f"{net} is too small for {len(tunnels)} tunnel{'s' if len(tunnels) > 1 else ''} "
+                         f"(each needs at least a /{MIN_TUNNEL_PREFIXLEN})",
                          "use a larger prefix, e.g. a /24")
             continue
         for t, sub in zip(tunnels, net.subnets(prefixlen_diff=bits)):
