@@ -245,3 +245,17 @@ def tunnel_routes(node) -> list[tuple[str, str]]:
     out = [("0.0.0.0/1", "tunnel"), ("128.0.0.0/1", "tunnel"), (f"{client.remote}/32", "underlay")]
     out += [(str(b), "underlay") for b in client.bypass]
     return out
+
+
+def tunnelled(node, dst) -> bool:
+    """Does ``node`` send traffic for address ``dst`` into its tunnel? The pushed
+    0.0.0.0/1 and 128.0.0.0/1 beat the default route only: connected subnets, more
+    specific routes, the concentrator's host route and the bypassed prefixes win."""
+    c = getattr(node, "vpn", None)
+    if c is None:
+        return False
+    if any(i.subnet is not None and dst in i.subnet for i in node.interfaces):
+        return False
+    if any(r.dest.prefixlen >= 1 and dst in r.dest for r in node.routes):
+        return False
+    return dst != c.remote and not any(dst in b for b in c.bypass)

@@ -20,6 +20,7 @@ import pytest
 from lab.model import load_topology
 from lab.net import LabError, Network, procs
 from lab.net import vpn as netvpn
+from lab.net.reach import measure, plan
 
 AGENT = {"agent1": "192.168.1.2", "agent2": "192.168.1.3", "agent3": "192.168.1.4"}
 CONCENTRATOR = "192.0.2.2"
@@ -113,6 +114,9 @@ def test_openvpn_carries_full_and_split_tunnels(topo, tmp_path):
         assert not _involving(turn_seen, AGENT["agent1"]) and not _involving(turn_seen, AGENT["agent3"])
         # ... and the concentrator sees it arrive from the tunnel (10.200.0.x) and leave masqueraded
         assert any(l.split(" IP ")[1].startswith("10.200.0.") for l in gw_seen), gw_seen
+        # who reaches whom, measured, is what the model predicts with the tunnels in it
+        wrong = [p.to_dict() for p in measure(net, plan(topo)) if not p.ok]
+        assert not wrong
         print("\nRTT to signalling (ms): " + ", ".join(
             f"{a} {netvpn_mode(topo, a)} {_rtt(out):.3f}" for a, out in rtt.items()))
     # teardown: the OpenVPN processes are gone with the namespaces (and with them the tun
@@ -142,6 +146,16 @@ def test_mtu_overhead_is_real(topo, tmp_path):
         assert any(f"{CONCENTRATOR}.1194: UDP, length 1524" in l for l in lines), lines
         assert any(f"{CONCENTRATOR}.1194: UDP, length 152" in l for l in lines), lines
         assert any("ip-proto-17" in l for l in lines), "the 1552-byte outer packet is fragmented"
+
+
+def test_the_model_predicts_what_tunnels_do_to_reachability(topo):
+    expected = {(p.src, p.dst): p.expected for p in plan(topo)}
+    assert expected[("agent1", "turn")] and expected[("agent3", "intranet")]
+    # a full-tunnel client answers through its tunnel: the reply leaves the data centre
+    # masqueraded and is not recognised; the split client answers the bypassed hosts
+    assert not expected[("turn", "agent1")] and not expected[("turn", "agent3")]
+    assert expected[("turn", "agent2")] and not expected[("media", "agent2")]
+    assert expected[("agent1", "agent2")]          # the home lan is on-link
 
 
 def test_configs_say_what_the_model_says(topo, tmp_path):
