@@ -63,6 +63,7 @@ class Network:
     state: LabState | None = None
     nodes: dict = field(default_factory=dict)     # name -> Mininet node
     timings: dict[str, float] = field(default_factory=dict)
+    vpn: object = None                            # lab.net.vpn.VpnRun when the lab has tunnels
 
     # -- lifecycle -----------------------------------------------------------------
 

@@ -129,7 +129,7 @@ def start(network) -> VpnRun:
             (d / f"{node.name}.nft").write_text(masquerade(node))
             out = network.nodes[node.name].cmd(f"nft -f {d / (node.name + '.nft')} 2>&1; echo rc=$?")
             if "rc=0" not in out:
-                raise _error(network, f"the masquerade rule of concentrator '{node.name}' failed: {out.strip()}")
+                raise _error(f"the masquerade rule of concentrator '{node.name}' failed: {out.strip()}")
             for t in node.tunnels:
                 ccd = d / f"ccd-{node.name}-{t.index}"
                 ccd.mkdir(exist_ok=True)
@@ -151,11 +151,11 @@ def start(network) -> VpnRun:
                 run.procs[key] = network.nodes[name].popen(
                     ["openvpn", "--cd", str(d), "--config", str(conf)],
                     stdin=subprocess.DEVNULL, stdout=fh, stderr=subprocess.STDOUT)
-        wait_up(run, [k for k, _n, _c in batch], UP_TIMEOUT, network)
+        wait_up(run, [k for k, _n, _c in batch], UP_TIMEOUT)
     return run
 
 
-def wait_up(run: VpnRun, keys: list[str], timeout: float, network=None) -> None:
+def wait_up(run: VpnRun, keys: list[str], timeout: float) -> None:
     """Until every process's log says ``Initialization Sequence Completed``."""
     deadline = time.monotonic() + timeout
     pending = list(keys)
@@ -165,10 +165,10 @@ def wait_up(run: VpnRun, keys: list[str], timeout: float, network=None) -> None:
             if UP_MARK in text:
                 pending.remove(key)
             elif run.procs[key].poll() is not None:
-                raise _error(network, _failure(key, run.logs[key], f"OpenVPN exited (status {run.procs[key].returncode})"))
+                raise _error(_failure(key, run.logs[key], f"OpenVPN exited (status {run.procs[key].returncode})"))
         if pending and time.monotonic() > deadline:
             key = pending[0]
-            raise _error(network, _failure(key, run.logs[key], f"the tunnel did not come up within {timeout:g} s"))
+            raise _error(_failure(key, run.logs[key], f"the tunnel did not come up within {timeout:g} s"))
         if pending:
             time.sleep(0.05)
 
@@ -187,6 +187,6 @@ def _failure(key: str, log: Path, what: str) -> str:
     return (f"{role} '{node}': {what}; last lines of {log}:\n    " + "\n    ".join(tail or ["(empty)"]))
 
 
-def _error(network, message: str):
+def _error(message: str):
     from .network import LabError
     return LabError(message)

@@ -201,3 +201,14 @@ def test_a_tunnel_that_never_comes_up_times_out(tmp_path):
     assert time.monotonic() - t0 < 3
     assert "VPN client 'agent1': the tunnel did not come up within 0.5 s" in str(info.value)
     assert "connecting" in str(info.value)
+
+
+@pytest.mark.root
+def test_a_concentrator_that_fails_stops_the_build_and_leaves_nothing(topo, monkeypatch):
+    real = netvpn.server_config
+    monkeypatch.setattr(netvpn, "server_config", lambda *a: real(*a) + "no-such-option 1\n")
+    with pytest.raises(LabError) as info:
+        with Network(topo):
+            pass
+    msg = str(info.value)
+    assert "concentrator 'vpn-gw': OpenVPN exited" in msg and "no-such-option" in msg
