@@ -13,11 +13,12 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from .errors import Problem, did_you_mean
 from .loader import Located
+from .vdi import DEFAULT_PORT as VDI_PORT, VdiSpec
 from .vpn import VpnSpec
 
 SERVICES = ("turn", "signalling", "media")
 KINDS = ("host", "lan", "router", "firewall", "nat", "vpn", "vdi")
-RESERVED_KINDS = {"firewall": 4, "nat": 4, "vdi": 8}   # kind -> issue that brings it
+RESERVED_KINDS = {"firewall": 4, "nat": 4}   # kind -> issue that brings it
 
 SCHEMA_ID = "https://icelab.invalid/schema/topology.json"
 
@@ -48,6 +49,7 @@ class HostNode(_NodeBase):
     routes: list[Route] | None = Field(
         None, description="static routes; when given they replace the computed ones ([] = connected subnets only)")
     vpn: VpnSpec | None = Field(None, description="an OpenVPN tunnel to a vpn node (see docs/vpn.md)")
+    vdi: VdiSpec | None = Field(None, description="a thin client of a vdi node's virtual desktop (see docs/vdi.md)")
 
 
 class LanNode(_NodeBase):
@@ -75,14 +77,24 @@ class VpnNode(_NodeBase):
     tunnel: str | None = Field(None, description="the tunnels' prefix, e.g. 10.200.0.0/24 (default: a /24 from 10.200.0.0/16)")
 
 
+class VdiNode(_NodeBase):
+    """A virtual desktop host in the data centre (see docs/vdi.md). Does not forward."""
+
+    kind: Literal["vdi"]
+    routes: list[Route] | None = Field(
+        None, description="static routes; when given they replace the computed ones")
+    port: int = Field(VDI_PORT, ge=1, le=65535,
+                      description="display protocol port (Citrix HDX 1494, RDP 3389, Blast 22443, PCoIP 4172)")
+
+
 class ReservedNode(BaseModel):
-    """Kinds reserved for later releases (firewall, nat, vdi)."""
+    """Kinds reserved for later releases (firewall, nat)."""
 
     model_config = ConfigDict(extra="allow")
-    kind: Literal["firewall", "nat", "vdi"]
+    kind: Literal["firewall", "nat"]
 
 
-Node = Annotated[Union[HostNode, LanNode, RouterNode, VpnNode, ReservedNode], Field(discriminator="kind")]
+Node = Annotated[Union[HostNode, LanNode, RouterNode, VpnNode, VdiNode, ReservedNode], Field(discriminator="kind")]
 
 
 class Endpoint(Strict):
@@ -210,9 +222,10 @@ _HINTS = {
     "prefix": "a pool needs a prefix and a size: {prefix: 10.0.0.0/8, size: 24}",
     "size": "a pool needs a prefix and a size: {prefix: 10.0.0.0/8, size: 24}",
     "concentrator": "name the vpn node that terminates the tunnel: vpn: {concentrator: vpn-gw}",
+    "desktop": "name the vdi node whose desktop this host shows: vdi: {desktop: vdi1}",
 }
 
-_BY_KIND = {"host": HostNode, "lan": LanNode, "router": RouterNode, "vpn": VpnNode}
+_BY_KIND = {"host": HostNode, "lan": LanNode, "router": RouterNode, "vpn": VpnNode, "vdi": VdiNode}
 
 
 def _node_problems(exc: ValidationError, doc: Located, name: str, raw: dict) -> list[Problem]:

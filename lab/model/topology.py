@@ -62,6 +62,7 @@ class Node:
     static_routes: bool = False     # routes given in the file rather than computed
     vpn: Any = None                 # hosts: a lab.model.vpn.VpnClient
     tunnels: list = field(default_factory=list)   # vpn nodes: lab.model.vpn.Tunnel instances
+    vdi: Any = None                 # hosts: a lab.model.vdi.VdiClient (thin client)
 
     @property
     def forwards(self) -> bool:
@@ -85,6 +86,8 @@ class Node:
             d["vpn"] = self.vpn.to_dict()
         if self.tunnels:
             d["tunnels"] = [t.to_dict() for t in self.tunnels]
+        if self.vdi is not None:
+            d["vdi"] = self.vdi.to_dict()
         for k in ("label", "zone"):
             if getattr(self, k):
                 d[k] = getattr(self, k)

@@ -17,8 +17,8 @@ from .addressing import (ALLOWED_TEXT, DEFAULT_POOLS, PoolAllocator, allocate_ho
                          host_count, in_allowed_range, last_host, parse_address, parse_prefix)
 from .errors import InputError, Problem, did_you_mean
 from .loader import Located, load_yaml
-from . import vpn
-from .routing import compute_routes, trace
+from . import vdi, vpn
+from .routing import compute_routes, reachable, trace
 from .topology import DEFAULT_ROUTE, Interface, Link, Node, Route, Subnet, Topology
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9-]*$")
@@ -103,6 +103,7 @@ class Resolver:
         self._services()
         subnet_list = list(subnets.values())
         vpn.resolve(self, subnet_list)
+        vdi.resolve(self)
         if not self.complete:
             return None, self.problems
         self._static_routes()
@@ -119,6 +120,9 @@ class Resolver:
         for client, conc, _why in vpn.attach_remotes(self.nodes, trace):
             self.err(("nodes", client, "vpn", "concentrator"), f"'{client}' has no route to '{conc}' outside the tunnel",
                      "the tunnel runs over the lab's routed network: link both to it")
+        for client, desktop in vdi.attach_addresses(self.nodes, reachable):
+            self.err(("nodes", client, "vdi", "desktop"), f"'{client}' cannot reach the virtual desktop '{desktop}'",
+                     "the display protocol needs a routed path both ways (a full-tunnel VPN client reaches it through the tunnel)")
         if self.problems:
             return None, self.problems
         topo_links = []
