@@ -89,3 +89,43 @@ def display_channel(network, client: str, seconds: float = 1.0) -> DisplayStats:
     d = json.loads(out)
     return DisplayStats(client, vdi.desktop, d["frames"], d["delay_ms_mean"], d["delay_ms_p95"],
                         d["delay_ms_max"], d["jitter_ms"], d["connect_ms"])
+
+
+def _rtt_ms(network, src: str, dst, count: int = 10) -> float:
+    import re
+    out = network.cmd(src, f"ping -n -q -c {count} -i 0.02 -W 1 {dst}")
+    m = re.search(r"= [\d.]+/([\d.]+)/", out)
+    if m is None:
+        from .network import LabError
+        raise LabError(f"'{src}' cannot ping {dst}: {out.strip()[-200:]}")
+    return float(m.group(1))
+
+
+@dataclass
+class MouthToEar:
+    """The network's share of mouth-to-ear delay for each place the softphone can run,
+    in ms, one way: the media path (to TURN and on to the media edge, half the RTTs),
+    plus the display channel when the softphone runs in the desktop. The softphone's own
+    share (20 ms frames, jitter buffer, devices) comes on top, the same in both modes."""
+
+    redirected: float          # media redirection: the RTC engine runs on the thin client
+    in_desktop: float          # the softphone in the desktop: media from the data centre + display
+    display: DisplayStats
+
+    def to_dict(self) -> dict:
+        return {"redirected_ms": round(self.redirected, 3), "in_desktop_ms": round(self.in_desktop, 3),
+                "display": self.display.to_dict()}
+
+
+def mouth_to_ear(network, client: str, seconds: float = 1.0) -> MouthToEar:
+    """Measure both modes' network delay for thin client ``client`` (pings and the
+    display channel; the lab's TURN and media hosts are found by their services)."""
+    topo: Topology = network.topo
+    turn = next(n for n in topo.nodes.values() if "turn" in n.services)
+    media = next(n for n in topo.nodes.values() if "media" in n.services)
+    desktop = topo.nodes[client].vdi.desktop
+    relay_leg = _rtt_ms(network, turn.name, topo.address_of(media.name)) / 2
+    local = _rtt_ms(network, client, topo.address_of(turn.name)) / 2 + relay_leg
+    remote = _rtt_ms(network, desktop, topo.address_of(turn.name)) / 2 + relay_leg
+    display = display_channel(network, client, seconds)
+    return MouthToEar(local, remote + display.delay_ms_mean, display)

@@ -60,6 +60,15 @@ def test_the_desktop_audio_reaches_thin_clients_over_the_display_channel(topo, t
 
 
 @pytest.mark.root
+def test_mouth_to_ear_network_share_of_each_mode(topo):
+    with Network(topo) as net:
+        m = netvdi.mouth_to_ear(net, "thin1", 0.5)
+    print(f"\nthin1 mouth-to-ear, network share: redirected {m.redirected:.3f} ms, "
+          f"in the desktop {m.in_desktop:.3f} ms (display channel {m.display.delay_ms_mean:.3f} ms)")
+    assert m.redirected > 0 and m.in_desktop > m.display.delay_ms_mean > 0
+
+
+@pytest.mark.root
 def test_a_desktop_that_does_not_start_stops_the_build(topo, monkeypatch):
     monkeypatch.setattr(netvdi, "START_TIMEOUT", 0.5)
     monkeypatch.setattr(netvdi, "_python_env", lambda: {"PATH": "/usr/bin:/bin", "PYTHONPATH": "/nonexistent"})
