@@ -113,7 +113,6 @@ def resolve(resolver, subnets: list) -> None:
     """Check every ``vpn:`` field and every vpn node's ``tunnel:``; attach the resolved
     clients (``Node.vpn``) and server instances (``Node.tunnels``). Problems go to the
     resolver, at the place in the file where they are."""
-    from . import schema
     nodes = resolver.nodes
     concentrators = [n for n in nodes if nodes[n].kind == "vpn"]
     lab_nets = [s.network for s in subnets]
@@ -234,17 +233,6 @@ def attach_remotes(nodes: dict, trace) -> list[tuple[str, str, str]]:
         else:
             client.remote = best[1]
     return unreachable
-
-
-def tunnel_routes(node) -> list[tuple[str, str]]:
-    """The routes a client gets once its tunnel is up, as (destination, 'tunnel' or
-    'underlay'), for tables and docs; the concentrator pushes exactly these."""
-    client = node.vpn
-    if client is None:
-        return []
-    out = [("0.0.0.0/1", "tunnel"), ("128.0.0.0/1", "tunnel"), (f"{client.remote}/32", "underlay")]
-    out += [(str(b), "underlay") for b in client.bypass]
-    return out
 
 
 def tunnelled(node, dst) -> bool:

@@ -212,3 +212,33 @@ def test_a_concentrator_that_fails_stops_the_build_and_leaves_nothing(topo, monk
             pass
     msg = str(info.value)
     assert "concentrator 'vpn-gw': OpenVPN exited" in msg and "no-such-option" in msg
+
+
+@pytest.mark.root
+def test_sigkill_then_clean_ends_the_openvpn_processes(repo):
+    """OpenVPN outlives a SIGKILLed owner (the node shells do not); `icelab clean` finds it
+    by the lab's mark and ends it, and with it the last namespaces and tun devices."""
+    from lab.net.state import get
+    up = subprocess.Popen([sys.executable, "-m", "lab.cli", "up", str(repo / "topologies/vpn-split.yaml")],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while (st := get("vpnsplit")) is None or st.status != "running":
+            assert time.monotonic() < deadline and up.poll() is None, "the lab did not come up"
+            time.sleep(0.05)
+        ours = [(p.pid, procs.start_time(p.pid)) for p in procs.scan()
+                if p.lab == "vpnsplit" and p.argv[:1] == ("openvpn",)]
+        assert len(ours) == 2                       # the concentrator's server and agent1's client
+        up.kill()
+        up.wait()
+        r = subprocess.run([sys.executable, "-m", "lab.cli", "clean"], capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0 and "cleaned lab 'vpnsplit'" in r.stdout, r.stdout + r.stderr
+        deadline = time.monotonic() + 5
+        while any(procs.alive(pid, started) for pid, started in ours):
+            assert time.monotonic() < deadline, "OpenVPN survived icelab clean"
+            time.sleep(0.05)
+    finally:
+        if up.poll() is None:
+            up.kill()
+            up.wait()
+        subprocess.run([sys.executable, "-m", "lab.cli", "clean"], capture_output=True, timeout=60)
