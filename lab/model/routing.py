@@ -144,11 +144,27 @@ def source_address(nodes: dict[str, Node], src: str, dst):
 
 
 def reachable(nodes: dict[str, Node], src: str, dst) -> bool:
-    """Would a ping from ``src`` to ``dst`` get its answer? Both directions must route."""
+    """Would a ping from ``src`` to ``dst`` get its answer? Both directions must route.
+    A VPN client's tunnelled traffic leaves its concentrator masqueraded (lab/model/vpn.py),
+    and a reply a client sends into its tunnel comes back from the wrong address."""
+    from .vpn import tunnelled
+    back_from = _owner(nodes, dst)
+    client = nodes[src]
+    if tunnelled(client, dst):
+        conc = client.vpn.concentrator
+        if trace(nodes, src, client.vpn.remote) is None or trace(nodes, conc, dst) is None:
+            return False
+        nat = source_address(nodes, conc, dst)
+        if back_from is None or nat is None:
+            return False
+        if back_from[0].name == conc:
+            return True
+        return not tunnelled(back_from[0], nat) and trace(nodes, back_from[0].name, nat) is not None
     if trace(nodes, src, dst) is None:
         return False
-    back_from = _owner(nodes, dst)
     source = source_address(nodes, src, dst)
+    if back_from is not None and source is not None and tunnelled(back_from[0], source):
+        return False
     return back_from is not None and source is not None and trace(nodes, back_from[0].name, source) is not None
 
 

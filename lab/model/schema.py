@@ -13,10 +13,12 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from .errors import Problem, did_you_mean
 from .loader import Located
+from .vdi import DEFAULT_PORT as VDI_PORT, VdiSpec
+from .vpn import VpnSpec
 
 SERVICES = ("turn", "signalling", "media")
 KINDS = ("host", "lan", "router", "firewall", "nat", "vpn", "vdi")
-RESERVED_KINDS = {"firewall": 4, "nat": 4, "vpn": 8, "vdi": 8}   # kind -> issue that brings it
+RESERVED_KINDS = {"firewall": 4, "nat": 4}   # kind -> issue that brings it
 
 SCHEMA_ID = "https://icelab.invalid/schema/topology.json"
 
@@ -46,6 +48,8 @@ class HostNode(_NodeBase):
         default_factory=list, description="cloud services this server runs")
     routes: list[Route] | None = Field(
         None, description="static routes; when given they replace the computed ones ([] = connected subnets only)")
+    vpn: VpnSpec | None = Field(None, description="an OpenVPN tunnel to a vpn node (see docs/vpn.md)")
+    vdi: VdiSpec | None = Field(None, description="a thin client of a vdi node's virtual desktop (see docs/vdi.md)")
 
 
 class LanNode(_NodeBase):
@@ -64,14 +68,33 @@ class RouterNode(_NodeBase):
         None, description="static routes; when given they replace the computed ones")
 
 
+class VpnNode(_NodeBase):
+    """A VPN concentrator: a router that terminates OpenVPN tunnels (see docs/vpn.md)."""
+
+    kind: Literal["vpn"]
+    routes: list[Route] | None = Field(
+        None, description="static routes; when given they replace the computed ones")
+    tunnel: str | None = Field(None, description="the tunnels' prefix, e.g. 10.200.0.0/24 (default: a /24 from 10.200.0.0/16)")
+
+
+class VdiNode(_NodeBase):
+    """A virtual desktop host in the data centre (see docs/vdi.md). Does not forward."""
+
+    kind: Literal["vdi"]
+    routes: list[Route] | None = Field(
+        None, description="static routes; when given they replace the computed ones")
+    port: int = Field(VDI_PORT, ge=1, le=65535,
+                      description="display protocol port (Citrix HDX 1494, RDP 3389, Blast 22443, PCoIP 4172)")
+
+
 class ReservedNode(BaseModel):
-    """Kinds reserved for later releases (firewall, nat, vpn, vdi)."""
+    """Kinds reserved for later releases (firewall, nat)."""
 
     model_config = ConfigDict(extra="allow")
-    kind: Literal["firewall", "nat", "vpn", "vdi"]
+    kind: Literal["firewall", "nat"]
 
 
-Node = Annotated[Union[HostNode, LanNode, RouterNode, ReservedNode], Field(discriminator="kind")]
+Node = Annotated[Union[HostNode, LanNode, RouterNode, VpnNode, VdiNode, ReservedNode], Field(discriminator="kind")]
 
 
 class Endpoint(Strict):
@@ -199,9 +222,11 @@ _HINTS = {
     "via": "a route needs 'to' (a prefix or default) and 'via' (next hop)",
     "prefix": "a pool needs a prefix and a size: {prefix: 10.0.0.0/8, size: 24}",
     "size": "a pool needs a prefix and a size: {prefix: 10.0.0.0/8, size: 24}",
+    "concentrator": "name the vpn node that terminates the tunnel: vpn: {concentrator: vpn-gw}",
+    "desktop": "name the vdi node whose desktop this host shows: vdi: {desktop: vdi1}",
 }
 
-_BY_KIND = {"host": HostNode, "lan": LanNode, "router": RouterNode}
+_BY_KIND = {"host": HostNode, "lan": LanNode, "router": RouterNode, "vpn": VpnNode, "vdi": VdiNode}
 
 
 def _node_problems(exc: ValidationError, doc: Located, name: str, raw: dict) -> list[Problem]:

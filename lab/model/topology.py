@@ -9,8 +9,9 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
+from typing import Any
 
-FORWARDING_KINDS = {"router"}
+FORWARDING_KINDS = {"router", "vpn"}
 
 
 @dataclass
@@ -59,6 +60,9 @@ class Node:
     interfaces: list[Interface] = field(default_factory=list)
     routes: list[Route] = field(default_factory=list)
     static_routes: bool = False     # routes given in the file rather than computed
+    vpn: Any = None                 # hosts: a lab.model.vpn.VpnClient
+    tunnels: list = field(default_factory=list)   # vpn nodes: lab.model.vpn.Tunnel instances
+    vdi: Any = None                 # hosts: a lab.model.vdi.VdiClient (thin client)
 
     @property
     def forwards(self) -> bool:
@@ -78,6 +82,12 @@ class Node:
             d["services"] = list(self.services)
         if self.kind != "lan":
             d["routes"] = [r.to_dict() for r in self.routes]
+        if self.vpn is not None:
+            d["vpn"] = self.vpn.to_dict()
+        if self.tunnels:
+            d["tunnels"] = [t.to_dict() for t in self.tunnels]
+        if self.vdi is not None:
+            d["vdi"] = self.vdi.to_dict()
         for k in ("label", "zone"):
             if getattr(self, k):
                 d[k] = getattr(self, k)

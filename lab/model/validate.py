@@ -17,7 +17,8 @@ from .addressing import (ALLOWED_TEXT, DEFAULT_POOLS, PoolAllocator, allocate_ho
                          host_count, in_allowed_range, last_host, parse_address, parse_prefix)
 from .errors import InputError, Problem, did_you_mean
 from .loader import Located, load_yaml
-from .routing import compute_routes
+from . import vdi, vpn
+from .routing import compute_routes, reachable, trace
 from .topology import DEFAULT_ROUTE, Interface, Link, Node, Route, Subnet, Topology
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9-]*$")
@@ -104,9 +105,11 @@ class Resolver:
         self._addresses(subnets)
         self._ifnames()
         self._services()
+        subnet_list = list(subnets.values())
+        vpn.resolve(self, subnet_list)
+        vdi.resolve(self)
         if not self.complete:
             return None, self.problems
-        subnet_list = list(subnets.values())
         self._static_routes()
         if not self.complete:
             return None, self.problems
@@ -118,6 +121,12 @@ class Resolver:
             names = ", ".join(who[:6]) + (f" and {len(who) - 6} more" if len(who) > 6 else "")
             self.err(where, f"subnet {net} ({s.label}) is unreachable from {names}",
                      "connect it through a router (hosts do not forward), or give those nodes static routes")
+        for client, conc, _why in vpn.attach_remotes(self.nodes, trace):
+            self.err(("nodes", client, "vpn", "concentrator"), f"'{client}' has no route to '{conc}' outside the tunnel",
+                     "the tunnel runs over the lab's routed network: link both to it")
+        for client, desktop in vdi.attach_addresses(self.nodes, reachable):
+            self.err(("nodes", client, "vdi", "desktop"), f"'{client}' cannot reach the virtual desktop '{desktop}'",
+                     "the display protocol needs a routed path both ways (a full-tunnel VPN client reaches it through the tunnel)")
         if self.problems:
             return None, self.problems
         topo_links = []

@@ -22,7 +22,7 @@ from typing import Callable, Iterator
 from mininet.net import Mininet
 
 from lab.model.topology import Topology
-from . import procs, render
+from . import procs, render, vdi, vpn
 from .nodes import LabBridge, LabIntf, LabLink, LabNode
 from .state import LabState, NodeState, all_states, get, remove_files, shell_name
 
@@ -63,6 +63,8 @@ class Network:
     state: LabState | None = None
     nodes: dict = field(default_factory=dict)     # name -> Mininet node
     timings: dict[str, float] = field(default_factory=dict)
+    vpn: object = None                            # lab.net.vpn.VpnRun when the lab has tunnels
+    vdi: object = None                            # lab.net.vdi: desktop name -> display server
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -123,6 +125,14 @@ class Network:
         t1 = time.monotonic()
         self._wait_ready()
         self.timings["ready"] = time.monotonic() - t1
+        if vpn.configured(self.topo):      # tunnels need the underlay up (lab/net/vpn.py)
+            self.progress("starting VPN tunnels")
+            t1 = time.monotonic()
+            vpn.start(self)
+            self.timings["vpn"] = time.monotonic() - t1
+        if vdi.configured(self.topo):      # display servers of virtual desktops (lab/net/vdi.py)
+            self.progress("starting virtual desktops")
+            vdi.start(self)
         self.state.status = "running"
         self.state.save()
         self.timings["total"] = time.monotonic() - t0

@@ -110,6 +110,34 @@ class LabCA:
                + self._cert.public_bytes(serialization.Encoding.PEM), mode=0o644)
         return Issued(cert_p, key_p)
 
+    def issue_client(self, name: str) -> Issued:
+        """A client certificate whose common name is ``name`` (clientAuth EKU), for lab
+        clients that prove who they are with TLS, such as an OpenVPN client. Written to
+        ``<dir>/<name>.pem`` and ``<name>.key``; issued again on every call."""
+        key = ec.generate_private_key(ec.SECP256R1())
+        now = datetime.datetime.now(datetime.timezone.utc)
+        cert = (x509.CertificateBuilder()
+                .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
+                .issuer_name(self._cert.subject)
+                .public_key(key.public_key())
+                .serial_number(x509.random_serial_number())
+                .not_valid_before(now - datetime.timedelta(minutes=5))
+                .not_valid_after(now + VALIDITY)
+                .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+                .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=False, crl_sign=False,
+                                             content_commitment=False, key_encipherment=False,
+                                             data_encipherment=False, key_agreement=True,
+                                             encipher_only=False, decipher_only=False), critical=True)
+                .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+                .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(self._key.public_key()),
+                               critical=False)
+                .sign(self._key, hashes.SHA256()))
+        cert_p, key_p = self.dir / f"{name}.pem", self.dir / f"{name}.key"
+        _write(key_p, key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                        serialization.NoEncryption()))
+        _write(cert_p, cert.public_bytes(serialization.Encoding.PEM), mode=0o644)
+        return Issued(cert_p, key_p)
+
     def client_context(self) -> ssl.SSLContext:
         """What a lab client uses: trusts this CA only, checks host names."""
         ctx = ssl.create_default_context(cafile=str(self.cert_path))

@@ -1,0 +1,133 @@
+"""VDI in a running lab: each virtual desktop serves its display channel (lab/net/display.py).
+
+The desktop's display server starts with the lab (after the VPN tunnels, so thin clients
+behind a VPN reach it through their tunnel) in the vdi node's namespace, started with the
+node's ``popen`` so that it carries the lab's mark and ends with the lab. A thin client
+measures the channel on demand with :func:`display_channel`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from lab.model.topology import Topology
+
+ROOT = Path(__file__).resolve().parents[2]
+START_TIMEOUT = 10.0
+#: the display server's module (run with ``python -m``)
+SERVER_MODULE = "lab.net.display"
+
+
+def configured(topo: Topology) -> bool:
+    return any(n.vdi is not None for n in topo.nodes.values())
+
+
+def _python_env() -> dict:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
+    return env
+
+
+def start(network) -> dict[str, subprocess.Popen]:
+    """Start the display server of every desktop that has thin clients; wait until each
+    listens. Raises LabError naming the desktop and what it printed."""
+    from .network import LabError
+    topo: Topology = network.topo
+    ports = {n.vdi.desktop: n.vdi.port for n in topo.nodes.values() if n.vdi is not None}
+    servers = {}
+    for desktop, port in sorted(ports.items()):
+        servers[desktop] = network.nodes[desktop].popen(
+            [sys.executable, "-m", SERVER_MODULE, "serve", str(port)], cwd=str(ROOT), env=_python_env(),
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    network.vdi = servers
+    deadline = time.monotonic() + START_TIMEOUT
+    for desktop, proc in servers.items():
+        ready, _, _ = select.select([proc.stdout], [], [], max(0.0, deadline - time.monotonic()))
+        line = proc.stdout.readline().decode(errors="replace") if ready else ""
+        if "listening on" not in line:
+            rest = ""
+            if proc.poll() is not None:
+                rest = proc.stdout.read().decode(errors="replace")
+            raise LabError(f"virtual desktop '{desktop}': the display server did not start within "
+                           f"{START_TIMEOUT:g} s: {(line + rest).strip() or 'no output'}")
+    return servers
+
+
+@dataclass
+class DisplayStats:
+    """The desktop's audio as the thin client receives it over the display channel."""
+
+    client: str
+    desktop: str
+    frames: int
+    delay_ms_mean: float
+    delay_ms_p95: float
+    delay_ms_max: float
+    jitter_ms: float
+    connect_ms: float
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def display_channel(network, client: str, seconds: float = 1.0) -> DisplayStats:
+    """Connect ``client`` (a thin client) to its desktop and measure ``seconds`` of audio."""
+    from .network import LabError
+    vdi = network.topo.nodes[client].vdi
+    proc = network.nodes[client].popen(
+        [sys.executable, "-m", "lab.net.display", "listen", str(vdi.address), str(vdi.port), str(seconds)],
+        cwd=str(ROOT), env=_python_env(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    out, err = proc.communicate(timeout=seconds + 15)
+    if proc.returncode != 0:
+        raise LabError(f"thin client '{client}': the display channel to '{vdi.desktop}' "
+                       f"({vdi.address}:{vdi.port}) failed: {err.decode(errors='replace').strip()[-500:]}")
+    d = json.loads(out)
+    return DisplayStats(client, vdi.desktop, d["frames"], d["delay_ms_mean"], d["delay_ms_p95"],
+                        d["delay_ms_max"], d["jitter_ms"], d["connect_ms"])
+
+
+def _rtt_ms(network, src: str, dst, count: int = 10) -> float:
+    import re
+    out = network.cmd(src, f"ping -n -q -c {count} -i 0.02 -W 1 {dst}")
+    m = re.search(r"= [\d.]+/([\d.]+)/", out)
+    if m is None:
+        from .network import LabError
+        raise LabError(f"'{src}' cannot ping {dst}: {out.strip()[-200:]}")
+    return float(m.group(1))
+
+
+@dataclass
+class MouthToEar:
+    """The network's share of mouth-to-ear delay for each place the softphone can run,
+    in ms, one way: the media path (to TURN and on to the media edge, half the RTTs),
+    plus the display channel when the softphone runs in the desktop. The softphone's own
+    share (20 ms frames, jitter buffer, devices) comes on top, the same in both modes."""
+
+    redirected: float          # media redirection: the RTC engine runs on the thin client
+    in_desktop: float          # the softphone in the desktop: media from the data centre + display
+    display: DisplayStats
+
+    def to_dict(self) -> dict:
+        return {"redirected_ms": round(self.redirected, 3), "in_desktop_ms": round(self.in_desktop, 3),
+                "display": self.display.to_dict()}
+
+
+def mouth_to_ear(network, client: str, seconds: float = 1.0) -> MouthToEar:
+    """Measure both modes' network delay for thin client ``client`` (pings and the
+    display channel; the lab's TURN and media hosts are found by their services)."""
+    topo: Topology = network.topo
+    turn = next(n for n in topo.nodes.values() if "turn" in n.services)
+    media = next(n for n in topo.nodes.values() if "media" in n.services)
+    desktop = topo.nodes[client].vdi.desktop
+    relay_leg = _rtt_ms(network, turn.name, topo.address_of(media.name)) / 2
+    local = _rtt_ms(network, client, topo.address_of(turn.name)) / 2 + relay_leg
+    remote = _rtt_ms(network, desktop, topo.address_of(turn.name)) / 2 + relay_leg
+    display = display_channel(network, client, seconds)
+    return MouthToEar(local, remote + display.delay_ms_mean, display)
