@@ -12,11 +12,12 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from .errors import Problem, did_you_mean
+from .firewall import FirewallNode, NatNode
 from .loader import Located
 
 SERVICES = ("turn", "signalling", "media")
 KINDS = ("host", "lan", "router", "firewall", "nat", "vpn", "vdi")
-RESERVED_KINDS = {"firewall": 4, "nat": 4, "vpn": 8, "vdi": 8}   # kind -> issue that brings it
+RESERVED_KINDS = {"vpn": 8, "vdi": 8}   # kind -> issue that brings it
 
 SCHEMA_ID = "https://icelab.invalid/schema/topology.json"
 
@@ -46,6 +47,9 @@ class HostNode(_NodeBase):
         default_factory=list, description="cloud services this server runs")
     routes: list[Route] | None = Field(
         None, description="static routes; when given they replace the computed ones ([] = connected subnets only)")
+    os: Literal["windows", "linux"] | None = Field(
+        None, description="emulate this OS's ephemeral port range (windows 49152-65535, linux 32768-61000)")
+    ephemeral_ports: str | None = Field(None, description="ephemeral port range, e.g. '49152-65535' (wins over os)")
 
 
 class LanNode(_NodeBase):
@@ -65,13 +69,14 @@ class RouterNode(_NodeBase):
 
 
 class ReservedNode(BaseModel):
-    """Kinds reserved for later releases (firewall, nat, vpn, vdi)."""
+    """Kinds reserved for later releases (vpn, vdi)."""
 
     model_config = ConfigDict(extra="allow")
-    kind: Literal["firewall", "nat", "vpn", "vdi"]
+    kind: Literal["vpn", "vdi"]
 
 
-Node = Annotated[Union[HostNode, LanNode, RouterNode, ReservedNode], Field(discriminator="kind")]
+Node = Annotated[Union[HostNode, LanNode, RouterNode, FirewallNode, NatNode, ReservedNode],
+                 Field(discriminator="kind")]
 
 
 class Endpoint(Strict):
@@ -200,7 +205,7 @@ _HINTS = {
     "size": "a pool needs a prefix and a size: {prefix: 10.0.0.0/8, size: 24}",
 }
 
-_BY_KIND = {"host": HostNode, "lan": LanNode, "router": RouterNode}
+_BY_KIND = {"host": HostNode, "lan": LanNode, "router": RouterNode, "firewall": FirewallNode, "nat": NatNode}
 
 
 def _node_problems(exc: ValidationError, doc: Located, name: str, raw: dict) -> list[Problem]:

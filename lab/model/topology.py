@@ -10,7 +10,7 @@ import ipaddress
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 
-FORWARDING_KINDS = {"router"}
+FORWARDING_KINDS = {"router", "firewall", "nat"}
 
 
 @dataclass
@@ -59,6 +59,8 @@ class Node:
     interfaces: list[Interface] = field(default_factory=list)
     routes: list[Route] = field(default_factory=list)
     static_routes: bool = False     # routes given in the file rather than computed
+    policy: object | None = None    # firewall / nat: lab.model.firewall.FirewallPolicy or NatPolicy
+    ephemeral_ports: tuple[int, int] | None = None   # hosts: net.ipv4.ip_local_port_range
 
     @property
     def forwards(self) -> bool:
@@ -78,6 +80,10 @@ class Node:
             d["services"] = list(self.services)
         if self.kind != "lan":
             d["routes"] = [r.to_dict() for r in self.routes]
+        if self.policy is not None:
+            d[self.policy.kind] = self.policy.to_dict()
+        if self.ephemeral_ports:
+            d["ephemeral_ports"] = list(self.ephemeral_ports)
         for k in ("label", "zone"):
             if getattr(self, k):
                 d[k] = getattr(self, k)

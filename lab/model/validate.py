@@ -16,6 +16,7 @@ from . import schema
 from .addressing import (ALLOWED_TEXT, DEFAULT_POOLS, PoolAllocator, allocate_hosts, first_host,
                          host_count, in_allowed_range, last_host, parse_address, parse_prefix)
 from .errors import InputError, Problem, did_you_mean
+from .firewall import PolicyResolver, parse_ephemeral
 from .loader import Located, load_yaml
 from .routing import compute_routes
 from .topology import DEFAULT_ROUTE, Interface, Link, Node, Route, Subnet, Topology
@@ -91,6 +92,7 @@ class Resolver:
         self._addresses(subnets)
         self._ifnames()
         self._services()
+        self._policies()
         if self.problems:
             return None, self.problems
         subnet_list = list(subnets.values())
@@ -128,6 +130,7 @@ class Resolver:
             if isinstance(spec, schema.HostNode):
                 node.role = spec.role
                 node.services = list(dict.fromkeys(spec.services))
+                node.ephemeral_ports = parse_ephemeral(spec.os, spec.ephemeral_ports, self.err, ("nodes", name))
             nodes[name] = node
         return nodes
 
@@ -407,6 +410,10 @@ class Resolver:
                 if not where:
                     self.err(("nodes",), f"missing service '{s}': agents need it but no host runs it",
                              f"add 'services: [{s}]' to a server host in the cloud region")
+
+    def _policies(self) -> None:
+        """Firewall and nat nodes: inside/outside, sets, rules, user rulesets (firewall.py)."""
+        PolicyResolver(self.err, self.doc.file, self.nodes, self.t.nodes).run()
 
     def _static_routes(self) -> None:
         for name, spec in self.t.nodes.items():
