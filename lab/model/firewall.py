@@ -23,7 +23,7 @@ from ipaddress import IPv4Network
 from pathlib import Path
 from typing import Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from .errors import did_you_mean
 
@@ -121,6 +121,48 @@ NAT_BEHAVIOUR = {
     "symmetric": ("address-and-port-dependent", "address-and-port-dependent"),
     "full-cone": ("endpoint-independent", "endpoint-independent"),
 }
+
+
+_ITEMS = {"rules": TypeAdapter(FwRule), "presets": TypeAdapter(Union[Literal["softphone"], Preset]),
+          "sets": TypeAdapter(AddressSet)}
+_ITEM_MODEL = {"rules": FwRule, "presets": Preset, "sets": AddressSet}
+
+
+def parse_firewall(raw: dict, translate, doc, name: str):
+    """Structure of a firewall node, rule by rule: a broken rule is reported at its own path
+    and left out, and the node itself stays (its links do not turn into 'unknown node')."""
+    base = {k: v for k, v in raw.items() if k not in _ITEMS}
+    problems = []
+    try:
+        node = FirewallNode.model_validate(base)
+    except ValidationError as exc:
+        return None, [translate(e, doc, ("nodes", name), FirewallNode, tuple(e["loc"])) for e in exc.errors()]
+    update = {}
+    for key, adapter in _ITEMS.items():
+        if key not in raw:
+            continue
+        value = raw[key]
+        path = ("nodes", name, key)
+        want = dict if key == "sets" else list
+        if not isinstance(value, want):
+            problems.append(doc.problem(path, f"must be a {'mapping' if want is dict else 'list'}",
+                                        "see docs/firewall.md for the format"))
+            continue
+        good = {} if want is dict else []
+        for k, item in (value.items() if want is dict else enumerate(value)):
+            try:
+                v = adapter.validate_python(item)
+            except ValidationError as exc:
+                for e in exc.errors():
+                    rel = tuple(x for x in e["loc"] if x not in ("Preset", "literal['softphone']", "str"))
+                    problems.append(translate(e, doc, path + (k,), _ITEM_MODEL[key], rel))
+                continue
+            if want is dict:
+                good[k] = v
+            else:
+                good.append(v)
+        update[key] = good
+    return node.model_copy(update=update), problems
 
 
 # -- resolved form ---------------------------------------------------------------------
@@ -227,11 +269,12 @@ def parse_ports(value, err, path) -> list[tuple[int, int]] | None:
     return sorted(r for r, _ in out) if ok else None
 
 
-def load_ip_ranges(path: Path, service, region) -> tuple[list[str] | None, str | None, str | None]:
+def load_ip_ranges(path: Path, service, region, shown: str | None = None) -> tuple[list[str] | None, str | None, str | None]:
     """IPv4 prefixes of an ip-ranges.json file (AWS's published format), filtered.
-    Returns (prefixes, error, hint)."""
+    Returns (prefixes, error, hint); ``shown`` is the path as the author wrote it."""
+    real, path = path, (shown or str(path))
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(real.read_text(encoding="utf-8"))
     except FileNotFoundError:
         return None, f"ip-ranges file {path} not found", "the path is relative to the topology file"
     except (OSError, ValueError) as exc:
@@ -295,8 +338,9 @@ class PolicyResolver:
     """Meaning checks for firewall and nat nodes, run by the topology validator once
     interfaces have names and addresses. ``err(path, message, hint)`` records a problem."""
 
-    def __init__(self, err, file: str, nodes: dict, specs: dict):
+    def __init__(self, err, file: str, nodes: dict, specs: dict, neighbours: dict[str, set[str]] | None = None):
         self.err = err
+        self.neighbours = neighbours or {}   # node -> the nodes linked to it (from the file's links)
         self.base = Path(file).resolve().parent if file else Path.cwd()
         self.nodes = nodes          # resolved Node objects
         self.specs = specs          # parsed node specs
@@ -315,13 +359,13 @@ class PolicyResolver:
 
     def _sides(self, name, spec, node) -> tuple[list[str], list[str]] | None:
         path = ("nodes", name, "inside")
-        neighbours = [i.peer for i in node.interfaces]
+        neighbours = sorted(self.neighbours.get(name, set())) or [i.peer for i in node.interfaces]
         ok = True
         for j, n in enumerate(spec.inside):
             if n not in self.specs:
                 self.err(path + (j,), f"unknown node '{n}'", did_you_mean(n, self.specs, "nodes"))
                 ok = False
-            elif node.interfaces and n not in neighbours:
+            elif n not in neighbours:
                 self.err(path + (j,), f"'{n}' is not a neighbour of '{name}'",
                          "inside names the nodes linked to it: " + (", ".join(neighbours) or "none"))
                 ok = False
@@ -390,7 +434,7 @@ class PolicyResolver:
                 continue
             members += words
             if s.ip_ranges:
-                pr, msg, hint = load_ip_ranges(self.base / s.ip_ranges, s.service, s.region)
+                pr, msg, hint = load_ip_ranges(self.base / s.ip_ranges, s.service, s.region, s.ip_ranges)
                 if msg:
                     self.err(path + ("ip_ranges",), msg, hint)
                     continue

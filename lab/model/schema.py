@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from .errors import Problem, did_you_mean
-from .firewall import FirewallNode, NatNode
+from .firewall import FirewallNode, NatNode, parse_firewall
 from .loader import Located
 
 SERVICES = ("turn", "signalling", "media")
@@ -260,6 +260,12 @@ def parse(doc: Located) -> tuple[Topology | None, list[Problem]]:
         if not isinstance(raw, dict):
             problems.append(doc.problem(("nodes", name), f"must be a mapping, not {_kind_of(raw)}",
                                         "write the node as 'name: {kind: host}'"))
+            continue
+        if raw.get("kind") == "firewall":
+            fw, more = parse_firewall(raw, _translate, doc, name)
+            problems += more
+            if fw is not None:
+                nodes[name] = fw
             continue
         try:
             nodes[name] = _node_adapter.validate_python(raw)

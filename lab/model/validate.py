@@ -413,7 +413,12 @@ class Resolver:
 
     def _policies(self) -> None:
         """Firewall and nat nodes: inside/outside, sets, rules, user rulesets (firewall.py)."""
-        PolicyResolver(self.err, self.doc.file, self.nodes, self.t.nodes).run()
+        neighbours: dict[str, set[str]] = {}
+        for l in self.links:
+            if l is not None:
+                neighbours.setdefault(l["a"].node, set()).add(l["b"].node)
+                neighbours.setdefault(l["b"].node, set()).add(l["a"].node)
+        PolicyResolver(self.err, self.doc.file, self.nodes, self.t.nodes, neighbours).run()
 
     def _static_routes(self) -> None:
         for name, spec in self.t.nodes.items():

@@ -38,16 +38,18 @@ def ruleset(node: str, p: NatPolicy) -> str:
     lines = [f"# icelab nat '{node}' ({p.type}): inside {', '.join(p.inside)}; outside {', '.join(p.outside)}",
              f"table inet {TABLE} {{",
              "\tchain forward {", "\t\ttype filter hook forward priority filter; policy accept;",
-             f'\t\tiifname {outs} oifname {ins} ct state new ct status != dnat counter drop '
-             f'comment "r1: unsolicited from outside"', "\t}"]
+             # "ct status dnat" tests the flag; "!= dnat" would compare the whole status word
+             f'\t\tiifname {outs} oifname {ins} ct state new ct status dnat counter accept comment "r1: mapped inbound"',
+             f'\t\tiifname {outs} oifname {ins} ct state new counter drop comment "r2: unsolicited from outside"',
+             "\t}"]
     if p.type == "full-cone":
         lines += ["\tchain prerouting {", "\t\ttype nat hook prerouting priority dstnat; policy accept;",
-                  f'\t\tiifname {outs} ip daddr {p.public} counter dnat ip to {p.host} comment "r2: 1:1 inbound"',
+                  f'\t\tiifname {outs} ip daddr {p.public} counter dnat ip to {p.host} comment "r3: 1:1 inbound"',
                   "\t}"]
     lines += ["\tchain postrouting {", "\t\ttype nat hook postrouting priority srcnat; policy accept;"]
     if p.type == "full-cone":
-        lines.append(f'\t\tip saddr {p.host} oifname {outs} counter snat ip to {p.public} comment "r3: 1:1 outbound"')
-    lines.append(f'\t\toifname {outs} counter {masq} comment "r4: {masq}"')
+        lines.append(f'\t\tip saddr {p.host} oifname {outs} counter snat ip to {p.public} comment "r4: 1:1 outbound"')
+    lines.append(f'\t\toifname {outs} counter {masq} comment "r5: {masq}"')
     lines += ["\t}", "}"]
     return "\n".join(lines) + "\n"
 
