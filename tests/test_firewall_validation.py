@@ -125,3 +125,13 @@ def test_checking_a_user_ruleset_never_touches_the_root_ruleset(repo):
     assert topo.nodes["fw"].policy.ruleset.name == "office-firewall.nft"
     problems(repo / "tests/topologies/fw-syntax.yaml")
     assert subprocess.run(["nft", "list", "ruleset"], capture_output=True, text=True).stdout == before
+
+
+def test_reachability_model_knows_nat_and_icmp_policies(repo):
+    from lab.net.reach import plan
+    expected = {(p.src, p.dst): p.expected for p in plan(load_topology(repo / "topologies/office-nat.yaml"))}
+    assert expected[("agent1", "turn")] and not expected[("turn", "agent1")]    # nothing mapped from outside
+    path = repo / "topologies/office-firewall.yaml"
+    topo = load_topology(path, text=path.read_text().replace("mode: stateful", "mode: stateful\n    icmp: drop"))
+    expected = {(p.src, p.dst): p.expected for p in plan(topo)}
+    assert not expected[("agent1", "turn")] and not expected[("turn", "agent1")] and expected[("agent1", "agent2")]

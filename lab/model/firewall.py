@@ -588,3 +588,51 @@ def parse_ephemeral(os_name: str | None, ports: str | None, err, path) -> tuple[
     if os_name is not None:
         return EPHEMERAL[os_name]
     return None
+
+
+def _side(node, neighbour) -> str | None:
+    """'inside' / 'outside': the side of ``node`` on which ``neighbour`` (a node) is, found
+    through the subnet they share (a lan in between is transparent)."""
+    addrs = [a for a in neighbour.addresses]
+    for itf in node.interfaces:
+        if itf.subnet is not None and any(a.ip in itf.subnet for a in addrs):
+            pol = node.policy
+            return "inside" if itf.name in pol.inside else "outside"
+    return None
+
+
+def ping_blocked(nodes: dict, path: list[str]) -> bool:
+    """Does a policy on ``path`` (from routing.trace) drop a new ICMP echo or its reply?
+
+    A nat drops what enters from outside towards the inside (nothing is mapped for it).
+    A firewall passes it if the crossing direction accepts ICMP (the ``icmp`` rule or the
+    default policy) and, when stateless, the reply direction too. A user's own ruleset is
+    not modelled: icelab assumes it passes pings."""
+    for i in range(1, len(path) - 1):
+        node = nodes[path[i]]
+        pol = node.policy
+        if pol is None:
+            continue
+        came, goes = _side(node, nodes[path[i - 1]]), _side(node, nodes[path[i + 1]])
+        if came is None or goes is None or came == goes:
+            continue
+        if pol.kind == "nat":
+            if came == "outside":
+                return True
+            continue
+        if pol.ruleset is not None:
+            continue
+        out = "outbound" if came == "inside" else "inbound"
+        back = "inbound" if out == "outbound" else "outbound"
+        if not _icmp_passes(pol, out) or (pol.mode == "stateless" and not _icmp_passes(pol, back)):
+            return True
+    return False
+
+
+def _icmp_passes(pol: FirewallPolicy, direction: str) -> bool:
+    for r in pol.rules:
+        if r.direction != direction or r.match:
+            continue
+        if r.proto in ("icmp", "any") and not r.src and not r.dst:
+            return r.action == "accept"
+    return True

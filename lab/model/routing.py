@@ -144,8 +144,11 @@ def source_address(nodes: dict[str, Node], src: str, dst):
 
 
 def reachable(nodes: dict[str, Node], src: str, dst) -> bool:
-    """Would a ping from ``src`` to ``dst`` get its answer? Both directions must route."""
-    if trace(nodes, src, dst) is None:
+    """Would a ping from ``src`` to ``dst`` get its answer? Both directions must route,
+    and no firewall or nat on the way may drop it (lab.model.firewall.ping_blocked)."""
+    from .firewall import ping_blocked
+    path = trace(nodes, src, dst)
+    if path is None or ping_blocked(nodes, path):
         return False
     back_from = _owner(nodes, dst)
     source = source_address(nodes, src, dst)

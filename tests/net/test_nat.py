@@ -70,3 +70,11 @@ def _conntrack(pid: int) -> str:
         return open(f"/proc/{pid}/net/nf_conntrack").read()
     except FileNotFoundError:       # no procfs view: ask the kernel through nft's ct expression
         return firewall.nft(pid, "list", "ruleset")
+
+
+def test_icelab_check_agrees_with_the_nat(repo):
+    r = subprocess.run([sys.executable, "-m", "lab.cli", "check", "topologies/office-nat.yaml", "--json"],
+                       capture_output=True, text=True, cwd=repo)
+    out = json.loads(r.stdout)
+    assert r.returncode == 0 and out["mismatches"] == 0
+    assert any(not p["expected"] and not p["measured"] for p in out["probes"])   # outside -> inside: dropped
