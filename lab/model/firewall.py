@@ -19,7 +19,6 @@ import shutil
 import subprocess
 import tempfile
 from dataclasses import dataclass, field
-from ipaddress import IPv4Network
 from pathlib import Path
 from typing import Literal, Union
 

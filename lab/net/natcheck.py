@@ -15,7 +15,6 @@ host with two addresses; the first host outside that has two is chosen).
 
 from __future__ import annotations
 
-import os
 import socket
 import threading
 from dataclasses import dataclass
@@ -23,7 +22,7 @@ from dataclasses import dataclass
 from aioice import stun
 
 from lab.model.firewall import NAT_BEHAVIOUR
-from lab.services.stun5780 import ALTERNATE_PORT, CHANGE_IP, CHANGE_PORT, PRIMARY_PORT, Responder
+from lab.services.stun5780 import CHANGE_IP, CHANGE_PORT, PRIMARY_PORT, Responder
 
 from .netns import run_in
 
