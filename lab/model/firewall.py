@@ -124,6 +124,7 @@ NAT_BEHAVIOUR = {
 
 _ITEMS = {"rules": TypeAdapter(FwRule), "presets": TypeAdapter(Union[Literal["softphone"], Preset]),
           "sets": TypeAdapter(AddressSet)}
+_PRESET_NAME = TypeAdapter(Literal["softphone"])
 _ITEM_MODEL = {"rules": FwRule, "presets": Preset, "sets": AddressSet}
 
 
@@ -150,7 +151,12 @@ def parse_firewall(raw: dict, translate, doc, name: str):
         good = {} if want is dict else []
         for k, item in (value.items() if want is dict else enumerate(value)):
             try:
-                v = adapter.validate_python(item)
+                if key == "presets" and isinstance(item, dict):
+                    v = Preset.model_validate(item)      # report against the mapping form only
+                elif key == "presets":
+                    v = _PRESET_NAME.validate_python(item)
+                else:
+                    v = adapter.validate_python(item)
             except ValidationError as exc:
                 for e in exc.errors():
                     rel = tuple(x for x in e["loc"] if x not in ("Preset", "literal['softphone']", "str"))
@@ -466,7 +472,8 @@ class PolicyResolver:
                 return None
             path = self.base / spec.ruleset
             if not path.is_file():
-                self.err(("nodes", name, "ruleset"), f"nftables file {path} not found", "the path is relative to the topology file")
+                self.err(("nodes", name, "ruleset"), f"nftables file {spec.ruleset} " +
+                         ("is not a file" if path.exists() else "not found"), "the path is relative to the topology file")
                 return None
             if sides is None:
                 return None
