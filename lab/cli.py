@@ -328,8 +328,8 @@ def cmd_nat_check(args) -> int:
         print(json.dumps(res.to_dict(), indent=2))
     else:
         d = res.declared
-        out.print(f"{res.host} via {res.nat or 'no nat'} ({res.declared_type or 'undeclared'}), "
-                  f"responder {res.server[0]} / {res.server[1]}")
+        behind = f"behind nat '{res.nat}' ({res.declared_type})" if res.nat else "behind no nat"
+        out.print(f"{res.host} {behind}; responder {res.server[0]} / {res.server[1]}")
         out.print(f"  mapping:   declared {d[0] if d else '-':28} measured {res.mapping}")
         out.print(f"  filtering: declared {d[1] if d else '-':28} measured {res.filtering}")
         out.print(f"  mapped addresses: {', '.join(res.mapped)}")

@@ -158,8 +158,13 @@ def parse_firewall(raw: dict, translate, doc, name: str):
                 else:
                     v = adapter.validate_python(item)
             except ValidationError as exc:
+                seen = set()
                 for e in exc.errors():
-                    rel = tuple(x for x in e["loc"] if x not in ("Preset", "literal['softphone']", "str"))
+                    # drop pydantic's union-member tags ('str', 'list[str]', 'int'); one message per place
+                    rel = tuple(x for x in e["loc"] if not (isinstance(x, str) and (x in ("str", "int") or "[" in x)))
+                    if rel in seen:
+                        continue
+                    seen.add(rel)
                     problems.append(translate(e, doc, path + (k,), _ITEM_MODEL[key], rel))
                 continue
             if want is dict:

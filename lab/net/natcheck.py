@@ -133,19 +133,24 @@ def pick_server(topo: dict, host: str) -> tuple[str, str, str] | None:
 
 
 def declared_nat(topo: dict, host: str) -> tuple[str | None, str | None]:
-    """(nat node, type) that the host sits behind: a nat whose inside neighbour is the host
-    or the host's lan; the only nat of the lab otherwise."""
+    """(nat node, type) that the host sits behind: the first nat reached from the host
+    through one of the nat's inside interfaces, without crossing another nat."""
     nodes = topo.get("nodes", {})
-    peers = {i["peer"] for i in nodes.get(host, {}).get("interfaces", [])} | {host}
-    nats = {n: spec for n, spec in nodes.items() if spec.get("kind") == "nat"}
-    for name, spec in nats.items():
-        ifs = {i["name"]: i["peer"] for i in spec.get("interfaces", [])}
-        inside_peers = {ifs.get(i) for i in spec.get("nat", {}).get("inside", [])}
-        if inside_peers & peers:
-            return name, spec["nat"]["type"]
-    if len(nats) == 1:
-        name, spec = next(iter(nats.items()))
-        return name, spec.get("nat", {}).get("type")
+    seen, todo = {host}, [host]
+    while todo:
+        here = todo.pop(0)
+        for itf in nodes.get(here, {}).get("interfaces", []):
+            peer = itf["peer"]
+            if peer in seen:
+                continue
+            seen.add(peer)
+            spec = nodes.get(peer, {})
+            if spec.get("kind") == "nat":
+                towards = next((i["name"] for i in spec.get("interfaces", []) if i["peer"] == here), None)
+                if towards in spec.get("nat", {}).get("inside", []):
+                    return peer, spec["nat"]["type"]
+                continue
+            todo.append(peer)
     return None, None
 
 

@@ -45,6 +45,11 @@ def test_nat_check_measures_the_declared_type(repo, typ):
             assert r.returncode == 0, r.stderr
             out = json.loads(r.stdout)
             assert out["ok"] and out["measured"] == {"mapping": EXPECTED[typ][0], "filtering": EXPECTED[typ][1]}
+            # a host outside the nat: nothing declared, nothing translated
+            outside = check(topo.to_dict(), pids, "turn")
+            assert outside.nat is None and outside.ok is None
+            assert (outside.mapping, outside.filtering) == ("endpoint-independent", "endpoint-independent")
+            assert outside.mapped[0].split(":")[0] == str(topo.address_of("turn"))
 
 
 def test_conntrack_timeouts_are_per_namespace_and_flush_forgets_mappings(repo):
