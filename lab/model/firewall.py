@@ -647,3 +647,34 @@ def _icmp_passes(pol: FirewallPolicy, direction: str) -> bool:
         if r.proto in ("icmp", "any") and not r.src and not r.dst:
             return r.action == "accept"
     return True
+
+
+def rule_from_spec(topo, node: str, spec: dict) -> Rule:
+    """A rule written like the YAML ones (``{direction, action, proto, src, dst, port, sport,
+    name, log}``) resolved against a lab's topology and the node's sets, for adding at run
+    time. Raises ValueError naming every problem."""
+    from .errors import format_path
+    try:
+        r = FwRule.model_validate(spec)
+    except ValidationError as exc:
+        raise ValueError("; ".join(f"{format_path(e['loc'])}: {e['msg']}" for e in exc.errors())) from None
+    problems: list[str] = []
+
+    def err(path, message, hint=None):
+        problems.append(f"{format_path(path)}: {message}" + (f" (hint: {hint})" if hint else ""))
+
+    policy = topo.nodes[node].policy
+    if policy is None or getattr(policy, "kind", None) != "firewall" or policy.ruleset is not None:
+        raise ValueError(f"'{node}' is not a firewall with icelab rules")
+    res = PolicyResolver(err, topo.file, topo.nodes, {n: None for n in topo.nodes})
+    known = {s: True for s in policy.sets}
+    src = res._address_words(r.src, known, ("src",))
+    dst = res._address_words(r.dst, known, ("dst",))
+    dport = parse_ports(r.port, err, ("port",)) if r.port is not None else []
+    sport = parse_ports(r.sport, err, ("sport",)) if r.sport is not None else []
+    if (r.port is not None or r.sport is not None) and r.proto not in ("tcp", "udp"):
+        err(("proto",), f"ports need proto tcp or udp, not {r.proto}")
+    if problems:
+        raise ValueError("; ".join(problems))
+    return Rule(0, r.name or "run-time rule", r.direction, r.action, r.proto, src=src, dst=dst,
+                dport=dport, sport=sport, log=r.log)

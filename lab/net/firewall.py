@@ -22,7 +22,7 @@ import json
 import subprocess
 from dataclasses import dataclass
 
-from lab.model.firewall import FirewallPolicy, Rule, render_defines
+from lab.model.firewall import FirewallPolicy, Rule, render_defines, rule_from_spec
 
 TABLE = "icelab"
 
@@ -174,3 +174,12 @@ def add_rule(pid: int, node: str, policy: FirewallPolicy, rule: Rule) -> Rule:
                              f"{rule_text(node, rule)}\n")
     policy.rules.append(rule)
     return rule
+
+
+def add(network, node: str, spec: dict) -> Rule:
+    """Add a rule written like the YAML ones to a running lab's firewall, e.g.
+    ``add(net, "fw", {"name": "linux return", "direction": "inbound", "action": "accept",
+    "proto": "udp", "src": "connect", "sport": 3478, "port": "32768-61000"})``.
+    Raises ValueError for a rule that would not validate."""
+    rule = rule_from_spec(network.topo, node, spec)
+    return add_rule(network.node(node).pid, node, network.topo.nodes[node].policy, rule)

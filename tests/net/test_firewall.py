@@ -12,7 +12,6 @@ import pytest
 from scapy.layers.inet import ICMP, IP, TCP, UDP
 
 from lab.model import load_topology
-from lab.model.firewall import Rule
 from lab.net import Network, firewall, nat
 from lab.net.netns import run_in
 
@@ -155,10 +154,11 @@ def test_stateless_firewall_needs_return_rules(repo):
         c("turn", udp(TURN, AGENT2, 3478, 40000), "agent2", 11, False)          # ... its reply dropped
         c("turn", udp(TURN, AGENT1, 3478, 20000), "agent1", 11, False)          # not an ephemeral port
         # the fix, at run time: the Linux return rule
-        rule = firewall.add_rule(net.node("fw").pid, "fw", p, Rule(
-            0, "linux return", "inbound", "accept", "udp", src=["@connect"], sport=[(3478, 3478)],
-            dport=[(32768, 61000)]))
-        assert rule.number == 12
+        with pytest.raises(ValueError, match="unknown set or node 'conect'"):
+            firewall.add(net, "fw", {"direction": "inbound", "action": "accept", "src": "conect"})
+        rule = firewall.add(net, "fw", {"name": "linux return", "direction": "inbound", "action": "accept",
+                                        "proto": "udp", "src": "connect", "sport": 3478, "port": "32768-61000"})
+        assert rule.number == 12 and p is net.topo.nodes["fw"].policy
         c("turn", udp(TURN, AGENT2, 3478, 40000), "agent2", 12, True)
         c("agent1", syn(AGENT1, SIGNALLING, 50001, 443), "signalling", 3, True)
         c("signalling", syn(SIGNALLING, AGENT1, 443, 50001, "SA"), "agent1", 5, True)
