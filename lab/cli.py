@@ -309,6 +309,9 @@ def cmd_fw(args) -> int:
         t.add_row(str(r.number) if r.number is not None else "-", r.name, f"{r.table}/{r.chain}",
                   str(r.packets), str(r.bytes))
     out.print(t)
+    for r in rules:
+        if r.peers:
+            out.print(r.sentence())
     return EXIT_OK
 
 

@@ -62,7 +62,8 @@ def test_stateful_rendering_uses_conntrack_and_counts_every_rule(repo):
     assert "elements = { 203.0.113.0/28, 203.0.113.32/27 }" in text
     rules = [line for line in text.splitlines() if "comment \"r" in line]
     assert len(rules) == len(topo.nodes["fw"].policy.rules) and all("counter" in r.split() for r in rules)
-    assert rules[-1].strip() == 'counter drop comment "r10: default drop, inbound"'
+    assert rules[-1].strip() == ('update @refused_r10 { ip saddr . meta l4proto . th sport } '
+                                 'counter drop comment "r10: default drop, inbound"')
     # one table, loaded atomically with nft -f inside the node's namespace
     assert "nft -f - <<'NFT'" in script(topo, topo.nodes["fw"]) and text.count("table ") == 1
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from lab.model.firewall import FirewallPolicy, Rule, render_defines, rule_from_spec
 
@@ -55,6 +55,10 @@ def rule_text(node: str, r: Rule) -> str:
         parts.append(f"{r.proto} sport {_ports(r.sport)}")
     if r.dport:
         parts.append(f"{r.proto} dport {_ports(r.dport)}")
+    if r.action in ("drop", "reject"):
+        # remember who was refused (remote address, protocol, remote port) with a counter each
+        key = "ip saddr . meta l4proto . th sport" if r.direction == "inbound" else "ip daddr . meta l4proto . th dport"
+        parts.append(f"update @{peers_set(r)} {{ {key} }}")
     parts.append("counter")
     if r.log:
         parts.append(f'log prefix "icelab {node} r{r.number}: "')
@@ -62,6 +66,16 @@ def rule_text(node: str, r: Rule) -> str:
     comment = f"r{r.number}: {r.name}".replace('"', "'")
     parts.append(f'comment "{comment}"')
     return " ".join(parts)
+
+
+def peers_set(r: Rule) -> str:
+    return f"refused_r{r.number}"
+
+
+def _peers_block(r: Rule) -> list[str]:
+    key = "ip saddr . meta l4proto . th sport" if r.direction == "inbound" else "ip daddr . meta l4proto . th dport"
+    return [f"\tset {peers_set(r)} {{", f"\t\ttypeof {key}", "\t\tflags dynamic", "\t\tsize 4096",
+            "\t\tcounter", "\t}"]
 
 
 def _set_block(name: str, prefixes: list[str]) -> list[str]:
@@ -84,6 +98,9 @@ def ruleset(node: str, p: FirewallPolicy) -> str:
              f"table inet {TABLE} {{"]
     for name, prefixes in p.sets.items():
         lines += _set_block(nft_variable(name), prefixes)
+    for r in p.rules:
+        if r.action in ("drop", "reject"):
+            lines += _peers_block(r)
     if p.mode == "stateless":
         # no connection tracking at all: ct state is always 'untracked'
         lines += ["\tchain notrack_in {", "\t\ttype filter hook prerouting priority raw; policy accept;",
@@ -118,11 +135,26 @@ class RuleCounter:
     handle: int
     packets: int
     bytes: int
-    text: str = ""
+    action: str = ""
+    peers: list[tuple[str, str, int, int]] = field(default_factory=list)   # (address, proto, port, packets)
 
     def to_dict(self) -> dict:
         return {"number": self.number, "name": self.name, "table": self.table, "chain": self.chain,
-                "handle": self.handle, "packets": self.packets, "bytes": self.bytes}
+                "handle": self.handle, "packets": self.packets, "bytes": self.bytes,
+                "refused": [{"address": a, "proto": pr, "port": po, "packets": n} for a, pr, po, n in self.peers]}
+
+    def remote(self, i: int = 0) -> str:
+        a, proto, port, _n = self.peers[i]
+        return a if proto not in ("tcp", "udp") else f"{a}:{port}/{proto}"
+
+    def sentence(self) -> str:
+        """'rule 10 (default drop, inbound) dropped 36 packets from 203.0.113.10:3478/udp (36)'."""
+        verb = {"drop": "dropped", "reject": "rejected", "accept": "accepted"}.get(self.action, "matched")
+        text = f"rule {self.number} ({self.name}) {verb} {self.packets} packets"
+        if self.peers:
+            word = "from" if self.chain == "inbound" else "to"
+            text += f" {word} " + ", ".join(f"{self.remote(i)} ({self.peers[i][3]})" for i in range(min(3, len(self.peers))))
+        return text
 
 
 def nft(pid: int, *args: str, stdin: str | None = None) -> str:
@@ -150,8 +182,25 @@ def counters(pid: int) -> list[RuleCounter]:
         if comment.startswith("r") and ":" in comment and comment[1:comment.index(":")].isdigit():
             number = int(comment[1:comment.index(":")])
             name = comment[comment.index(":") + 1:].strip()
+        action = next((k for e in rule.get("expr", []) if isinstance(e, dict)
+                       for k in ("accept", "drop", "reject", "jump", "masquerade", "snat", "dnat") if k in e), "")
         out.append(RuleCounter(number, name or f"{rule['chain']} #{rule['handle']}", rule["table"], rule["chain"],
-                               rule["handle"], c.get("packets", 0), c.get("bytes", 0)))
+                               rule["handle"], c.get("packets", 0), c.get("bytes", 0), action=action))
+    refused = {}
+    for item in data.get("nftables", []):
+        st = item.get("set")
+        if st and st.get("table") == TABLE and st["name"].startswith("refused_r"):
+            rows = []
+            for e in st.get("elem", []):
+                e = e.get("elem", e)
+                val = e.get("val", {}).get("concat") if isinstance(e, dict) else None
+                if val and len(val) == 3:
+                    rows.append((str(val[0]), str(val[1]), int(val[2]) if str(val[2]).isdigit() else 0,
+                                 e.get("counter", {}).get("packets", 0)))
+            refused[(st["name"][len("refused_r"):])] = sorted(rows, key=lambda r: -r[3])
+    for c in out:
+        if c.table == TABLE and c.number is not None:
+            c.peers = refused.get(str(c.number), [])
     out.sort(key=lambda r: (r.number is None, r.number or 0))
     return out
 
@@ -170,8 +219,11 @@ def add_rule(pid: int, node: str, policy: FirewallPolicy, rule: Rule) -> Rule:
                     and c.name.startswith("default ")), None)
     where = ["position", str(default.handle)] if default else []
     verb = "insert" if default else "add"
-    nft(pid, "-f", "-", stdin=f"{verb} rule inet {TABLE} {rule.direction} {' '.join(where)} "
-                             f"{rule_text(node, rule)}\n")
+    text = ""
+    if rule.action in ("drop", "reject"):
+        text += f"add set inet {TABLE} {peers_set(rule)} {{ " + "; ".join(x.strip() for x in _peers_block(rule)[1:-1]) + "; }\n"
+    text += f"{verb} rule inet {TABLE} {rule.direction} {' '.join(where)} {rule_text(node, rule)}\n"
+    nft(pid, "-f", "-", stdin=text)
     policy.rules.append(rule)
     return rule
 

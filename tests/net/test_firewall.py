@@ -127,6 +127,10 @@ def test_stateful_firewall_rule_by_rule(repo):
         rows = {row["number"]: row for row in json.loads(r.stdout)["rules"]}
         assert rows[10]["name"] == "default drop, inbound" and rows[10]["packets"] == 2
         assert rows[9]["packets"] == 2 and rows[6]["packets"] >= 1
+        # who was refused, per rule: the report's sentence
+        assert rows[10]["refused"] == [{"address": TURN, "proto": "udp", "port": 3478, "packets": 2}]
+        c10 = next(c for c in firewall.counters(net.node("fw").pid) if c.number == 10)
+        assert c10.sentence() == "rule 10 (default drop, inbound) dropped 2 packets from 203.0.113.10:3478/udp (2)"
         assert "default drop, inbound" in subprocess.run(
             [sys.executable, "-m", "lab.cli", "fw", "show", topo.name, "fw"], capture_output=True, text=True, cwd=repo).stdout
         # the firewall's table lives in its namespace only
@@ -166,6 +170,9 @@ def test_stateless_firewall_needs_return_rules(repo):
         c("isp", udp(RESOLVER, AGENT1, 53, 50002), "agent1", 8, True)           # dns reply: its own rule
         c("turn", syn(TURN, AGENT1, 40003, 23), "agent1", 9, False)
         c("agent1", udp(AGENT1, TURN, 50003, 5000), "turn", 10, False)
+        firewall.add(net, "fw", {"name": "no 5001", "direction": "outbound", "action": "drop", "proto": "udp", "port": 5001})
+        c("agent1", udp(AGENT1, TURN, 50003, 5001), "turn", 13, False)
+        assert next(x for x in firewall.counters(net.node("fw").pid) if x.number == 13).remote() == f"{TURN}:5001/udp"
         c("agent1", ping(AGENT1, TURN), "turn", 1, True)
         c("turn", ping(TURN, AGENT1), "agent1", 2, True)
         # no connection tracking at all in the firewall
