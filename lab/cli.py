@@ -324,8 +324,9 @@ def cmd_nat_check(args) -> int:
     pids = {n: s.pid for n, s in st.nodes.items()}
     try:
         res = check(st.topology, pids, args.host, args.server)
-    except (LookupError, RuntimeError) as exc:
-        err.print(f"[red]nat-check: {exc}[/]")
+    except (LookupError, RuntimeError, OSError) as exc:
+        err.print(f"[red]nat-check: {exc}[/]\n    hint: the responder needs ports 3478 and 3479 free on both "
+                  "addresses of its host (--server picks another host)")
         return EXIT_FAIL
     if args.json:
         print(json.dumps(res.to_dict(), indent=2))

@@ -336,7 +336,11 @@ def check_ruleset(path: Path, defines: dict[str, str]) -> str | None:
         except subprocess.TimeoutExpired:
             return "nft -c timed out"
         if r.returncode != 0:
-            return (r.stderr or r.stdout).strip().replace(str(top), "(icelab variables)")
+            text = (r.stderr or r.stdout).strip()
+            if text.startswith("unshare:"):     # no namespace for the check: say so, not "syntax error"
+                return (f"cannot check it here ({text}); user namespaces may be disabled: "
+                        "validate as root (sudo icelab validate ...)")
+            return text.replace(str(top), "(icelab variables)")
     return None
 
 
