@@ -3,64 +3,19 @@ both directions, delivery checked at the far end, each packet attributed to its 
 the per-rule counters."""
 
 import json
-import socket
 import subprocess
 import sys
 import time
 
 import pytest
-from scapy.layers.inet import ICMP, IP, TCP, UDP
 
 from lab.model import load_topology
 from lab.net import Network, firewall, nat
-from lab.net.netns import run_in
+from packets import Sniffer, ping, send, syn, udp
 
 pytestmark = pytest.mark.root
 
 TURN, SIGNALLING, AGENT1, AGENT2, RESOLVER = "203.0.113.10", "203.0.113.40", "10.10.0.2", "10.10.0.3", "198.51.100.53"
-ETH_P_ALL, PACKET_OUTGOING = 0x0003, 4
-
-
-def send(net, node: str, pkt) -> None:
-    """A crafted IPv4 packet, sent from inside ``node`` (raw socket: the node routes it)."""
-    def go():
-        s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
-        try:
-            s.sendto(bytes(pkt), (pkt[IP].dst, 0))
-        finally:
-            s.close()
-    run_in(net.node(node).pid, go)
-
-
-class Sniffer:
-    """Every IPv4 packet arriving at a node (an AF_PACKET socket in its namespace)."""
-
-    def __init__(self, net, node: str):
-        self.sock = run_in(net.node(node).pid,
-                           lambda: socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL)))
-        self.sock.setblocking(False)
-
-    def saw(self, want, wait: float) -> bool:
-        deadline = time.monotonic() + wait
-        while True:
-            try:
-                data, addr = self.sock.recvfrom(65535)
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    return False
-                time.sleep(0.005)
-                continue
-            if addr[2] == PACKET_OUTGOING or len(data) < 34 or data[12:14] != b"\x08\x00":
-                continue
-            got = IP(data[14:])
-            if (got.src, got.dst, got.proto) == (want.src, want.dst, want.proto) and \
-                    getattr(got.payload, "dport", None) == getattr(want.payload, "dport", None):
-                return True
-
-    def close(self):
-        self.sock.close()
-
-
 def case(net, policy, src: str, pkt, dst_node: str | None, rule: int, delivered: bool | None) -> None:
     """Send ``pkt`` from ``src``; the rules of its direction must count it once, on ``rule``;
     it must (not) reach ``dst_node``."""
@@ -86,18 +41,6 @@ def case(net, policy, src: str, pkt, dst_node: str | None, rule: int, delivered:
         if sniffer:
             sniffer.close()
     time.sleep(0.03)     # let the far end's own answers (RST, ICMP) pass before the next case
-
-
-def udp(src, dst, sport, dport):
-    return IP(src=src, dst=dst) / UDP(sport=sport, dport=dport) / b"icelab"
-
-
-def syn(src, dst, sport, dport, flags="S"):
-    return IP(src=src, dst=dst) / TCP(sport=sport, dport=dport, flags=flags, seq=1000)
-
-
-def ping(src, dst):
-    return IP(src=src, dst=dst) / ICMP(type=8, id=7, seq=1)
 
 
 def test_stateful_firewall_rule_by_rule(repo):

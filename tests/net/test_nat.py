@@ -4,6 +4,7 @@ conntrack timeouts per namespace; conntrack flush."""
 import json
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -83,3 +84,25 @@ def test_icelab_check_agrees_with_the_nat(repo):
     out = json.loads(r.stdout)
     assert r.returncode == 0 and out["mismatches"] == 0
     assert any(not p["expected"] and not p["measured"] for p in out["probes"])   # outside -> inside: dropped
+
+
+def test_udp_conntrack_timeout_forgets_the_mapping(repo):
+    """udp_timeout: 1 s. A reply within it reaches the inside host through the mapping;
+    the same reply after it finds no mapping and dies at the nat."""
+    from packets import Sniffer, send, udp
+    path = repo / "topologies/office-nat.yaml"
+    topo = load_topology(path, text=path.read_text().replace("udp_timeout: 30", "udp_timeout: 1"))
+    stun, agent, public = "203.0.113.2", "10.10.0.2", "198.51.100.1"
+    with Network(topo) as net:
+        arrived = udp(stun, agent, 3478, 50000)          # what agent1 sees after the nat
+        sniffer = Sniffer(net, "agent1")
+        try:
+            send(net, "agent1", udp(agent, stun, 50000, 3478))
+            time.sleep(0.1)
+            send(net, "stun", udp(stun, public, 3478, 50000))   # mapping kept the port (EIM)
+            assert sniffer.saw(arrived, 1.0)
+            time.sleep(1.6)
+            send(net, "stun", udp(stun, public, 3478, 50000))
+            assert not sniffer.saw(arrived, 0.3)
+        finally:
+            sniffer.close()
