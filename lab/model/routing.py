@@ -144,12 +144,18 @@ def source_address(nodes: dict[str, Node], src: str, dst):
 
 
 def reachable(nodes: dict[str, Node], src: str, dst) -> bool:
-    """Would a ping from ``src`` to ``dst`` get its answer? Both directions must route,
-    and no firewall or nat on the way may drop it (lab.model.firewall.ping_blocked)."""
-    from .firewall import ping_blocked
-    path = trace(nodes, src, dst)
-    if path is None or ping_blocked(nodes, path):
+    """Would a ping from ``src`` to ``dst`` get its answer? Both directions must route."""
+    if trace(nodes, src, dst) is None:
+        return False
+    if _policy_drops(nodes, src, dst):
         return False
     back_from = _owner(nodes, dst)
     source = source_address(nodes, src, dst)
     return back_from is not None and source is not None and trace(nodes, back_from[0].name, source) is not None
+
+
+def _policy_drops(nodes: dict[str, Node], src: str, dst) -> bool:
+    """A firewall or nat on the way drops the ping (lab/model/firewall.py)."""
+    from .firewall import ping_blocked
+    path = trace(nodes, src, dst)
+    return path is not None and ping_blocked(nodes, path)
