@@ -381,6 +381,81 @@ def cmd_verify(args) -> int:
     bad = [r for r in results if r.verdict != "pass"]
     out.print(f"{len(results) - len(bad)} passed, {len(bad)} failed")
     return EXIT_FAIL if bad else EXIT_OK
+def _running_node(lab: str, node: str):
+    """(state, node state) of a running lab's node, or an exit status after saying why."""
+    from lab.net import procs
+    from lab.net.state import get
+    st = get(lab)
+    if st is None:
+        err.print(f"[red]no lab named '{lab}' is up[/]\n    hint: 'icelab status' lists the labs")
+        return EXIT_INPUT
+    ns = st.nodes.get(node)
+    if ns is None:
+        from lab.model.errors import did_you_mean
+        err.print(f"[red]lab '{lab}' has no node '{node}'[/]\n    hint: {did_you_mean(node, st.nodes, 'nodes')}")
+        return EXIT_INPUT
+    if not procs.alive(ns.pid, ns.started) or st.status != "running":
+        err.print(f"[red]lab '{lab}' is not running (status {st.status})[/]")
+        return EXIT_FAIL
+    return st, ns
+
+
+def cmd_fw(args) -> int:
+    from lab.net import firewall, nat
+    found = _running_node(args.name, args.node)
+    if isinstance(found, int):
+        return found
+    st, ns = found
+    if args.action == "flush":
+        nat.flush_conntrack(ns.pid)
+        err.print(f"{args.name}/{args.node}: conntrack flushed")
+        return EXIT_OK
+    rules = firewall.counters(ns.pid)
+    if args.json:
+        print(json.dumps({"lab": args.name, "node": args.node, "rules": [r.to_dict() for r in rules]}, indent=2))
+        return EXIT_OK
+    if not rules:
+        out.print(f"{args.name}/{args.node}: no rules with counters")
+        return EXIT_OK
+    from rich.table import Table
+    t = Table(title=f"{args.name} / {args.node}: rules and counters")
+    for col in ("rule", "name", "chain", "packets", "bytes"):
+        t.add_column(col, justify="right" if col in ("rule", "packets", "bytes") else "left")
+    for r in rules:
+        t.add_row(str(r.number) if r.number is not None else "-", r.name, f"{r.table}/{r.chain}",
+                  str(r.packets), str(r.bytes))
+    out.print(t)
+    for r in rules:
+        if r.peers:
+            out.print(r.sentence())
+    return EXIT_OK
+
+
+def cmd_nat_check(args) -> int:
+    from lab.net.natcheck import check
+    found = _running_node(args.name, args.host)
+    if isinstance(found, int):
+        return found
+    st, _ = found
+    pids = {n: s.pid for n, s in st.nodes.items()}
+    try:
+        res = check(st.topology, pids, args.host, args.server)
+    except (LookupError, RuntimeError, OSError) as exc:
+        err.print(f"[red]nat-check: {exc}[/]\n    hint: the responder needs ports 3478 and 3479 free on both "
+                  "addresses of its host (--server picks another host)")
+        return EXIT_FAIL
+    if args.json:
+        print(json.dumps(res.to_dict(), indent=2))
+    else:
+        d = res.declared
+        behind = f"behind nat '{res.nat}' ({res.declared_type})" if res.nat else "behind no nat"
+        out.print(f"{res.host} {behind}; responder {res.server[0]} / {res.server[1]}")
+        out.print(f"  mapping:   declared {d[0] if d else '-':28} measured {res.mapping}")
+        out.print(f"  filtering: declared {d[1] if d else '-':28} measured {res.filtering}")
+        out.print(f"  mapped addresses: {', '.join(res.mapped)}")
+        if res.ok is not None:
+            out.print("[green]as declared[/]" if res.ok else "[red]differs from the declaration[/]")
+    return EXIT_FAIL if res.ok is False else EXIT_OK
 
 
 # -- parser ------------------------------------------------------------------------
@@ -446,6 +521,20 @@ def parser() -> argparse.ArgumentParser:
                    help="run N scenarios at once, each in a lab of its own name")
     s.add_argument("-o", "--out", default="out", help="report folder (default: out/)")
     s.set_defaults(func=cmd_verify)
+
+    s = sub.add_parser("fw", help="a firewall/nat node's rules with packet counters; or flush its conntrack")
+    s.add_argument("action", choices=["show", "flush"], help="show: rules and counters; flush: forget connections")
+    s.add_argument("name", metavar="LAB")
+    s.add_argument("node", metavar="NODE")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_fw)
+
+    s = sub.add_parser("nat-check", help="discover a host's NAT mapping and filtering (RFC 5780), declared vs measured")
+    s.add_argument("name", metavar="LAB")
+    s.add_argument("host", metavar="HOST")
+    s.add_argument("--server", help="host with two addresses to run the responder on (default: the first found)")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_nat_check)
 
     s = sub.add_parser("clean", help="remove what killed labs left behind, and nothing else")
     s.add_argument("--dry-run", action="store_true", help="only say what would be removed")

@@ -162,6 +162,8 @@ def reachable(nodes: dict[str, Node], src: str, dst) -> bool:
         return not tunnelled(back_from[0], nat) and trace(nodes, back_from[0].name, nat) is not None
     if trace(nodes, src, dst) is None:
         return False
+    if _policy_drops(nodes, src, dst):
+        return False
     source = source_address(nodes, src, dst)
     if back_from is not None and source is not None and tunnelled(back_from[0], source):
         return False
@@ -190,3 +192,10 @@ def hops(nodes: dict[str, Node], src: str, dst) -> list[tuple[str, str | None, s
             return None
         node, arrived = owner[0], owner[1].name
     return None
+
+
+def _policy_drops(nodes: dict[str, Node], src: str, dst) -> bool:
+    """A firewall or nat on the way drops the ping (lab/model/firewall.py)."""
+    from .firewall import ping_blocked
+    path = trace(nodes, src, dst)
+    return path is not None and ping_blocked(nodes, path)

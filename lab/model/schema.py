@@ -12,13 +12,13 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from .errors import Problem, did_you_mean
+from .firewall import FirewallNode, NatNode, parse_firewall
 from .loader import Located
 from .vdi import DEFAULT_PORT as VDI_PORT, VdiSpec
 from .vpn import VpnSpec
 
 SERVICES = ("turn", "signalling", "media")
 KINDS = ("host", "lan", "router", "firewall", "nat", "vpn", "vdi")
-RESERVED_KINDS = {"firewall": 4, "nat": 4}   # kind -> issue that brings it
 
 SCHEMA_ID = "https://icelab.invalid/schema/topology.json"
 
@@ -50,6 +50,9 @@ class HostNode(_NodeBase):
         None, description="static routes; when given they replace the computed ones ([] = connected subnets only)")
     vpn: VpnSpec | None = Field(None, description="an OpenVPN tunnel to a vpn node (see docs/vpn.md)")
     vdi: VdiSpec | None = Field(None, description="a thin client of a vdi node's virtual desktop (see docs/vdi.md)")
+    os: Literal["windows", "linux"] | None = Field(
+        None, description="emulate this OS's ephemeral port range (windows 49152-65535, linux 32768-61000)")
+    ephemeral_ports: str | None = Field(None, description="ephemeral port range, e.g. '49152-65535' (wins over os)")
 
 
 class LanNode(_NodeBase):
@@ -87,14 +90,8 @@ class VdiNode(_NodeBase):
                       description="display protocol port (Citrix HDX 1494, RDP 3389, Blast 22443, PCoIP 4172)")
 
 
-class ReservedNode(BaseModel):
-    """Kinds reserved for later releases (firewall, nat)."""
-
-    model_config = ConfigDict(extra="allow")
-    kind: Literal["firewall", "nat"]
-
-
-Node = Annotated[Union[HostNode, LanNode, RouterNode, VpnNode, VdiNode, ReservedNode], Field(discriminator="kind")]
+Node = Annotated[Union[HostNode, LanNode, RouterNode, FirewallNode, NatNode, VpnNode, VdiNode],
+                 Field(discriminator="kind")]
 
 
 class Endpoint(Strict):
@@ -226,7 +223,8 @@ _HINTS = {
     "desktop": "name the vdi node whose desktop this host shows: vdi: {desktop: vdi1}",
 }
 
-_BY_KIND = {"host": HostNode, "lan": LanNode, "router": RouterNode, "vpn": VpnNode, "vdi": VdiNode}
+_BY_KIND = {"host": HostNode, "lan": LanNode, "router": RouterNode, "firewall": FirewallNode,
+            "nat": NatNode, "vpn": VpnNode, "vdi": VdiNode}
 
 
 def _node_problems(exc: ValidationError, doc: Located, name: str, raw: dict) -> list[Problem]:
@@ -281,6 +279,12 @@ def parse(doc: Located) -> tuple[Topology | None, list[Problem]]:
         if not isinstance(raw, dict):
             problems.append(doc.problem(("nodes", name), f"must be a mapping, not {_kind_of(raw)}",
                                         "write the node as 'name: {kind: host}'"))
+            continue
+        if raw.get("kind") == "firewall":
+            fw, more = parse_firewall(raw, _translate, doc, name)
+            problems += more
+            if fw is not None:
+                nodes[name] = fw
             continue
         try:
             nodes[name] = _node_adapter.validate_python(raw)

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from typing import Any
 
-FORWARDING_KINDS = {"router", "vpn"}
+FORWARDING_KINDS = {"router", "firewall", "nat", "vpn"}
 
 
 @dataclass
@@ -63,6 +63,8 @@ class Node:
     vpn: Any = None                 # hosts: a lab.model.vpn.VpnClient
     tunnels: list = field(default_factory=list)   # vpn nodes: lab.model.vpn.Tunnel instances
     vdi: Any = None                 # hosts: a lab.model.vdi.VdiClient (thin client)
+    policy: object | None = None    # firewall / nat: lab.model.firewall.FirewallPolicy or NatPolicy
+    ephemeral_ports: tuple[int, int] | None = None   # hosts: net.ipv4.ip_local_port_range
 
     @property
     def forwards(self) -> bool:
@@ -88,6 +90,10 @@ class Node:
             d["tunnels"] = [t.to_dict() for t in self.tunnels]
         if self.vdi is not None:
             d["vdi"] = self.vdi.to_dict()
+        if self.policy is not None:
+            d[self.policy.kind] = self.policy.to_dict()
+        if self.ephemeral_ports:
+            d["ephemeral_ports"] = list(self.ephemeral_ports)
         for k in ("label", "zone"):
             if getattr(self, k):
                 d[k] = getattr(self, k)

@@ -16,6 +16,7 @@ from . import schema
 from .addressing import (ALLOWED_TEXT, DEFAULT_POOLS, PoolAllocator, allocate_hosts, first_host,
                          host_count, in_allowed_range, last_host, parse_address, parse_prefix)
 from .errors import InputError, Problem, did_you_mean
+from .firewall import PolicyResolver, parse_ephemeral
 from .loader import Located, load_yaml
 from . import vdi, vpn
 from .routing import compute_routes, reachable, trace
@@ -105,6 +106,7 @@ class Resolver:
         self._addresses(subnets)
         self._ifnames()
         self._services()
+        self._policies()
         subnet_list = list(subnets.values())
         vpn.resolve(self, subnet_list)
         vdi.resolve(self)
@@ -141,15 +143,11 @@ class Resolver:
             msg, hint = check_name(name, "node name")
             if msg:
                 self.err(("nodes", name), msg, hint)
-            if isinstance(spec, schema.ReservedNode):
-                issue = schema.RESERVED_KINDS[spec.kind]
-                self.err(("nodes", name, "kind"), f"kind '{spec.kind}' is not available yet (it arrives with issue #{issue})",
-                         "use 'router' for a plain forwarding hop meanwhile")
-                continue
             node = Node(name, spec.kind, label=spec.label, zone=spec.zone)
             if isinstance(spec, schema.HostNode):
                 node.role = spec.role
                 node.services = list(dict.fromkeys(spec.services))
+                node.ephemeral_ports = parse_ephemeral(spec.os, spec.ephemeral_ports, self.err, ("nodes", name))
             nodes[name] = node
         return nodes
 
@@ -429,6 +427,15 @@ class Resolver:
                 if not where:
                     self.err(("nodes",), f"missing service '{s}': agents need it but no host runs it",
                              f"add 'services: [{s}]' to a server host in the cloud region")
+
+    def _policies(self) -> None:
+        """Firewall and nat nodes: inside/outside, sets, rules, user rulesets (firewall.py)."""
+        neighbours: dict[str, set[str]] = {}
+        for l in self.links:
+            if l is not None:
+                neighbours.setdefault(l["a"].node, set()).add(l["b"].node)
+                neighbours.setdefault(l["b"].node, set()).add(l["a"].node)
+        PolicyResolver(self.err, self.doc.file, self.nodes, self.t.nodes, neighbours).run()
 
     def _static_routes(self) -> None:
         for name, spec in self.t.nodes.items():

@@ -44,6 +44,20 @@ def ip_batch(node: Node) -> list[str]:
     return lines
 
 
+def policy_lines(node: Node) -> list[str]:
+    """Per-kind additions: a host's ephemeral ports, a firewall's or nat's nftables table."""
+    if node.ephemeral_ports:
+        lo, hi = node.ephemeral_ports
+        return [f"sysctl -q -w net.ipv4.ip_local_port_range='{lo} {hi}'"]
+    if node.kind == "firewall" and node.policy is not None:
+        from . import firewall
+        return firewall.script_lines(node)
+    if node.kind == "nat" and node.policy is not None:
+        from . import nat
+        return nat.script_lines(node)
+    return []
+
+
 def script(topo: Topology, node: Node) -> str:
     what = node.kind if node.kind != "host" else f"{node.role} host"
     out = [
@@ -55,6 +69,7 @@ def script(topo: Topology, node: Node) -> str:
         "ip -batch - <<'EOF'",
         *ip_batch(node),
         "EOF",
+        *policy_lines(node),
         "",
     ]
     return "\n".join(out)
