@@ -17,7 +17,7 @@ PYTEST_ARGS ?=
 .PHONY: setup apt venv demo test bench clean-labs help
 
 help:
-	@echo "sudo make demo   validate, draw and build the starter lab, check who reaches whom"
+	@echo "sudo make demo   run the scenario set (broken vs fixed networks); reports in out/"
 	@echo "sudo make test   run the test suite (real namespaces: needs root)"
 	@echo "sudo make setup  install apt packages and the virtualenv ($(VENV))"
 	@echo "sudo make bench  build/teardown benchmarks (results: docs/benchmarks.md)"
@@ -51,9 +51,8 @@ $(VENV)/.installed: pyproject.toml
 demo: setup
 	$(BIN)/icelab validate topologies/*.yaml
 	@mkdir -p out
-	$(BIN)/icelab graph topologies/agent-lan.yaml -o out/agent-lan.svg
-	$(BIN)/icelab graph topologies/agent-lan.yaml -o out/agent-lan.png
-	$(BIN)/icelab check topologies/agent-lan.yaml
+	$(BIN)/icelab graph topologies/office-firewall.yaml -o out/office-firewall.svg
+	$(BIN)/icelab verify scenarios --junit out/junit.xml -o out
 
 test: setup
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)

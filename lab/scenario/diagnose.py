@@ -122,3 +122,18 @@ def diagnose_probe(topo: Topology, obs: dict, run_id: str, spec, pcaps: dict[str
         else:
             out[key + "_where"] = where(pts, counts, what)
     return out
+
+
+def blame_rules(obs: dict, observations: dict) -> None:
+    """Where packets were dropped inside a firewall, name the rules that counted drops:
+    "...dropped inside fw; rule 10 (default drop, inbound) dropped 5 packets from ..."."""
+    for key in ("requests_where", "replies_where"):
+        text = obs.get(key, "")
+        if "dropped inside " not in text:
+            continue
+        node = text.rsplit("dropped inside ", 1)[1].split()[0]
+        fw = observations.get(f"firewall:{node}", {})
+        blamed = [r for r in fw.get("rules", []) if r.get("action") in ("drop", "reject") and r["packets"] > 0]
+        if blamed:
+            obs[key.replace("_where", "_dropped_by")] = [r["sentence"] for r in blamed]
+            obs[key] = text + "; " + "; ".join(r["sentence"] for r in blamed[:2])

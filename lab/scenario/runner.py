@@ -24,7 +24,7 @@ from lab.net import LabError, Network
 from lab.net.capture import Captures
 from lab.net.state import run_dir
 
-from .diagnose import diagnose_probe, path_points
+from .diagnose import blame_rules, diagnose_probe, path_points
 from .expect import Check, evaluate
 from .load import Scenario, Step
 
@@ -191,6 +191,7 @@ class Runner:
                 self._timeline()
                 if self.captures:
                     self.captures.stop()
+                self._firewall_counters()
                 self.network = None
             self.result.timings["total"] = time.monotonic() - t_start
             self._diagnose()
@@ -208,6 +209,20 @@ class Runner:
             self.result.verdict = "fail"
         return self.result
 
+    def _firewall_counters(self) -> None:
+        """Each firewall's rules with what they counted during the run (lab/net/firewall.py)."""
+        from lab.net import firewall
+        for node in self.scenario.topology.nodes.values():
+            if node.kind != "firewall":
+                continue
+            try:
+                rules = firewall.counters(self.network.node(node.name).pid)
+            except RuntimeError as exc:
+                self.result.observations[f"firewall:{node.name}"] = {"error": str(exc)}
+                continue
+            self.result.observations[f"firewall:{node.name}"] = {
+                "rules": [dict(r.to_dict(), action=r.action, sentence=r.sentence()) for r in rules]}
+
     def _diagnose(self) -> None:
         if not self.captures:
             return
@@ -220,6 +235,7 @@ class Runner:
             if obs and "error" not in obs:
                 obs.update(diagnose_probe(self.scenario.topology, obs, p.run_id, p.step.spec, pcaps,
                                           ip_address(p.address)))
+                blame_rules(obs, self.result.observations)
 
     def _timeline(self) -> None:
         s = self.scenario
