@@ -1,0 +1,88 @@
+"""Debian's coturn on 127.0.0.1 for loopback tests (free ports, REST secret)."""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+SECRET = "icelab-test-secret"
+
+
+def free_port() -> int:
+    """A port free for both UDP and TCP on 127.0.0.1."""
+    for _ in range(50):
+        t = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        t.bind(("127.0.0.1", 0))
+        port = t.getsockname()[1]
+        u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            u.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        finally:
+            t.close()
+            u.close()
+        return port
+    raise RuntimeError("no free port")
+
+
+@dataclass
+class Coturn:
+    port: int
+    secret: str
+    proc: subprocess.Popen
+
+    def url(self, transport: str = "udp") -> str:
+        return f"turn:127.0.0.1:{self.port}?transport={transport}"
+
+
+@contextlib.contextmanager
+def coturn(secret: str = SECRET):
+    exe = shutil.which("turnserver")
+    assert exe, "coturn's turnserver is not installed (apt-get install coturn)"
+    port = free_port()
+    relay_lo = 40000 + (port % 2000) * 10
+    with tempfile.TemporaryDirectory() as d:
+        log = Path(d) / "turn.log"
+        proc = subprocess.Popen(
+            [exe, "-n", "--listening-ip=127.0.0.1", "--relay-ip=127.0.0.1", f"--listening-port={port}",
+             "--use-auth-secret", f"--static-auth-secret={secret}", "--realm=lab",
+             "--allow-loopback-peers", "--no-cli", "--no-tls", "--no-dtls", "--no-stdout-log",
+             f"--log-file={log}", "--simple-log", f"--pidfile={Path(d) / 'pid'}",
+             f"--min-port={relay_lo}", f"--max-port={relay_lo + 9}", "--no-multicast-peers"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline:
+                with socket.socket() as s:
+                    if s.connect_ex(("127.0.0.1", port)) == 0:
+                        break
+                assert proc.poll() is None, f"turnserver exited: {log.read_text() if log.exists() else ''}"
+                time.sleep(0.02)
+            else:
+                raise RuntimeError("turnserver did not start listening")
+            yield Coturn(port, secret, proc)
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+@contextlib.contextmanager
+def black_hole_udp():
+    """A bound UDP port that never answers: what a silent DROP looks like to the sender."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("127.0.0.1", 0))
+    try:
+        yield s
+    finally:
+        s.close()
