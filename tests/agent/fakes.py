@@ -69,7 +69,7 @@ class FakeSignalling:
         self.connect_attempts = list(connect_attempts)
         self.answer_delay = answer_delay
         self.error_code = error_code
-        self.answer = answer if answer is not None else {"sdp": "v=0\r\n", "candidates": [cand(9)]}
+        self.answer = answer if answer is not None else {"sdp": "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n", "candidates": [cand(9)]}
         self.remote_bye = asyncio.Event()
         self.attempts = 0
         self.sent: list[str] = []
