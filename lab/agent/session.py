@@ -235,6 +235,7 @@ class RTCSession:
             for c in self.remote_candidates:
                 self.timeline.add("candidate", "remote", candidate=c.get("candidate"))
                 await self.peer.add_ice_candidate(c)
+            await self.peer.add_ice_candidate(None)  # no trickle: the answer had them all
         except Exception as exc:  # noqa: BLE001
             raise RTCError(errors.SET_REMOTE_DESCRIPTION_FAILURE, str(exc))
         await self.signalling.accept()

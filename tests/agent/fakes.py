@@ -46,8 +46,9 @@ class FakePeer:
     async def set_remote_description(self, sdp: str) -> None:
         pass
 
-    async def add_ice_candidate(self, c: dict[str, Any]) -> None:
-        self.remote.append(c)
+    async def add_ice_candidate(self, c: dict[str, Any] | None) -> None:
+        if c is not None:
+            self.remote.append(c)
 
     async def talk(self, duration: float) -> dict[str, Any]:
         await asyncio.sleep(duration)

@@ -26,7 +26,7 @@ def servers(urls, secret):
 
 async def place(urls, secret, profile="chrome"):
     tl = Timeline()
-    peer = RelayPeer(servers(urls, secret), profile=profile, timeline=tl)
+    peer = RelayPeer(servers(urls, secret), profile=profile, timeline=tl, media=False)
     out = await RTCSession(peer, FakeSignalling(), call_context_token="t", timeline=tl, talk_time=0.05).run()
     return out
 
