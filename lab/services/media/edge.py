@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import secrets
 import sys
 import time
@@ -25,6 +24,9 @@ from aiortc.rtcconfiguration import RTCIceTransportPolicy
 from aiortc.sdp import candidate_from_sdp
 
 from lab.agent.audio import CALLER_TONE, HOLD_TONE, SourceTrack, ToneSink, tone_samples
+
+
+TELEPHONE_EVENT_PT = 126
 
 
 @dataclass
@@ -52,16 +54,18 @@ def _answer_sdp(sdp: str) -> tuple[str, list[dict[str, Any]]]:
         if line.startswith("a=candidate:"):
             cands.append({"candidate": line[2:], "sdpMid": mid, "sdpMLineIndex": max(index, 0)})
             continue
-        if line == "a=end-of-candidates":
+        if line == "a=end-of-candidates" or line.startswith("a=fmtp:"):
             continue
         if line.startswith("o="):
             line = f"o=AmazonConnect {secrets.randbits(62)} 2 IN IP4 0.0.0.0"
         out.append(line)
         if line.startswith("a=rtpmap:") and "opus/48000" in line:
-            out.append("a=silenceSupp:off - - - -")
-    sdp = "\r\n".join(out)
-    sdp = re.sub(r"(a=fmtp:\d+ )[^\r\n]*(useinbandfec=1)[^\r\n]*", r"\1minptime=10;useinbandfec=1", sdp)
-    return sdp, cands
+            pt = line[len("a=rtpmap:"):].split()[0]
+            # Connect's codec lines; telephone-event is offered though the lab never sends DTMF
+            out += [f"a=fmtp:{pt} minptime=10;useinbandfec=1", f"a=rtpmap:{TELEPHONE_EVENT_PT} telephone-event/8000",
+                    "a=silenceSupp:off - - - -"]
+    out = [f"{ln} {TELEPHONE_EVENT_PT}" if ln.startswith("m=audio") else ln for ln in out]
+    return "\r\n".join(out), cands
 
 
 class MediaEdge:
