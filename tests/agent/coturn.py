@@ -43,11 +43,13 @@ class Coturn:
 
 
 @contextlib.contextmanager
-def coturn(secret: str = SECRET):
+def coturn(secret: str = SECRET, relay_ports: int | None = 20):
+    """coturn on 127.0.0.1; ``relay_ports`` relay ports (one per allocation; None: coturn's
+    whole default range)."""
     exe = shutil.which("turnserver")
     assert exe, "coturn's turnserver is not installed (apt-get install coturn)"
     port = free_port()
-    relay_lo = 40000 + (port % 2000) * 10
+    relay_lo = 40000 + (port % 400) * 20
     with tempfile.TemporaryDirectory() as d:
         log = Path(d) / "turn.log"
         proc = subprocess.Popen(
@@ -55,7 +57,8 @@ def coturn(secret: str = SECRET):
              "--use-auth-secret", f"--static-auth-secret={secret}", "--realm=lab",
              "--allow-loopback-peers", "--no-cli", "--no-tls", "--no-dtls", "--no-stdout-log",
              f"--log-file={log}", "--simple-log", f"--pidfile={Path(d) / 'pid'}",
-             f"--min-port={relay_lo}", f"--max-port={relay_lo + 9}", "--no-multicast-peers"],
+             "--no-multicast-peers",
+             *([f"--min-port={relay_lo}", f"--max-port={relay_lo + relay_ports - 1}"] if relay_ports else [])],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             deadline = time.monotonic() + 5
