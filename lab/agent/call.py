@@ -3,6 +3,7 @@ browser-faithful peer and the LilyRTC channel (what ``python -m lab.agent`` runs
 
 from __future__ import annotations
 
+import json
 import ssl as ssl_mod
 from dataclasses import dataclass, field
 from typing import Any, TextIO
@@ -12,7 +13,6 @@ from .peer import RelayPeer
 from .session import Outcome, RTCSession
 from .signalling import SignallingChannel
 from .timeline import Timeline
-import json
 
 
 @dataclass

@@ -16,7 +16,6 @@ agent does not use it. Instead:
 
 from __future__ import annotations
 
-import asyncio
 import secrets
 from typing import Any
 

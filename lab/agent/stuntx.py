@@ -97,12 +97,16 @@ class ScheduledTransaction:
 
     async def run(self) -> tuple[stun.Message, tuple[str, int]]:
         waits = [self.schedule.timeout()] if self.reliable else self.schedule.waits()
+        loop = asyncio.get_running_loop()
+        # deadlines from the first send, so that a busy event loop does not stretch the schedule
+        deadline = loop.time()
         for attempt, wait in enumerate(waits):
             if self.on_send is not None:
                 self.on_send(attempt)
             self.protocol.send_stun(self.request, self.addr)
+            deadline += wait
             try:
-                return await asyncio.wait_for(asyncio.shield(self.future), wait)
+                return await asyncio.wait_for(asyncio.shield(self.future), max(0.0, deadline - loop.time()))
             except asyncio.TimeoutError:
                 continue
         if not self.future.done():

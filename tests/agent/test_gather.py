@@ -79,18 +79,21 @@ def test_gathering_against_coturn():
             await g.close()
             return relay, elapsed
 
+        # alone first, on an idle event loop: the time to the first candidate is the point
+        relay, elapsed = asyncio.run(first_candidate())
+
         async def main():
             return await asyncio.gather(
-                first_candidate(),
                 place([turn.url("udp")], turn.secret),                      # open path
                 place([dead], turn.secret),                                  # UDP silently dropped
                 place([dead, turn.url("tcp")], turn.secret),                 # dead UDP, TCP open
                 place([dead, turn.url("tcp")], turn.secret, "aiortc-default"),  # first URL only, 5 s cut-off
             )
 
-        (relay, elapsed), open_, dropped, tcp, aiortc = asyncio.run(main())
+        open_, dropped, tcp, aiortc = asyncio.run(main())
 
-    # open path: a relay candidate on coturn's relay range, well within 2 x RTT + 20 ms on loopback
+    # open path: a relay candidate at once (about 5 ms on loopback; 0.1 s leaves room for a busy
+    # machine: the 2 x RTT + 20 ms is checked by bench, this checks there is no hidden wait)
     assert relay.candidate.type == "relay" and relay.candidate.host == "127.0.0.1"
     assert elapsed < 0.1
     assert open_.ok and open_.local_candidates == 1
@@ -104,7 +107,7 @@ def test_gathering_against_coturn():
     got = sends(dropped, dead_label)
     assert len(got) == 6
     for t, want in zip(got, CHROME.send_offsets()):
-        assert t == pytest.approx(want, abs=0.03 + 0.01 * want)
+        assert t == pytest.approx(want, abs=0.04)
 
     # dead UDP beside an open TCP URL: the call goes on with the TCP relay
     assert tcp.ok and tcp.local_candidates == 1
@@ -118,5 +121,5 @@ def test_gathering_against_coturn():
     assert not any(e.get("url", "").endswith("/tcp") for e in aiortc.timeline)
     got = sends(aiortc, dead_label)
     for t, want in zip(got, [0, .5, 1.5, 3.5]):
-        assert t == pytest.approx(want, abs=0.03 + 0.01 * want)
+        assert t == pytest.approx(want, abs=0.04)
     assert len(got) == 4
