@@ -219,7 +219,9 @@ class RTCSession:
 
     async def _invite_answer(self, offer: str) -> dict[str, Any]:
         self._enter(INVITE_ANSWER)
-        answer = await self.signalling.invite(offer, self.candidates, self.token, self.timers.invite)
+        # RTCIceCandidate.toJSON(): the lab's extra "url" (for the timeline) is not sent
+        wire = [{k: c[k] for k in ("candidate", "sdpMid", "sdpMLineIndex") if k in c} for c in self.candidates]
+        answer = await self.signalling.invite(offer, wire, self.token, self.timers.invite)
         if not answer.get("sdp"):
             raise RTCError(errors.INVALID_REMOTE_SDP, "answer without SDP")
         remote = answer.get("candidates") or []

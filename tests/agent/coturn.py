@@ -37,40 +37,39 @@ class Coturn:
     port: int
     secret: str
     proc: subprocess.Popen
+    tls_port: int | None = None
 
     def url(self, transport: str = "udp") -> str:
+        if transport == "tls":
+            return f"turns:127.0.0.1:{self.tls_port}?transport=tcp"
         return f"turn:127.0.0.1:{self.port}?transport={transport}"
 
 
 @contextlib.contextmanager
-def coturn(secret: str = SECRET, relay_ports: int | None = 20):
+def coturn(secret: str = SECRET, relay_ports: int | None = 20, tls: tuple[Path, Path] | None = None):
     """coturn on 127.0.0.1; ``relay_ports`` relay ports (one per allocation; None: coturn's
-    whole default range)."""
+    whole default range); ``tls`` = (certificate chain, key) also serves ``turns:``."""
     exe = shutil.which("turnserver")
     assert exe, "coturn's turnserver is not installed (apt-get install coturn)"
     port = free_port()
+    tls_port = free_port() if tls else None
+    tls_args = [f"--tls-listening-port={tls_port}", f"--cert={tls[0]}", f"--pkey={tls[1]}"] if tls else ["--no-tls"]
     relay_lo = 40000 + (port % 400) * 20
     with tempfile.TemporaryDirectory() as d:
         log = Path(d) / "turn.log"
         proc = subprocess.Popen(
             [exe, "-n", "--listening-ip=127.0.0.1", "--relay-ip=127.0.0.1", f"--listening-port={port}",
              "--use-auth-secret", f"--static-auth-secret={secret}", "--realm=lab",
-             "--allow-loopback-peers", "--no-cli", "--no-tls", "--no-dtls", "--no-stdout-log",
+             "--allow-loopback-peers", "--no-cli", *tls_args, "--no-dtls", "--no-stdout-log",
              f"--log-file={log}", "--simple-log", f"--pidfile={Path(d) / 'pid'}",
              "--no-multicast-peers",
              *([f"--min-port={relay_lo}", f"--max-port={relay_lo + relay_ports - 1}"] if relay_ports else [])],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
-            deadline = time.monotonic() + 5
-            while time.monotonic() < deadline:
-                with socket.socket() as s:
-                    if s.connect_ex(("127.0.0.1", port)) == 0:
-                        break
-                assert proc.poll() is None, f"turnserver exited: {log.read_text() if log.exists() else ''}"
-                time.sleep(0.02)
-            else:
-                raise RuntimeError("turnserver did not start listening")
-            yield Coturn(port, secret, proc)
+            _wait_tcp(port, proc, log)
+            if tls_port:
+                _wait_tcp(tls_port, proc, log)
+            yield Coturn(port, secret, proc, tls_port)
         finally:
             proc.terminate()
             try:
@@ -78,6 +77,17 @@ def coturn(secret: str = SECRET, relay_ports: int | None = 20):
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+def _wait_tcp(port: int, proc: subprocess.Popen, log: Path) -> None:
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        assert proc.poll() is None, f"turnserver exited: {log.read_text() if log.exists() else ''}"
+        time.sleep(0.02)
+    raise RuntimeError(f"turnserver did not start listening on {port}")
 
 
 @contextlib.contextmanager

@@ -17,6 +17,7 @@ from lab.agent.stuntx import AIOICE, CHROME
 from lab.agent.timeline import Timeline
 from lab.agent.turnclient import TurnURL
 from lab.services.mediainfo import turn_rest_credentials
+from lab.services.pki import LabCA
 
 
 def servers(urls, secret):
@@ -24,9 +25,9 @@ def servers(urls, secret):
     return [{"urls": urls, "username": user, "credential": cred}]
 
 
-async def place(urls, secret, profile="chrome"):
+async def place(urls, secret, profile="chrome", ssl=None):
     tl = Timeline()
-    peer = RelayPeer(servers(urls, secret), profile=profile, timeline=tl, media=False)
+    peer = RelayPeer(servers(urls, secret), profile=profile, timeline=tl, media=False, ssl=ssl)
     out = await RTCSession(peer, FakeSignalling(), call_context_token="t", timeline=tl, talk_time=0.05).run()
     return out
 
@@ -61,8 +62,10 @@ def test_schedules_are_the_browsers_and_aioices():
     assert AIOICE.timeout() == pytest.approx(63.5)
 
 
-def test_gathering_against_coturn():
-    with coturn() as turn, black_hole_udp() as hole:
+def test_gathering_against_coturn(tmp_path):
+    ca = LabCA.load_or_create(tmp_path / "ca")
+    issued = ca.issue("turn", dns=["turn.lab"], ips=["127.0.0.1"])
+    with coturn(tls=(issued.cert, issued.key)) as turn, black_hole_udp() as hole:
         dead = f"turn:127.0.0.1:{hole.getsockname()[1]}?transport=udp"
         dead_label = TurnURL.parse(dead).label
 
@@ -87,10 +90,11 @@ def test_gathering_against_coturn():
                 place([turn.url("udp")], turn.secret),                      # open path
                 place([dead], turn.secret),                                  # UDP silently dropped
                 place([dead, turn.url("tcp")], turn.secret),                 # dead UDP, TCP open
+                place([dead, turn.url("tls")], turn.secret, ssl=ca.client_context()),  # dead UDP, TLS open
                 place([dead, turn.url("tcp")], turn.secret, "aiortc-default"),  # first URL only, 5 s cut-off
             )
 
-        open_, dropped, tcp, aiortc = asyncio.run(main())
+        open_, dropped, tcp, tls, aiortc = asyncio.run(main())
 
     # open path: a relay candidate at once (about 5 ms on loopback; 0.1 s leaves room for a busy
     # machine: the issue's 2 x RTT + 20 ms is checked by bench, this checks there is no hidden wait)
@@ -113,6 +117,10 @@ def test_gathering_against_coturn():
     assert tcp.ok and tcp.local_candidates == 1
     cand = next(e for e in tcp.timeline if e["kind"] == "candidate" and e["name"] == "relay")
     assert cand["url"].endswith("/tcp")
+    # ... and the same over TLS (turns:), the server checked against the lab CA
+    assert tls.ok and tls.local_candidates == 1
+    cand = next(e for e in tls.timeline if e["kind"] == "candidate" and e["name"] == "relay")
+    assert cand["url"].startswith("turns:")
 
     # aiortc-default: only the (dead) first URL, aioice's schedule, end-of-candidates at 5 s
     assert aiortc.rtc_error == errors.ICE_COLLECTION_TIMEOUT and aiortc.local_candidates == 0
