@@ -57,11 +57,17 @@ async def run(n: int, turn, ca_dir: str) -> dict:
                     errors[e["reason"]] = errors.get(e["reason"], 0) + 1
     setup = sorted(next(e["t"] for e in o.timeline if e["name"] == "TalkingState") for o in outs
                    if o.reached_talking)
+    def first_candidate(o):
+        t0 = next(e["t"] for e in o.timeline if e["name"] == "ConnectSignalingAndIceCollectionState")
+        return next((e["t"] - t0 for e in o.timeline if e["kind"] == "candidate" and e["name"] == "relay"), None)
+
+    firsts = sorted(x for x in map(first_candidate, outs) if x is not None)
     verified = sum(1 for o, c in zip(outs, calls)
                    if o.ok and abs(o.quality.get("heard_hz", 0) - CALLER_TONE) < 20
                    and abs(heard.get(c["callId"], (0, 0))[0] - AGENT_TONE) < 20)
     lost = sum(o.quality.get("packets_lost", 0) or 0 for o in outs)
     return {"calls": n, "talking": len(setup), "errors": errors, "verified": verified, "lost": lost,
+            "first_candidate_median_ms": round(1000 * firsts[len(firsts) // 2], 1) if firsts else None,
             "setup_median_ms": round(1000 * setup[len(setup) // 2], 1) if setup else None,
             "setup_max_ms": round(1000 * setup[-1], 1) if setup else None,
             "calls_per_s": round(len(setup) / setup[-1], 1) if setup else None,
