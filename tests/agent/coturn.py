@@ -11,6 +11,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from aioice import stun
+
 SECRET = "icelab-test-secret"
 
 
@@ -67,6 +69,7 @@ def coturn(secret: str = SECRET, relay_ports: int | None = 20, tls: tuple[Path, 
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             _wait_tcp(port, proc, log)
+            _wait_udp(port, proc, log)
             if tls_port:
                 _wait_tcp(tls_port, proc, log)
             yield Coturn(port, secret, proc, tls_port)
@@ -88,6 +91,24 @@ def _wait_tcp(port: int, proc: subprocess.Popen, log: Path) -> None:
         assert proc.poll() is None, f"turnserver exited: {log.read_text() if log.exists() else ''}"
         time.sleep(0.02)
     raise RuntimeError(f"turnserver did not start listening on {port}")
+
+
+def _wait_udp(port: int, proc: subprocess.Popen, log: Path) -> None:
+    """coturn opens its UDP listener a little after its TCP one: wait until a STUN Binding is
+    answered, or the first Allocate of a test is lost and costs a retransmission."""
+    request = bytes(stun.Message(message_method=stun.Method.BINDING, message_class=stun.Class.REQUEST))
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(0.05)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            s.sendto(request, ("127.0.0.1", port))
+            try:
+                s.recv(2048)
+                return
+            except (socket.timeout, ConnectionRefusedError):
+                pass
+            assert proc.poll() is None, f"turnserver exited: {log.read_text() if log.exists() else ''}"
+    raise RuntimeError(f"turnserver does not answer STUN on udp {port}")
 
 
 @contextlib.contextmanager
