@@ -24,6 +24,7 @@ from pathlib import Path
 from .call import CallOptions, place_call
 from .constants import Timers
 from .gather import PROFILES
+from .timeline import render
 
 
 class ConfigError(Exception):
@@ -73,16 +74,23 @@ def load(path: str) -> tuple[str, dict, ssl.SSLContext | None, CallOptions]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m lab.agent", description="place one emulated softphone call")
     ap.add_argument("--config", required=True)
+    ap.add_argument("--text", action="store_true", help="a human-readable timeline instead of JSON lines")
     args = ap.parse_args(argv)
     try:
         call_id, info, ctx, opts = load(args.config)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    outcome = asyncio.run(place_call(call_id, info, ssl=ctx, options=opts, stream=sys.stdout))
+    outcome = asyncio.run(place_call(call_id, info, ssl=ctx, options=opts,
+                                     stream=None if args.text else sys.stdout))
     summary = outcome.as_dict()
-    summary.pop("timeline")
-    print(json.dumps({"outcome": summary}), flush=True)
+    timeline = summary.pop("timeline")
+    if args.text:
+        print(render(timeline))
+        verdict = "ok" if outcome.ok else (outcome.softphone_error or outcome.rtc_error or "silent audio")
+        print(f"outcome: {outcome.state} ({verdict})")
+    else:
+        print(json.dumps({"outcome": summary}), flush=True)
     return 0 if outcome.ok else 1
 
 

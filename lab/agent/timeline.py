@@ -53,9 +53,13 @@ class Timeline:
         return [e.as_dict() for e in self.events]
 
     def render(self) -> str:
-        """A human-readable timeline, one event a line."""
-        lines = []
-        for e in self.events:
-            extra = " ".join(f"{k}={v}" for k, v in e.data.items())
-            lines.append(f"{e.t * 1000:9.1f} ms  {e.kind:<10} {e.name} {extra}".rstrip())
-        return "\n".join(lines)
+        return render(self.as_list())
+
+
+def render(events: list[dict[str, Any]]) -> str:
+    """A human-readable timeline (from ``Timeline.as_list()`` or JSON lines), one event a line."""
+    lines = []
+    for e in events:
+        extra = " ".join(f"{k}={v}" for k, v in e.items() if k not in ("t", "kind", "name"))
+        lines.append(f"{e['t'] * 1000:9.1f} ms  {e['kind']:<10} {e['name']} {extra}".rstrip())
+    return "\n".join(lines)

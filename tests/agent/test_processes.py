@@ -63,6 +63,10 @@ def test_cloud_and_agent_processes(tmp_path):
             (tmp_path / "busy.json").write_text(json.dumps({"call": "calls/busy.json", "ca": ready["ca"]}))
             rc, lines, _ = agent(tmp_path / "busy.json")
             assert rc == 1 and lines[-1]["outcome"]["softphone_error"] == "user_busy_error"
+            r = subprocess.run([sys.executable, "-m", "lab.agent", "--config", str(tmp_path / "busy.json"), "--text"],
+                               capture_output=True, text=True, env=ENV, cwd=ROOT, timeout=60)
+            assert r.returncode == 1 and "state      InviteAnswerState" in r.stdout
+            assert r.stdout.rstrip().endswith("outcome: FailedState (user_busy_error)")
         finally:
             stop(cloud)
 
