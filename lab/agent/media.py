@@ -17,7 +17,7 @@ agent does not use it. Instead:
 from __future__ import annotations
 
 import secrets
-from typing import Any
+from typing import Any, Callable
 
 from aioice import Candidate, Connection, TransportPolicy
 from aioice.ice import StunProtocol
@@ -95,8 +95,9 @@ class AgentMedia:
         fp = self.certificate.getFingerprints()[0]
         return f"{fp.algorithm} {fp.value}"
 
-    async def start(self, relays: list[Relay], answer_sdp: str, remote_candidates: list[dict[str, Any]]) -> None:
-        """Connectivity checks, DTLS, then audio both ways."""
+    async def start(self, relays: list[Relay], answer_sdp: str, remote_candidates: list[dict[str, Any]],
+                    on_event: Callable[[str], None] = lambda name: None) -> None:
+        """Connectivity checks, DTLS, then audio both ways; ``on_event`` marks each step."""
         desc = SessionDescription.parse(answer_sdp)
         m = desc.media[0]
         conn = RelayConnection(relays, local_username=self.ufrag, local_password=self.pwd)
@@ -120,7 +121,9 @@ class AgentMedia:
         await self.ice.start(m.ice)
         if self.ice.state != "completed":
             raise ConnectionError(f"ICE {self.ice.state}")
+        on_event("ice_completed")
         await self.dtls.start(m.dtls)
+        on_event("dtls_connected")
         await self.sender.send(RTCRtpSendParameters(
             codecs=[OPUS], muxId="0", rtcp=RTCRtcpParameters(cname=self.cname, mux=True)))
         await self.receiver.receive(RTCRtpReceiveParameters(

@@ -99,7 +99,8 @@ class RelayPeer:
         tl = self.timeline
         tl.add("media", "ice_checking", local=len(relays), remote=len(self.remote_candidates))
         try:
-            await self.media.start(relays, self.remote_sdp or "", self.remote_candidates)
+            await self.media.start(relays, self.remote_sdp or "", self.remote_candidates,
+                                   on_event=lambda name: tl.add("media", name))
         except Exception as exc:  # noqa: BLE001 - a broken path is silent audio, not a session error
             tl.add("media", "failed", reason=f"{type(exc).__name__}: {exc}")
             return

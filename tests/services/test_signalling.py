@@ -24,10 +24,10 @@ from lab.services.signalling import CallPlan, SignallingServer, static_answerer 
 ANSWER = "v=0\r\no=AmazonConnect 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n"
 
 
-async def place(endpoint, call_id, ctx, ssl, token=None):
+async def place(endpoint, call_id, ctx, ssl, token=None, talk_time=0.05):
     tl = Timeline()
     sig = SignallingChannel(endpoint, call_id, ctx, timeline=tl, ssl=ssl)
-    return await RTCSession(FakePeer(), sig, call_context_token=token or ctx, timeline=tl, talk_time=0.05).run()
+    return await RTCSession(FakePeer(), sig, call_context_token=token or ctx, timeline=tl, talk_time=talk_time).run()
 
 
 def since(out, name, state):
@@ -57,6 +57,13 @@ def test_signalling_mock(tmp_path):
         srv.add_call("slow", CallPlan("ctx-slow", answer_delay=6.0))
         srv.add_call("busy", CallPlan("ctx-busy", behaviour="busy"))
         srv.add_call("denied", CallPlan("ctx-right"))
+        srv.add_call("hungup", CallPlan("ctx-h"))
+
+        async def cloud_hangs_up():
+            while "hungup" not in accepted:
+                await asyncio.sleep(0.02)
+            await asyncio.sleep(0.3)
+            await srv.hangup("hungup")
         # a port that refuses connections, and one that accepts TCP but never speaks
         refuse = socket.socket()
         refuse.bind(("127.0.0.1", 0))
@@ -76,15 +83,17 @@ def test_signalling_mock(tmp_path):
                 place(f"wss://localhost:{mute.getsockname()[1]}/LilyRTC", "ok", "ctx-ok", ca.client_context()),
                 place(ep, "ok", "ctx-ok", other_ca.client_context()),
                 place(f"wss://localhost:{port}/NotLily", "ok", "ctx-ok", ca.client_context()),
+                place(ep, "hungup", "ctx-h", ca.client_context(), talk_time=5.0),
+                cloud_hangs_up(),
             )
         finally:
             mute.close()
             await srv.close()
 
-    ok, slow, busy, denied, nobody, refused, hung, untrusted, wrong_path = asyncio.run(main())
+    ok, slow, busy, denied, nobody, refused, hung, untrusted, wrong_path, hungup, _ = asyncio.run(main())
 
     assert ok.ok and [e["name"] for e in ok.timeline if e["kind"] == "state"][-2:] == [S.TALKING, S.DISCONNECTED]
-    assert ok.remote_candidates == 1 and accepted == ["ok"] and byes == ["ok"]
+    assert ok.remote_candidates == 1 and sorted(accepted) == ["hungup", "ok"] and byes == ["ok"]
     names = [e["name"] for e in ok.timeline if e["kind"] == "signalling"]
     assert names[:4] == ["connecting", "connected", "send invite", "recv result"]
     assert "send accept" in names and "send bye" in names
@@ -104,6 +113,12 @@ def test_signalling_mock(tmp_path):
     assert hung.rtc_error == errors.SIGNALLING_CONNECTION_FAILURE
     assert since(hung, errors.SIGNALLING_CONNECTION_FAILURE, S.CONNECT_SIGNALING_AND_ICE_COLLECTION) == \
         pytest.approx(10.0, abs=0.1)
+
+    # the cloud's bye during Talking: the call simply ends (the softphone answers the bye)
+    assert hungup.state == S.DISCONNECTED and hungup.rtc_error is None
+    assert any(e["name"] == "recv bye" for e in hungup.timeline) and any(
+        e["name"] == "remote_hangup" for e in hungup.timeline)
+    assert since(hungup, S.DISCONNECTED, S.TALKING) < 1.0
 
     events = [json.loads(line) for line in log.getvalue().splitlines()]
     assert {"event": "recv", "method": "invite"}.items() <= next(
