@@ -1,0 +1,98 @@
+"""``python -m lab.agent --config FILE``: place one softphone call, print the timeline as JSON
+lines as it happens, then one ``{"outcome": ...}`` line. Exit 0 if the call was good, 1 if it
+failed or its audio was silent, 2 if the configuration is wrong.
+
+Config (JSON)::
+
+    {"call": "calls/abc.json",          # or "callId" + "mediaInfo" inline
+     "ca": "run/ca/ca.pem",             # the lab CA the agent trusts (wss:, turns:)
+     "profile": "chrome",               # or "aiortc-default"
+     "talk_time": 3.0, "media": true,
+     "timers": {"ice": 8.0}}            # optional overrides of lab.agent.constants.Timers
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import json
+import ssl
+import sys
+from pathlib import Path
+
+from .call import CallOptions, place_call
+from .constants import Timers
+from .gather import PROFILES
+from .timeline import render
+
+
+class ConfigError(Exception):
+    pass
+
+
+def load(path: str) -> tuple[str, dict, ssl.SSLContext | None, CallOptions]:
+    p = Path(path)
+    try:
+        doc = json.loads(p.read_text())
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{path}: cannot read JSON: {exc}")
+    if not isinstance(doc, dict):
+        raise ConfigError(f"{path}: must be a JSON object")
+    if "call" in doc:
+        call_path = (p.parent / doc["call"]) if not Path(doc["call"]).is_absolute() else Path(doc["call"])
+        try:
+            call = json.loads(call_path.read_text())
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"{path}: call: cannot read {call_path}: {exc} "
+                              "(hint: the cloud service writes it to its media_info_dir)")
+    else:
+        call = doc
+    for key in ("callId", "mediaInfo"):
+        if key not in call:
+            raise ConfigError(f"{path}: {key}: missing (hint: give \"call\": FILE or both callId and mediaInfo)")
+    profile = doc.get("profile", "chrome")
+    if profile not in PROFILES:
+        raise ConfigError(f"{path}: profile: must be one of {', '.join(PROFILES)}, not {profile!r}")
+    fields = {f.name for f in dataclasses.fields(Timers)}
+    timers = doc.get("timers", {})
+    bad = set(timers) - fields
+    if bad:
+        raise ConfigError(f"{path}: timers.{sorted(bad)[0]}: unknown timer (known: {', '.join(sorted(fields))})")
+    ctx = None
+    if doc.get("ca"):
+        ca = Path(doc["ca"]) if Path(doc["ca"]).is_absolute() else p.parent / doc["ca"]
+        try:
+            ctx = ssl.create_default_context(cafile=str(ca))
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(f"{path}: ca: cannot load {ca}: {exc}")
+    opts = CallOptions(profile=profile, talk_time=float(doc.get("talk_time", 3.0)),
+                       media=bool(doc.get("media", True)), timers=Timers(**timers))
+    return call["callId"], call["mediaInfo"], ctx, opts
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m lab.agent", description="place one emulated softphone call")
+    ap.add_argument("--config", required=True)
+    ap.add_argument("--text", action="store_true", help="a human-readable timeline instead of JSON lines")
+    args = ap.parse_args(argv)
+    try:
+        call_id, info, ctx, opts = load(args.config)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    outcome = asyncio.run(place_call(call_id, info, ssl=ctx, options=opts,
+                                     stream=None if args.text else sys.stdout))
+    summary = outcome.as_dict()
+    timeline = summary.pop("timeline")
+    if args.text:
+        print(render(timeline))
+        verdict = "ok" if outcome.ok else (outcome.softphone_error or outcome.rtc_error or "silent audio")
+        print(f"outcome: {outcome.state} ({verdict})")
+    else:
+        print(json.dumps({"outcome": summary}), flush=True)
+    return 0 if outcome.ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,163 @@
+"""The agent's media: ICE connectivity checks, DTLS and SRTP audio over the relays the
+browser-faithful gatherer allocated, built from aiortc's ORTC classes.
+
+aiortc's ``RTCPeerConnection`` gathers for itself (first TURN URL only, 5 s cut-off), so the
+agent does not use it. Instead:
+
+- :class:`RelayConnection` is an ``aioice.Connection`` whose ``get_component_candidates``
+  returns the relay candidates gathered by :mod:`lab.agent.gather` (their allocations become
+  the connection's sockets) instead of gathering again;
+- :class:`RelayIceGatherer` is an ``RTCIceGatherer`` over that connection;
+- :class:`AgentReceiver` is an ``RTCRtpReceiver`` with its remote track;
+- ``RTCIceTransport`` (controlling: the agent offers), ``RTCDtlsTransport`` (server, as ORTC
+  derives from the controlling role, matching the edge's ``a=setup:active``),
+  ``RTCRtpSender`` with the agent's tone and ``RTCRtpReceiver`` do the rest.
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any, Callable
+
+from aioice import Candidate, Connection, TransportPolicy
+from aioice.ice import StunProtocol
+from aiortc import (RTCCertificate, RTCDtlsTransport, RTCIceGatherer, RTCIceTransport, RTCRtpReceiver,
+                    RTCRtpSender)
+from aiortc.rtcrtpreceiver import RemoteStreamTrack
+from aiortc.sdp import candidate_from_sdp
+from aiortc.rtcrtpparameters import (RTCRtcpParameters, RTCRtpCodecParameters, RTCRtpDecodingParameters,
+                                     RTCRtpReceiveParameters, RTCRtpSendParameters)
+from aiortc.sdp import SessionDescription
+
+from .audio import AGENT_TONE, ToneSink, tone_track
+from .gather import Relay
+
+OPUS = RTCRtpCodecParameters(mimeType="audio/opus", clockRate=48000, channels=2, payloadType=111,
+                             parameters={"minptime": 20, "useinbandfec": 1, "usedtx": 0})
+
+
+class RelayConnection(Connection):
+    """An ICE agent whose local candidates are relays allocated beforehand (RFC 8445
+    section 5.1.1: gathering); checks, nomination and consent are aioice's."""
+
+    def __init__(self, relays: list[Relay], **kw: Any):
+        super().__init__(ice_controlling=True, transport_policy=TransportPolicy.RELAY, **kw)
+        self.relays = relays
+
+    async def get_component_candidates(self, component: int, addresses: list[str],
+                                       timeout: int = 5) -> list[Candidate]:
+        out = []
+        for relay in self.relays:
+            if relay.candidate.component != component:
+                continue
+            protocol = StunProtocol(self)
+            relay.transport.attach(protocol)
+            protocol.local_candidate = relay.candidate
+            self._protocols.append(protocol)
+            out.append(relay.candidate)
+        return out
+
+
+class RelayIceGatherer(RTCIceGatherer):
+    """``RTCIceGatherer`` over a :class:`RelayConnection` (aiortc's transports reach the ICE
+    agent through the gatherer's ``_connection``, which this sets at construction)."""
+
+    def __init__(self, connection: RelayConnection):
+        super().__init__(iceServers=[])
+        self._connection = connection
+
+
+class AgentReceiver(RTCRtpReceiver):
+    """``RTCRtpReceiver`` with its remote track made at construction (what
+    ``RTCPeerConnection`` does for the receivers it creates)."""
+
+    def __init__(self, transport: RTCDtlsTransport):
+        super().__init__("audio", transport)
+        self._track = RemoteStreamTrack(kind="audio")
+
+
+class AgentMedia:
+    def __init__(self, freq: float = AGENT_TONE):
+        self.gatherer: RelayIceGatherer | None = None
+        self.ice: RTCIceTransport | None = None
+        self.dtls: RTCDtlsTransport | None = None
+        self.sender: RTCRtpSender | None = None
+        self.receiver: RTCRtpReceiver | None = None
+        self.sink: ToneSink | None = None
+        self.track = tone_track(freq)
+        self.certificate = RTCCertificate.generateCertificate()
+        self.ufrag = secrets.token_hex(2)
+        self.pwd = secrets.token_hex(12)
+        self.cname = secrets.token_hex(8)
+        self.ice_state = "new"
+
+    def fingerprint(self) -> str:
+        fp = self.certificate.getFingerprints()[0]
+        return f"{fp.algorithm} {fp.value}"
+
+    async def start(self, relays: list[Relay], answer_sdp: str, remote_candidates: list[dict[str, Any]],
+                    on_event: Callable[[str], None] = lambda name: None) -> None:
+        """Connectivity checks, DTLS, then audio both ways; ``on_event`` marks each step."""
+        desc = SessionDescription.parse(answer_sdp)
+        m = desc.media[0]
+        conn = RelayConnection(relays, local_username=self.ufrag, local_password=self.pwd)
+        self.gatherer = RelayIceGatherer(conn)
+        await self.gatherer.gather()
+        self.ice = RTCIceTransport(self.gatherer)
+
+        @self.ice.on("statechange")
+        def _state() -> None:
+            self.ice_state = self.ice.state
+
+        for c in remote_candidates:
+            cand = candidate_from_sdp(c["candidate"].split(":", 1)[1])
+            cand.sdpMid, cand.sdpMLineIndex = c.get("sdpMid"), c.get("sdpMLineIndex")
+            await self.ice.addRemoteCandidate(cand)
+        await self.ice.addRemoteCandidate(None)
+        self.dtls = RTCDtlsTransport(self.ice, [self.certificate])
+        self.sender = RTCRtpSender(self.track, self.dtls)
+        self.receiver = AgentReceiver(self.dtls)
+        remote_ssrc = m.ssrc[0].ssrc if m.ssrc else None
+        await self.ice.start(m.ice)
+        if self.ice.state != "completed":
+            raise ConnectionError(f"ICE {self.ice.state}")
+        on_event("ice_completed")
+        await self.dtls.start(m.dtls)
+        on_event("dtls_connected")
+        await self.sender.send(RTCRtpSendParameters(
+            codecs=[OPUS], muxId="0", rtcp=RTCRtcpParameters(cname=self.cname, mux=True)))
+        await self.receiver.receive(RTCRtpReceiveParameters(
+            codecs=[OPUS], muxId="0", rtcp=RTCRtcpParameters(mux=True),
+            encodings=[RTCRtpDecodingParameters(ssrc=remote_ssrc, payloadType=111)] if remote_ssrc else []))
+        self.sink = ToneSink(self.receiver.track)
+
+    async def stats(self) -> dict[str, Any]:
+        """Packets both ways, loss, jitter and RTT, from aiortc's RTCP-based statistics."""
+        out: dict[str, Any] = {"packets_sent": 0, "packets_received": 0, "packets_lost": 0,
+                               "jitter_ms": None, "rtt_ms": None, "remote_packets_received": None}
+        if self.sender is None or self.receiver is None:
+            return out
+        for report in (await self.sender.getStats(), await self.receiver.getStats()):
+            for s in report.values():
+                t = type(s).__name__
+                if t == "RTCOutboundRtpStreamStats":
+                    out["packets_sent"] = s.packetsSent
+                elif t == "RTCInboundRtpStreamStats":
+                    out["packets_received"] = s.packetsReceived
+                    out["packets_lost"] = s.packetsLost
+                    out["jitter_ms"] = round(s.jitter * 1000 / 48000, 2) if s.jitter is not None else None
+                elif t == "RTCRemoteInboundRtpStreamStats":
+                    out["rtt_ms"] = round(s.roundTripTime * 1000, 2) if s.roundTripTime is not None else None
+                    out["remote_packets_lost"] = s.packetsLost
+        return out
+
+    async def close(self) -> None:
+        if self.sink:
+            self.sink.stop()
+        for closer in (self.sender and self.sender.stop, self.receiver and self.receiver.stop,
+                       self.dtls and self.dtls.stop, self.ice and self.ice.stop):
+            if closer:
+                try:
+                    await closer()
+                except Exception:  # noqa: BLE001 - closing what may never have started
+                    pass

@@ -1,0 +1,128 @@
+"""The agent's peer connection as the session sees it: relay-only gathering with the chosen
+ICE profile, an audio-only offer shaped like the softphone's (no candidate lines; candidates
+travel in the invite), and the remote description and candidates kept for media.
+
+Media starts when the remote candidates are all in (AcceptState), in the background, as
+in the browser: TalkingState does not wait for ICE checks or DTLS. ``talk`` then measures
+what flowed; with ``media=False`` (signalling-only labs) it reports ``audio: not_emulated``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import ssl as ssl_mod
+from typing import Any, Callable
+
+from .gather import Relay, RelayGatherer
+from .media import AgentMedia
+from .timeline import Timeline
+from .turnclient import TurnURL
+
+
+SILENCE_DBFS = -40.0  # below this the received audio counts as silence
+
+
+def offer_sdp(ufrag: str, pwd: str, session_id: int | None = None, fingerprint: str | None = None) -> str:
+    """An audio-only offer as connect-rtc-js sends it after its rewrites (opus ``usedtx=0``,
+    ``minptime=20``, ``a=ptime:20``, ``a=maxptime:20``), without candidate lines."""
+    sid = session_id or secrets.randbits(62)
+    return "\r\n".join([
+        "v=0", f"o=- {sid} 2 IN IP4 127.0.0.1", "s=-", "t=0 0", "a=group:BUNDLE 0",
+        "a=msid-semantic: WMS", "m=audio 9 UDP/TLS/RTP/SAVPF 111 126", "c=IN IP4 0.0.0.0",
+        "a=rtcp:9 IN IP4 0.0.0.0", f"a=ice-ufrag:{ufrag}", f"a=ice-pwd:{pwd}", "a=ice-options:trickle",
+        *([f"a=fingerprint:{fingerprint}"] if fingerprint else []),
+        "a=setup:actpass", "a=mid:0", "a=sendrecv", "a=rtcp-mux",
+        "a=rtpmap:111 opus/48000/2", "a=fmtp:111 minptime=20;useinbandfec=1;usedtx=0",
+        "a=rtpmap:126 telephone-event/8000", "a=ptime:20", "a=maxptime:20", ""])
+
+
+class RelayPeer:
+    def __init__(self, ice_servers: list[dict[str, Any]], *, profile: str = "chrome",
+                 timeline: Timeline, ssl: ssl_mod.SSLContext | None = None, media: bool = True):
+        self.ice_servers = ice_servers
+        self.profile = profile
+        self.timeline = timeline
+        self.ssl = ssl
+        self.ufrag = secrets.token_hex(2)
+        self.pwd = secrets.token_hex(12)
+        self.gatherer: RelayGatherer | None = None
+        self.remote_sdp: str | None = None
+        self.remote_candidates: list[dict[str, Any]] = []
+        self.media = AgentMedia() if media else None
+        self._media_task: asyncio.Task | None = None
+
+    async def get_user_media(self) -> None:
+        # the lab's microphone is a generated signal: always granted at once
+        return None
+
+    async def create_offer(self) -> str:
+        if self.media is not None:
+            return offer_sdp(self.media.ufrag, self.media.pwd, fingerprint=self.media.fingerprint())
+        return offer_sdp(self.ufrag, self.pwd)
+
+    async def set_local_description(self, sdp: str) -> None:
+        self.local_sdp = sdp
+
+    def start_gathering(self, on_candidate: Callable[[dict[str, Any]], None],
+                        on_complete: Callable[[], None]) -> None:
+        tl = self.timeline
+
+        def candidate(relay: Relay) -> None:
+            on_candidate({"candidate": "candidate:" + relay.candidate.to_sdp(), "sdpMid": "0",
+                          "sdpMLineIndex": 0, "url": relay.url.label})
+
+        def error(url: TurnURL, reason: str) -> None:
+            tl.add("ice", "url_failed", url=url.label, reason=reason)
+
+        def sent(url: TurnURL, method: str, attempt: int) -> None:
+            tl.add("stun", f"send {method}", url=url.label, attempt=attempt)
+
+        tl.add("ice", "gathering", profile=self.profile)
+        self.gatherer = RelayGatherer(self.ice_servers, self.profile, ssl=self.ssl, on_candidate=candidate,
+                                      on_error=error, on_send=sent, on_complete=on_complete)
+        self.gatherer.start()
+
+    async def set_remote_description(self, sdp: str) -> None:
+        if "m=audio" not in sdp:
+            raise ValueError("remote description has no audio m-line")
+        self.remote_sdp = sdp
+
+    async def add_ice_candidate(self, candidate: dict[str, Any] | None) -> None:
+        if candidate is not None:
+            self.remote_candidates.append(candidate)
+        elif self.media is not None and self._media_task is None:
+            relays = list(self.gatherer.result.relays) if self.gatherer else []
+            self._media_task = asyncio.ensure_future(self._start_media(relays))
+
+    async def _start_media(self, relays: list[Relay]) -> None:
+        tl = self.timeline
+        tl.add("media", "ice_checking", local=len(relays), remote=len(self.remote_candidates))
+        try:
+            await self.media.start(relays, self.remote_sdp or "", self.remote_candidates,
+                                   on_event=lambda name: tl.add("media", name))
+        except Exception as exc:  # noqa: BLE001 - a broken path is silent audio, not a session error
+            tl.add("media", "failed", reason=f"{type(exc).__name__}: {exc}")
+            return
+        tl.add("media", "connected", ice=self.media.ice_state)
+
+    async def talk(self, duration: float) -> dict[str, Any]:
+        await asyncio.sleep(duration)
+        if self.media is None:
+            return {"audio": "not_emulated"}
+        q = await self.media.stats()
+        freq, level = self.media.sink.heard() if self.media.sink else (0.0, float("-inf"))
+        q["heard_hz"] = round(freq, 1)
+        q["heard_dbfs"] = round(level, 1) if level != float("-inf") else None
+        q["ice_state"] = self.media.ice_state
+        # what the real softphone would not notice: Talking, but nothing (audible) arrives
+        q["silent_audio"] = q["packets_received"] == 0 or level < SILENCE_DBFS
+        return q
+
+    async def close(self) -> None:
+        if self._media_task is not None and not self._media_task.done():
+            self._media_task.cancel()
+        if self.media is not None:
+            await self.media.close()
+        if self.gatherer is not None:
+            await self.gatherer.close()

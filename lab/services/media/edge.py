@@ -1,0 +1,139 @@
+"""The media edge (reference softphone.md "Peer connection").
+
+For each call it answers the agent's offer with an ``o=AmazonConnect`` SDP (opus/48000/2
+``useinbandfec=1; minptime=10``, telephone-event, ``a=silenceSupp:off - - - -``), its
+relay candidates moved out of the SDP into the answer's ``candidates`` (the LilyRTC answer
+carries them apart). The edge gathers with aiortc's own relay-only ICE through the lab's TURN
+(the edge is a server, not the browser under test). It plays hold audio to the agent until
+``accept``; then the caller leg is connected: the agent hears the caller's tone, and the
+caller leg hears (and analyses) the agent's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any, TextIO
+
+from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
+from aiortc.rtcconfiguration import RTCIceTransportPolicy
+from aiortc.sdp import candidate_from_sdp
+
+from lab.agent.audio import CALLER_TONE, HOLD_TONE, SourceTrack, ToneSink, tone_samples
+
+
+TELEPHONE_EVENT_PT = 126
+
+
+@dataclass
+class EdgeCall:
+    call_id: str
+    pc: RTCPeerConnection
+    accepted: asyncio.Event = field(default_factory=asyncio.Event)
+    caller_hears: ToneSink | None = None     # the caller leg's ear: the agent's audio
+    t_accept: float | None = None
+
+    def mixer(self, start: int, n: int):
+        # before accept: hold audio; after: the caller's voice
+        return tone_samples(CALLER_TONE if self.accepted.is_set() else HOLD_TONE, start, n)
+
+
+def _answer_sdp(sdp: str) -> tuple[str, list[dict[str, Any]]]:
+    """Connect's answer shape: own origin line, silenceSupp, candidates apart."""
+    lines = sdp.split("\r\n")
+    out, cands, mid, index = [], [], "0", -1
+    for line in lines:
+        if line.startswith("m="):
+            index += 1
+        if line.startswith("a=mid:"):
+            mid = line[6:]
+        if line.startswith("a=candidate:"):
+            cands.append({"candidate": line[2:], "sdpMid": mid, "sdpMLineIndex": max(index, 0)})
+            continue
+        if line == "a=end-of-candidates" or line.startswith("a=fmtp:"):
+            continue
+        if line.startswith("o="):
+            line = f"o=AmazonConnect {secrets.randbits(62)} 2 IN IP4 0.0.0.0"
+        out.append(line)
+        if line.startswith("a=rtpmap:") and "opus/48000" in line:
+            pt = line[len("a=rtpmap:"):].split()[0]
+            # Connect's codec lines; telephone-event is offered though the lab never sends DTMF
+            out += [f"a=fmtp:{pt} minptime=10;useinbandfec=1", f"a=rtpmap:{TELEPHONE_EVENT_PT} telephone-event/8000",
+                    "a=silenceSupp:off - - - -"]
+    out = [f"{ln} {TELEPHONE_EVENT_PT}" if ln.startswith("m=audio") else ln for ln in out]
+    return "\r\n".join(out), cands
+
+
+class MediaEdge:
+    def __init__(self, ice_servers: list[dict[str, Any]], log: TextIO | None = sys.stdout):
+        self.ice_servers = ice_servers
+        self.calls: dict[str, EdgeCall] = {}
+        self.heard: dict[str, tuple[float, float]] = {}  # what each ended call's caller heard last
+        self.log = log
+
+    def _log(self, **event: Any) -> None:
+        if self.log is not None:
+            self.log.write(json.dumps({"t": round(time.time(), 4), "service": "media", **event}) + "\n")
+            self.log.flush()
+
+    def _config(self) -> RTCConfiguration:
+        servers = [RTCIceServer(urls=s["urls"], username=s.get("username"), credential=s.get("credential"))
+                   for s in self.ice_servers]
+        return RTCConfiguration(iceServers=servers, iceTransportPolicy=RTCIceTransportPolicy.RELAY)
+
+    async def answer(self, call_id: str, offer: str, candidates: list[dict[str, Any]]) -> dict[str, Any]:
+        pc = RTCPeerConnection(self._config())
+        call = EdgeCall(call_id, pc)
+        self.calls[call_id] = call
+        pc.addTrack(SourceTrack(call.mixer))
+
+        @pc.on("track")
+        def on_track(track) -> None:
+            call.caller_hears = ToneSink(track)
+
+        @pc.on("iceconnectionstatechange")
+        def on_ice() -> None:
+            self._log(event="ice", callId=call_id, state=pc.iceConnectionState)
+
+        await pc.setRemoteDescription(RTCSessionDescription(offer, "offer"))
+        for c in candidates:
+            cand = candidate_from_sdp(c["candidate"].split(":", 1)[1])
+            cand.sdpMid, cand.sdpMLineIndex = c.get("sdpMid", "0"), c.get("sdpMLineIndex", 0)
+            await pc.addIceCandidate(cand)
+        await pc.setLocalDescription(await pc.createAnswer())
+        sdp, cands = _answer_sdp(pc.localDescription.sdp)
+        self._log(event="answer", callId=call_id, candidates=len(cands))
+        return {"sdp": sdp, "candidates": cands}
+
+    async def accept(self, call_id: str) -> None:
+        call = self.calls.get(call_id)
+        if call is not None:
+            call.accepted.set()
+            call.t_accept = time.monotonic()
+            if call.caller_hears:
+                call.caller_hears.reset()
+            self._log(event="accept", callId=call_id)
+
+    def caller_heard(self, call_id: str) -> tuple[float, float]:
+        """Dominant frequency and level of the agent's audio at the caller, last second."""
+        call = self.calls.get(call_id)
+        if call is None or call.caller_hears is None:
+            return self.heard.get(call_id, (0.0, float("-inf")))
+        return call.caller_hears.heard()
+
+    async def hangup(self, call_id: str) -> None:
+        call = self.calls.pop(call_id, None)
+        if call is not None:
+            if call.caller_hears:
+                self.heard[call_id] = call.caller_hears.heard() if call.accepted.is_set() else (0.0, float("-inf"))
+                call.caller_hears.stop()
+            await call.pc.close()
+            self._log(event="hangup", callId=call_id)
+
+    async def close(self) -> None:
+        for call_id in list(self.calls):
+            await self.hangup(call_id)

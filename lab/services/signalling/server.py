@@ -1,0 +1,185 @@
+"""LilyRTC signalling over a TLS WebSocket (reference softphone.md "Signalling").
+
+Per connection: the URL names the call (``callId``) and carries the call's context token
+(``contactCtx``). ``invite`` is answered after the call's ``answer_delay`` with the media
+edge's answer ``{sdp, candidates, inactivityDuration, peerConnectionId,
+peerConnectionToken}``, or with a JSON-RPC error: 404 CallNotFound (unknown call), 403
+AccessDenied (wrong contactCtx), 486 Busy. ``accept`` tells the media edge to connect the
+caller; ``bye`` ends the call. Every message in and out is logged as a JSON line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import ssl as ssl_mod
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable, TextIO
+from urllib.parse import parse_qs, urlsplit
+
+from websockets.asyncio.server import ServerConnection, serve
+from websockets.datastructures import Headers
+from websockets.http11 import Response
+
+PATH = "/LilyRTC"
+INACTIVITY_DURATION = 60000  # ms, what the answer carries; the library only stores it
+
+ACCESS_DENIED = (403, "AccessDenied")
+CALL_NOT_FOUND = (404, "CallNotFound")
+BUSY = (486, "Busy")
+
+BEHAVIOURS = ("answer", "busy", "not_found", "silent")
+
+# (call_id, offer sdp, offer candidates) -> {"sdp": ..., "candidates": [...]}
+Answerer = Callable[[str, str, list[dict[str, Any]]], Awaitable[dict[str, Any]]]
+
+
+@dataclass
+class CallPlan:
+    """How the mock treats one call: ``behaviour`` answer | busy | not_found | silent (never
+    answers), after ``answer_delay`` seconds."""
+
+    contact_ctx: str
+    behaviour: str = "answer"
+    answer_delay: float = 0.0
+
+    def __post_init__(self):
+        if self.behaviour not in BEHAVIOURS:
+            raise ValueError(f"behaviour must be one of {', '.join(BEHAVIOURS)}, not {self.behaviour!r}")
+        if self.answer_delay < 0:
+            raise ValueError("answer_delay must be >= 0")
+
+
+def static_answerer(sdp: str, candidates: list[dict[str, Any]]) -> Answerer:
+    """An answerer that always returns the same description (tests, signalling-only labs)."""
+    async def answer(call_id: str, offer: str, offer_candidates: list[dict[str, Any]]) -> dict[str, Any]:
+        return {"sdp": sdp, "candidates": candidates}
+    return answer
+
+
+class SignallingServer:
+    def __init__(self, *, answerer: Answerer, ssl: ssl_mod.SSLContext | None,
+                 on_accept: Callable[[str], Awaitable[None]] | None = None,
+                 on_bye: Callable[[str], Awaitable[None]] | None = None,
+                 log: TextIO | None = sys.stdout):
+        self.answerer = answerer
+        self.ssl = ssl
+        self.on_accept = on_accept
+        self.on_bye = on_bye
+        self.calls: dict[str, CallPlan] = {}
+        self.log = log
+        self.server = None
+        self.connections: dict[str, ServerConnection] = {}
+
+    def add_call(self, call_id: str, plan: CallPlan) -> None:
+        self.calls[call_id] = plan
+
+    def _log(self, **event: Any) -> None:
+        if self.log is not None:
+            self.log.write(json.dumps({"t": round(time.time(), 4), "service": "signalling", **event}) + "\n")
+            self.log.flush()
+
+    async def start(self, host: str, port: int) -> tuple[str, int]:
+        self.server = await serve(self._handle, host, port, ssl=self.ssl, process_request=self._check_path,
+                                  ping_interval=None)
+        sock = next(iter(self.server.sockets))
+        addr = sock.getsockname()[:2]
+        self._log(event="listening", host=addr[0], port=addr[1], tls=self.ssl is not None)
+        return addr
+
+    async def close(self) -> None:
+        if self.server is not None:
+            self.server.close()
+            await self.server.wait_closed()
+
+    def _check_path(self, connection: ServerConnection, request) -> Response | None:
+        if urlsplit(request.path).path != PATH:
+            self._log(event="rejected", path=request.path, status=404)
+            return Response(404, "Not Found", Headers(), b"not a LilyRTC endpoint\n")
+        return None
+
+    async def hangup(self, call_id: str) -> None:
+        """The cloud ends the call: a ``bye`` request to the softphone."""
+        ws = self.connections.get(call_id)
+        if ws is not None:
+            await self._send(ws, call_id, {"jsonrpc": "2.0", "method": "bye", "params": {},
+                                           "id": secrets.token_hex(8)})
+
+    async def _send(self, ws: ServerConnection, call_id: str, msg: dict[str, Any]) -> None:
+        self._log(event="send", callId=call_id, method=msg.get("method"), id=msg.get("id"),
+                  error=msg.get("error"))
+        await ws.send(json.dumps(msg))
+
+    async def _handle(self, ws: ServerConnection) -> None:
+        query = parse_qs(urlsplit(ws.request.path).query)
+        call_id = (query.get("callId") or [""])[0]
+        ctx = (query.get("contactCtx") or [""])[0]
+        self._log(event="connected", callId=call_id, peer=str(ws.remote_address))
+        self.connections[call_id] = ws
+        tasks: set[asyncio.Task] = set()
+        try:
+            async for raw in ws:
+                try:
+                    msg = json.loads(raw)
+                except ValueError:
+                    self._log(event="bad_json", callId=call_id)
+                    continue
+                method, rid = msg.get("method"), msg.get("id")
+                self._log(event="recv", callId=call_id, method=method, id=rid)
+                if method == "invite":
+                    # answered concurrently: a slow answer must not block a bye
+                    t = asyncio.ensure_future(self._invite(ws, call_id, ctx, msg))
+                    tasks.add(t)
+                    t.add_done_callback(tasks.discard)
+                elif method == "accept":
+                    if self.on_accept:
+                        await self.on_accept(call_id)
+                    await self._send(ws, call_id, {"jsonrpc": "2.0", "result": {}, "id": rid})
+                elif method == "bye":
+                    await self._send(ws, call_id, {"jsonrpc": "2.0", "result": {}, "id": rid})
+                    if self.on_bye:
+                        await self.on_bye(call_id)
+                elif method is None:
+                    pass  # a response to our own bye / renewClientToken
+                else:
+                    await self._send(ws, call_id, {"jsonrpc": "2.0", "id": rid,
+                                                   "error": {"code": 400, "message": f"unknown method {method}"}})
+        except Exception as exc:  # noqa: BLE001 - a dropped client is normal
+            self._log(event="closed", callId=call_id, reason=f"{type(exc).__name__}: {exc}")
+        finally:
+            for t in tasks:
+                t.cancel()
+            if self.connections.get(call_id) is ws:
+                del self.connections[call_id]
+            self._log(event="disconnected", callId=call_id)
+
+    async def _invite(self, ws: ServerConnection, call_id: str, ctx: str, msg: dict[str, Any]) -> None:
+        rid = msg.get("id")
+        params = msg.get("params") or {}
+        plan = self.calls.get(call_id)
+
+        async def error(code_msg: tuple[int, str]) -> None:
+            await self._send(ws, call_id, {"jsonrpc": "2.0", "id": rid,
+                                           "error": {"code": code_msg[0], "message": code_msg[1]}})
+
+        if plan is None or plan.behaviour == "not_found":
+            return await error(CALL_NOT_FOUND)
+        if ctx != plan.contact_ctx or params.get("callContextToken") != plan.contact_ctx:
+            return await error(ACCESS_DENIED)
+        await asyncio.sleep(plan.answer_delay)
+        if plan.behaviour == "busy":
+            return await error(BUSY)
+        if plan.behaviour == "silent":
+            return
+        try:
+            answer = await self.answerer(call_id, params.get("sdp", ""), params.get("candidates") or [])
+        except Exception as exc:  # noqa: BLE001
+            self._log(event="answer_failed", callId=call_id, reason=f"{type(exc).__name__}: {exc}")
+            return await error((500, "InternalError"))
+        await self._send(ws, call_id, {"jsonrpc": "2.0", "id": rid, "result": {
+            "sdp": answer["sdp"], "candidates": answer["candidates"],
+            "inactivityDuration": INACTIVITY_DURATION, "peerConnectionId": secrets.token_hex(8),
+            "peerConnectionToken": secrets.token_urlsafe(16)}})
