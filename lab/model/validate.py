@@ -91,6 +91,7 @@ class Resolver:
         self._addresses(subnets)
         self._ifnames()
         self._services()
+        self._service_options()
         if self.problems:
             return None, self.problems
         subnet_list = list(subnets.values())
@@ -111,7 +112,7 @@ class Resolver:
         for i, l in enumerate(self.links):
             topo_links.append(Link(i, l["ia"], l["ib"], l["subnet"], l["cost"]))
         return Topology(lab, self.doc.file, self.t.description, self.t.internet, self.nodes,
-                        topo_links, subnet_list), []
+                        topo_links, subnet_list, self.t.services.model_dump()), []
 
     def _nodes(self) -> dict[str, Node]:
         nodes: dict[str, Node] = {}
@@ -407,6 +408,28 @@ class Resolver:
                 if not where:
                     self.err(("nodes",), f"missing service '{s}': agents need it but no host runs it",
                              f"add 'services: [{s}]' to a server host in the cloud region")
+
+    def _service_options(self) -> None:
+        """Meaning of the services section (its structure is schema.Services)."""
+        turn = self.t.services.turn
+        if turn.min_port > turn.max_port:
+            self.err(("services", "turn", "min_port"), f"relay port range {turn.min_port}-{turn.max_port} is empty",
+                     "min_port must not exceed max_port")
+        for key in ("allowed_peers", "denied_peers"):
+            for i, p in enumerate(getattr(turn, key)):
+                try:
+                    ipaddress.ip_network(p, strict=False)
+                except ValueError:
+                    self.err(("services", "turn", key, i), f"'{p}' is not an address or prefix", "write e.g. 10.0.0.0/8")
+        if turn.faults:
+            from lab.services.turn.faults import Faults
+            try:
+                Faults.from_dict(turn.faults)
+            except (ValueError, TypeError) as exc:
+                self.err(("services", "turn", "faults"), str(exc), "see docs/turn.md, 'Faults'")
+        if turn.backend == "coturn" and turn.faults:
+            self.err(("services", "turn", "faults"), "fault injection needs the embedded backend",
+                     "remove 'faults' or set 'backend: embedded'")
 
     def _static_routes(self) -> None:
         for name, spec in self.t.nodes.items():

@@ -63,6 +63,7 @@ class Network:
     state: LabState | None = None
     nodes: dict = field(default_factory=dict)     # name -> Mininet node
     timings: dict[str, float] = field(default_factory=dict)
+    services: list = field(default_factory=list)  # lab.net.services.RunningService
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -123,6 +124,10 @@ class Network:
         t1 = time.monotonic()
         self._wait_ready()
         self.timings["ready"] = time.monotonic() - t1
+        from . import services      # the hosts' services (TURN, ...): see lab/net/services.py
+        t2 = time.monotonic()
+        self.services = services.start(self)
+        self.timings["services"] = time.monotonic() - t2
         self.state.status = "running"
         self.state.save()
         self.timings["total"] = time.monotonic() - t0
@@ -180,6 +185,9 @@ class Network:
                 self.state.save()
             except OSError:
                 pass
+            from . import services
+            services.stop(self.services)
+            self.services = []
             for mn in self.nodes.values():
                 try:
                     mn.terminate()

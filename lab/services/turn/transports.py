@@ -272,7 +272,7 @@ class Service:
 
     async def _sweeper(self) -> None:
         while True:
-            await asyncio.sleep(0.5)
+            await asyncio.sleep(0.2)      # also bounds how late the transaction log is written
             self.server.sweep()
 
 
