@@ -82,7 +82,10 @@ class StreamConn(asyncio.Protocol):
                 break
             msg = bytes(buf[:n])
             del buf[:n]
-            self.server.on_client(msg, self)
+            try:
+                self.server.on_client(msg, self)
+            except Exception as exc:     # never let one message stop the server
+                print(f"turn: error on a message from {self.client}: {exc!r}", flush=True)
         if len(buf) > MAX_TCP_BUFFER:
             self.tr.close()
             buf.clear()
