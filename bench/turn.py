@@ -35,8 +35,9 @@ REQ_TRANSPORT = (stun.REQUESTED_TRANSPORT, bytes([17, 0, 0, 0]))
 class Alloc:
     """One client 5-tuple going through 401 -> Allocate, non-blocking."""
 
-    def __init__(self, srv, secret):
+    def __init__(self, srv, secret, local_ip="127.0.0.1"):
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind((local_ip, 0))
         self.sock.setblocking(False)
         self.sock.connect(srv)
         self.name = rest_username(f"bench{id(self)}", 7200)
@@ -70,10 +71,18 @@ class Alloc:
         return False
 
 
+_round = 0
+
+
 def allocate_many(srv, secret, n: int, window: int = 64) -> tuple[list[Alloc], float]:
     ep = select.epoll()
     by_fd = {}
-    pending = [Alloc(srv, secret) for _ in range(n)]
+    # every round from its own loopback address: a 5-tuple of an earlier round that the
+    # server still holds (coturn keeps deleted allocations a moment) never meets 437
+    global _round
+    _round += 1
+    local = f"127.0.{1 + _round // 250}.{1 + _round % 250}"
+    pending = [Alloc(srv, secret, local) for _ in range(n)]
     done: list[Alloc] = []
     inflight = 0
     t0 = time.monotonic()
