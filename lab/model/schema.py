@@ -112,6 +112,8 @@ class TurnOptions(Strict):
     allowed_peers: list[str] = Field(default_factory=list, description="peer prefixes always allowed (wins)")
     denied_peers: list[str] = Field(default_factory=list, description="peer prefixes refused (403)")
     allow_loopback: bool = Field(False, description="allow relaying to loopback peers")
+    strict_channel_permission: bool = Field(
+        False, description="a ChannelBind's permission lasts 300 s as RFC 8656 says, not the channel's 600 s as in coturn")
     faults: dict[str, Any] = Field(default_factory=dict, description="fault injection from the start (embedded only)")
 
 

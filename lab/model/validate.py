@@ -112,7 +112,7 @@ class Resolver:
         for i, l in enumerate(self.links):
             topo_links.append(Link(i, l["ia"], l["ib"], l["subnet"], l["cost"]))
         return Topology(lab, self.doc.file, self.t.description, self.t.internet, self.nodes,
-                        topo_links, subnet_list, self.t.services.model_dump()), []
+                        topo_links, subnet_list, services=self.t.services.model_dump()), []
 
     def _nodes(self) -> dict[str, Node]:
         nodes: dict[str, Node] = {}

@@ -321,3 +321,17 @@ def test_rfc5780_other_address_and_change_request(tmp_path):
         assert src == ("127.0.0.2", alt)
         assert msg.get(stun.OTHER_ADDRESS) == stun.address(("127.0.0.2", alt))
         assert msg.get(stun.RESPONSE_ORIGIN) == stun.address(("127.0.0.2", alt))
+
+
+@pytest.mark.parametrize("strict, expected", [(False, 600), (True, 300)])
+def test_channel_bind_permission_lifetime(tmp_path, strict, expected):
+    """coturn's 600 s by default (aioice depends on it), RFC 8656's 300 s when strict."""
+    with server(tmp_path, allow_loopback=True, strict_channel_permission=strict) as s:
+        st = control(s.cfg.control, {"status": True})
+        c = Client(s.udp)
+        c.rest()
+        c.allocate()
+        c.request(stun.CHANNEL_BIND, [(stun.CHANNEL_NUMBER, b"\x40\x00\x00\x00"), peer_attr(("127.0.0.1", 9))],
+                  auth=True)
+        left = control(s.cfg.control, {"status": True})["permissions"]
+        assert [round(x) for x in left] == [expected]

@@ -31,6 +31,7 @@ class TurnConfig:
     permission_lifetime: int = 300
     channel_lifetime: int = 600
     nonce_lifetime: int = 600
+    strict_channel_permission: bool = False  # True: a ChannelBind's permission lasts 300 s (RFC), not 600 (coturn)
     user_quota: int = 0                    # allocations per user; 0 = unlimited
     total_quota: int = 0
     allowed_peers: list[str] = field(default_factory=list)  # prefixes; allowed wins over denied

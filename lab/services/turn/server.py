@@ -313,7 +313,13 @@ class TurnServer:
         now = time.monotonic()
         if not a.bind_channel(number, peers[0], now + self.cfg.channel_lifetime):
             raise Reject(400)
-        a.add_permission(peers[0][0], self._permission_until(now))
+        until = self._permission_until(now)
+        if not self.cfg.strict_channel_permission and self.faults.permission_lifetime is None:
+            # coturn gives the permission a ChannelBind installs the channel's lifetime;
+            # aioice relies on it (it refreshes channels at 500 s and never sends
+            # CreatePermission): RFC 8656's 300 s would cut its calls at ~330 s
+            until = max(until, now + self.cfg.channel_lifetime)
+        a.add_permission(peers[0][0], until)
         return []
 
     # -- RFC 8656 sections 10 and 12: data ----------------------------------------------
@@ -400,7 +406,9 @@ class TurnServer:
             for a in list(self.allocs.by_key.values()):
                 self._delete(a)
             self.creds.forget_nonces()
+        now = time.monotonic()
         return {"ok": True, "allocations": len(self.allocs), "stats": dict(self.stats),
+                "permissions": [exp - now for a in self.allocs.by_key.values() for exp in a.permissions.values()],
                 "faults": {"drop": self.faults.drop, "delay": self.faults.delay, "error": self.faults.error,
                            "stop_relay": self.faults.stop_relay,
                            "permission_lifetime": self.faults.permission_lifetime}}
