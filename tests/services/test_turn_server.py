@@ -123,6 +123,8 @@ def test_allocate_refresh_lifetime_zero_deletes(srv):
     assert a.cls == stun.SUCCESS and stun.read_u32(a.get(stun.LIFETIME)) == 600
     assert stun.check_integrity(a, c.key)
     assert error(c.allocate()) == 437            # a second allocation on the same 5-tuple
+    again = c.request(stun.ALLOCATE, [(stun.REQUESTED_TRANSPORT, bytes([17, 0, 0, 0]))], auth=True, tid=a.tid)
+    assert again.raw == a.raw                    # a retransmitted Allocate: the same answer
     r = c.request(stun.REFRESH, [(stun.LIFETIME, stun.u32(99999))], auth=True)
     assert stun.read_u32(r.get(stun.LIFETIME)) == srv.cfg.max_lifetime   # capped
     r = c.request(stun.REFRESH, [(stun.LIFETIME, stun.u32(0))], auth=True)

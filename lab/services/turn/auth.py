@@ -37,6 +37,7 @@ class Credentials:
         self.nonce_lifetime = nonce_lifetime
         self._nonce_key = os.urandom(16)
         self._keys: dict[str, bytes] = {}
+        self._rest_keys: dict[str, bytes] = {}
 
     # -- RFC 8489 section 9.2.2: the HMAC key ------------------------------------------
 
@@ -51,7 +52,13 @@ class Credentials:
             expiry, _, _ = username.partition(":")
             if not expiry.isdigit() or int(expiry) < (now or time.time()):
                 return None
-            return long_term_key(username, self.realm, rest_password(self.secret, username))
+            k = self._rest_keys.get(username)
+            if k is None:
+                if len(self._rest_keys) > 100000:     # bounded: names are chosen by clients
+                    self._rest_keys.clear()
+                k = self._rest_keys[username] = long_term_key(username, self.realm,
+                                                              rest_password(self.secret, username))
+            return k
         return None
 
     @staticmethod

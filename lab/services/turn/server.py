@@ -92,7 +92,8 @@ class TurnServer:
             attrs = handler(msg, conn, username, key)
             if attrs is None:
                 return          # answered already (a retransmitted Allocate)
-            self._respond(msg, conn, stun.SUCCESS, attrs, key, started, "success", None, user=user)
+            store = self.allocs.get(conn.key) if msg.method == stun.ALLOCATE else None
+            self._respond(msg, conn, stun.SUCCESS, attrs, key, started, "success", None, user=user, store=store)
         except Reject as r:
             attrs = [(stun.ERROR_CODE, stun.error_code(r.code))] + r.attrs
             if r.code in (401, 438):
