@@ -12,6 +12,7 @@ import pytest
 from lab.model import load_topology
 from lab.net import Network
 from lab.services.turn.auth import rest_password, rest_username
+from lab.services.turn.faults import control, control_path
 
 pytestmark = pytest.mark.root
 HERE = Path(__file__).resolve().parent.parent / "services"
@@ -46,6 +47,15 @@ def test_turn_role_relays_in_a_lab(repo, backend):
                 res = json.loads(so)
                 assert res["relay"][0] == server, res
                 assert res["received"] == 20, (transport, res)
+            if backend == "embedded":
+                # a fault set live, as a scenario would at a time of its choosing
+                control(control_path(topo.name, "turn"), {"faults": {"error": [{"method": "Allocate", "code": 508}]}})
+                out = net.node("agent1").popen(
+                    [sys.executable, str(HERE / "turn_probe.py"), "--server", server, "--username", user,
+                     "--password", pw, "--peer", f"{peer_ip}:5000", "--count", "1"],
+                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={"PYTHONPATH": str(repo)})
+                so, se = out.communicate(timeout=30)
+                assert out.returncode != 0 and b"508" in se, se.decode()[-500:]
         finally:
             echo.kill()
             echo.wait()

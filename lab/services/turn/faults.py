@@ -69,6 +69,12 @@ class Faults:
         return next((r["code"] for r in self.error if self._match(r, method, transport)), None)
 
 
+def control_path(lab: str, node: str = "turn") -> str:
+    """Where the embedded server of host ``node`` in lab ``lab`` listens for control."""
+    from lab.net.state import run_dir
+    return str(run_dir() / lab / f"turn-{node}.control.sock")
+
+
 def control(path: str, request: dict, timeout: float = 5.0) -> dict:
     """Send one request to a running server's control socket; return its answer."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
