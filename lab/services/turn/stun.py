@@ -11,6 +11,7 @@ import binascii
 import hashlib
 import hmac
 import ipaddress
+import socket
 import struct
 from dataclasses import dataclass, field
 
@@ -209,10 +210,10 @@ def encode(method: int, cls: int, tid: bytes, attrs: list[tuple[int, bytes]],
 
 def xor_address(addr: tuple[str, int], tid: bytes) -> bytes:
     """RFC 8489 section 14.2: XOR-MAPPED-ADDRESS (and XOR-PEER/RELAYED-ADDRESS)."""
-    ip = ipaddress.ip_address(addr[0])
     port = addr[1] ^ (MAGIC >> 16)
-    if ip.version == 4:
-        return struct.pack("!BBHI", 0, 1, port, int(ip) ^ MAGIC)
+    if ":" not in addr[0]:      # IPv4 without ipaddress objects: this is on every answer
+        return struct.pack("!BBHI", 0, 1, port, int.from_bytes(socket.inet_aton(addr[0]), "big") ^ MAGIC)
+    ip = ipaddress.ip_address(addr[0])
     key = int.from_bytes(MAGIC_BYTES + tid, "big")
     return struct.pack("!BBH", 0, 2, port) + (int(ip) ^ key).to_bytes(16, "big")
 
