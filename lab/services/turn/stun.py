@@ -71,7 +71,7 @@ KNOWN_REQUIRED = {MAPPED_ADDRESS, CHANGE_REQUEST, USERNAME, MESSAGE_INTEGRITY, E
 
 REASONS = {300: "Try Alternate", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden",
            420: "Unknown Attribute", 437: "Allocation Mismatch", 438: "Stale Nonce",
-           440: "Address Family not Supported", 441: "Wrong Credentials",
+           440: "Address Family not Supported", 441: "Wrong Credentials", 443: "Peer Address Family Mismatch",
            442: "Unsupported Transport Protocol", 486: "Allocation Quota Reached", 500: "Server Error",
            508: "Insufficient Capacity"}
 
