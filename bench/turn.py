@@ -203,12 +203,14 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--soak", type=float, default=0, help="soak for this many seconds instead")
     ap.add_argument("--backend", choices=["embedded", "coturn", "both"], default="both")
+    ap.add_argument("--workers", type=int, default=1, help="embedded server's worker processes")
     args = ap.parse_args()
     backends = ["embedded", "coturn"] if args.backend == "both" else [args.backend]
     rows = {}
     for backend in backends:
+        extra = {"workers": args.workers} if backend == "embedded" else {}
         with tempfile.TemporaryDirectory() as d, server(Path(d), backend=backend, allow_loopback=True,
-                                                        min_port=20000, max_port=60000, log=None) as s:
+                                                        min_port=20000, max_port=60000, log=None, **extra) as s:
             if args.soak:
                 soak(s.udp, "test-secret", args.allocations, args.soak)
                 continue

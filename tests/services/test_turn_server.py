@@ -337,3 +337,21 @@ def test_channel_bind_permission_lifetime(tmp_path, strict, expected):
                   auth=True)
         left = control(s.cfg.control, {"status": True})["permissions"]
         assert [round(x) for x in left] == [expected]
+
+
+def test_two_workers_share_the_ports(tmp_path, peer):
+    """workers: 2 (SO_REUSEPORT): each client stays on one worker; control fans out."""
+    with server(tmp_path, allow_loopback=True, workers=2) as s:
+        clients = []
+        for i in range(16):
+            c, relay = _bound(s, peer, channel=0x4001)
+            c.send_raw(stun.channel_data(0x4001, b"w%d" % i))
+            assert peer.recvfrom(100)[0] == b"w%d" % i
+            peer.sendto(b"back", relay)
+            assert c.recv_raw() == stun.channel_data(0x4001, b"back")
+            clients.append(c)
+        assert os.path.exists(s.cfg.control + ".1")
+        st = control(s.cfg.control, {"status": True})
+        assert st["allocations"] == 16
+        assert control(s.cfg.control, {"restart": True})["ok"]
+        assert control(s.cfg.control, {"status": True})["allocations"] == 0

@@ -30,6 +30,13 @@ def main(argv: list[str] | None = None) -> int:
         conf.write_text(coturn.render(cfg, work))
         sys.stdout.flush()
         os.execvp("turnserver", coturn.command(conf))   # the process becomes coturn: same pid, same mark
+    if cfg.control:         # control sockets of workers an earlier run had and this one has not
+        i = max(cfg.workers, 1)
+        while os.path.exists(f"{cfg.control}.{i}"):
+            os.unlink(f"{cfg.control}.{i}")
+            i += 1
+    if cfg.workers > 1:
+        return _workers(cfg)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
 
     def ready(svc):
@@ -39,6 +46,42 @@ def main(argv: list[str] | None = None) -> int:
         asyncio.run(serve(cfg, ready))
     except KeyboardInterrupt:
         pass
+    return 0
+
+
+def _workers(cfg: TurnConfig) -> int:
+    """``workers`` processes on the same ports (SO_REUSEPORT), each with its own slice of
+    relay ports; this process waits and passes SIGTERM on."""
+    pids = []
+    for i in range(cfg.workers):
+        pid = os.fork()
+        if pid == 0:
+            wcfg = cfg.for_worker(i)
+            signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
+            try:
+                asyncio.run(serve(wcfg, lambda svc: print(f"turn: worker {i} ready (relay ports "
+                                                          f"{wcfg.min_port}-{wcfg.max_port})", flush=True)))
+            finally:
+                os._exit(0)
+        pids.append(pid)
+
+    def stop(*_):
+        for p in pids:
+            try:
+                os.kill(p, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    for p in pids:
+        while True:
+            try:
+                os.waitpid(p, 0)
+                break
+            except InterruptedError:
+                continue
+            except ChildProcessError:
+                break
     return 0
 
 

@@ -42,6 +42,7 @@ class TurnConfig:
     log: str | None = None                 # the transaction log (JSON lines)
     control: str | None = None             # the live fault-injection socket
     faults: dict = field(default_factory=dict)
+    workers: int = 1                       # processes sharing the ports (SO_REUSEPORT); see docs/turn.md
     software: str = "icelab-turn"
 
     @classmethod
@@ -55,7 +56,22 @@ class TurnConfig:
             raise ValueError(f"backend must be 'embedded' or 'coturn', not {cfg.backend!r}")
         if not 0 < cfg.min_port <= cfg.max_port < 65536:
             raise ValueError("relay port range must satisfy 0 < min_port <= max_port < 65536")
+        if cfg.workers > 1 and (cfg.user_quota or cfg.total_quota):
+            raise ValueError("quotas need one worker: each worker counts only its own allocations")
+        if cfg.workers > 1 and cfg.max_port - cfg.min_port + 1 < cfg.workers:
+            raise ValueError("fewer relay ports than workers")
         return cfg
+
+    def for_worker(self, i: int) -> "TurnConfig":
+        """Worker ``i`` of ``workers``: its slice of the relay ports and its control socket
+        (``control`` for worker 0, ``control.<i>`` for the others; faults.control fans out)."""
+        d = asdict(self)
+        span = (self.max_port - self.min_port + 1) // self.workers
+        d["min_port"] = self.min_port + i * span
+        d["max_port"] = self.max_port if i == self.workers - 1 else d["min_port"] + span - 1
+        if self.control and i:
+            d["control"] = f"{self.control}.{i}"
+        return TurnConfig(**d)
 
     @classmethod
     def load(cls, path: str | Path) -> "TurnConfig":

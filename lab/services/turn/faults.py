@@ -76,7 +76,25 @@ def control_path(lab: str, node: str = "turn") -> str:
 
 
 def control(path: str, request: dict, timeout: float = 5.0) -> dict:
-    """Send one request to a running server's control socket; return its answer."""
+    """Send one request to a running server's control socket (and to every worker's,
+    ``path.1``, ``path.2`` ..., when it runs several); return the answer, counters summed."""
+    import os
+    answers = [_control_one(path, request, timeout)]
+    i = 1
+    while os.path.exists(f"{path}.{i}"):
+        answers.append(_control_one(f"{path}.{i}", request, timeout))
+        i += 1
+    if len(answers) == 1:
+        return answers[0]
+    out = dict(answers[0])
+    out["ok"] = all(a.get("ok") for a in answers)
+    out["allocations"] = sum(a.get("allocations", 0) for a in answers)
+    out["permissions"] = [p for a in answers for p in a.get("permissions", [])]
+    out["stats"] = {k: sum(a.get("stats", {}).get(k, 0) for a in answers) for k in out.get("stats", {})}
+    return out
+
+
+def _control_one(path: str, request: dict, timeout: float) -> dict:
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
         s.settimeout(timeout)
         s.connect(path)

@@ -170,7 +170,8 @@ class Service:
         for ip in cfg.addresses:
             if cfg.tcp_port:
                 self.stream_servers.append(await loop.create_server(
-                    lambda: StreamConn(self.server, "tcp"), ip, cfg.tcp_port, reuse_address=True))
+                    lambda: StreamConn(self.server, "tcp"), ip, cfg.tcp_port, reuse_address=True,
+                    reuse_port=cfg.workers > 1))
             if cfg.tls_port:
                 self._tls_listen(loop, ip, cfg.tls_port)
         if cfg.control:
@@ -184,6 +185,9 @@ class Service:
     def _udp_listen(self, loop, ip: str, port: int) -> None:
         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if self.cfg.workers > 1:
+            # the kernel hashes a client's 5-tuple to one worker, always the same one
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         for opt in (socket.SO_RCVBUF, socket.SO_SNDBUF):
             s.setsockopt(socket.SOL_SOCKET, opt, 1 << 21)
         s.bind((ip, port))
@@ -225,6 +229,8 @@ class Service:
         ClientHello starts with 0x16, STUN with 0x00 or 0x01."""
         ls = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if self.cfg.workers > 1:
+            ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         ls.bind((ip, port))
         ls.listen(512)
         ls.setblocking(False)
