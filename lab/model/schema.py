@@ -114,6 +114,35 @@ class Pool(Strict):
     size: int = Field(description="prefix length of the subnets allocated from it, e.g. 24")
 
 
+class TurnOptions(Strict):
+    """Options of the `turn` role (docs/turn.md); every field has a default."""
+
+    backend: Literal["embedded", "coturn"] = Field(
+        "embedded", description="embedded: icelab's own server (faults, transaction log); coturn: Debian's turnserver")
+    realm: str = Field("icelab", description="long-term credential realm")
+    secret: str | None = Field("icelab-turn-secret", description="REST credential secret (coturn use-auth-secret); null = off")
+    users: dict[str, str] = Field(default_factory=dict, description="static users: name -> password")
+    udp_port: int | None = Field(3478, ge=1, le=65535, description="UDP listener (null = none)")
+    tcp_port: int | None = Field(3478, ge=1, le=65535, description="TCP listener (null = none)")
+    tls_port: int | None = Field(443, ge=1, le=65535, description="TLS (turns:) and plain TCP listener (null = none)")
+    min_port: int = Field(49152, ge=1, le=65535, description="lowest relay port")
+    max_port: int = Field(65535, ge=1, le=65535, description="highest relay port (508 beyond)")
+    max_lifetime: int = Field(3600, ge=600, description="allocation lifetime cap, seconds")
+    user_quota: int = Field(0, ge=0, description="allocations per user (486 beyond); 0 = unlimited")
+    allowed_peers: list[str] = Field(default_factory=list, description="peer prefixes always allowed (wins)")
+    denied_peers: list[str] = Field(default_factory=list, description="peer prefixes refused (403)")
+    allow_loopback: bool = Field(False, description="allow relaying to loopback peers")
+    strict_channel_permission: bool = Field(
+        False, description="a ChannelBind's permission lasts 300 s as RFC 8656 says, not the channel's 600 s as in coturn")
+    faults: dict[str, Any] = Field(default_factory=dict, description="fault injection from the start (embedded only)")
+
+
+class Services(Strict):
+    """Options of the cloud services, by role."""
+
+    turn: TurnOptions = Field(default_factory=TurnOptions)
+
+
 class Topology(Strict):
     """An icelab topology."""
 
@@ -125,6 +154,7 @@ class Topology(Strict):
     pools: dict[str, Pool] = Field(default_factory=dict, description="address pools by name")
     nodes: dict[str, Node]
     links: list[Link] = Field(default_factory=list)
+    services: Services = Field(default_factory=Services, description="options of the services hosts run")
 
 
 class _TopLevel(Strict):
@@ -136,6 +166,7 @@ class _TopLevel(Strict):
     pools: dict[str, Any] = Field(default_factory=dict)
     nodes: dict[str, Any]
     links: list[Any] = Field(default_factory=list)
+    services: Any = None
 
 
 _node_adapter: TypeAdapter = TypeAdapter(Node)
@@ -303,6 +334,11 @@ def parse(doc: Located) -> tuple[Topology | None, list[Problem]]:
             pools[name] = Pool.model_validate(raw)
         except ValidationError as exc:
             problems += [_translate(e, doc, ("pools", name), Pool, tuple(e["loc"])) for e in exc.errors()]
+    services = Services()
+    try:
+        services = Services.model_validate(top.services if top.services is not None else {})
+    except ValidationError as exc:
+        problems += [_translate(e, doc, ("services",), Services, tuple(e["loc"])) for e in exc.errors()]
     topo = Topology.model_construct(name=top.name, description=top.description, internet=top.internet,
-                                    pools=pools, nodes=nodes, links=links)
+                                    pools=pools, nodes=nodes, links=links, services=services)
     return topo, problems

@@ -134,6 +134,7 @@ class Topology:
     nodes: dict[str, Node]
     links: list[Link]
     subnets: list[Subnet]
+    services: dict = field(default_factory=dict)    # service -> its options (schema.Services)
 
     def renamed(self, name: str) -> "Topology":
         """The same lab under another name (to run a second copy side by side)."""

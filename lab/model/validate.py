@@ -107,6 +107,7 @@ class Resolver:
         self._ifnames()
         self._services()
         self._policies()
+        self._service_options()
         subnet_list = list(subnets.values())
         vpn.resolve(self, subnet_list)
         vdi.resolve(self)
@@ -135,7 +136,7 @@ class Resolver:
         for i, l in enumerate(self.links):
             topo_links.append(Link(i, l["ia"], l["ib"], l["subnet"], l["cost"]))
         return Topology(lab, self.doc.file, self.t.description, self.t.internet, self.nodes,
-                        topo_links, subnet_list), []
+                        topo_links, subnet_list, services=self.t.services.model_dump()), []
 
     def _nodes(self) -> dict[str, Node]:
         nodes: dict[str, Node] = {}
@@ -436,6 +437,28 @@ class Resolver:
                 neighbours.setdefault(l["a"].node, set()).add(l["b"].node)
                 neighbours.setdefault(l["b"].node, set()).add(l["a"].node)
         PolicyResolver(self.err, self.doc.file, self.nodes, self.t.nodes, neighbours).run()
+
+    def _service_options(self) -> None:
+        """Meaning of the services section (its structure is schema.Services)."""
+        turn = self.t.services.turn
+        if turn.min_port > turn.max_port:
+            self.err(("services", "turn", "min_port"), f"relay port range {turn.min_port}-{turn.max_port} is empty",
+                     "min_port must not exceed max_port")
+        for key in ("allowed_peers", "denied_peers"):
+            for i, p in enumerate(getattr(turn, key)):
+                try:
+                    ipaddress.ip_network(p, strict=False)
+                except ValueError:
+                    self.err(("services", "turn", key, i), f"'{p}' is not an address or prefix", "write e.g. 10.0.0.0/8")
+        if turn.faults:
+            from lab.services.turn.faults import Faults
+            try:
+                Faults.from_dict(turn.faults)
+            except (ValueError, TypeError) as exc:
+                self.err(("services", "turn", "faults"), str(exc), "see docs/turn.md, 'Faults'")
+        if turn.backend == "coturn" and turn.faults:
+            self.err(("services", "turn", "faults"), "fault injection needs the embedded backend",
+                     "remove 'faults' or set 'backend: embedded'")
 
     def _static_routes(self) -> None:
         for name, spec in self.t.nodes.items():

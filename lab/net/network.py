@@ -65,6 +65,7 @@ class Network:
     timings: dict[str, float] = field(default_factory=dict)
     vpn: object = None                            # lab.net.vpn.VpnRun when the lab has tunnels
     vdi: object = None                            # lab.net.vdi: desktop name -> display server
+    services: list = field(default_factory=list)  # lab.net.services.RunningService
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -133,6 +134,10 @@ class Network:
         if vdi.configured(self.topo):      # display servers of virtual desktops (lab/net/vdi.py)
             self.progress("starting virtual desktops")
             vdi.start(self)
+        from . import services      # the hosts' services (TURN, ...): see lab/net/services.py
+        t2 = time.monotonic()
+        self.services = services.start(self)
+        self.timings["services"] = time.monotonic() - t2
         self.state.status = "running"
         self.state.save()
         self.timings["total"] = time.monotonic() - t0
@@ -190,6 +195,9 @@ class Network:
                 self.state.save()
             except OSError:
                 pass
+            from . import services
+            services.stop(self.services)
+            self.services = []
             for mn in self.nodes.values():
                 try:
                     mn.terminate()

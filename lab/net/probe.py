@@ -6,9 +6,11 @@ Run inside lab nodes (``python -m lab.net.probe``):
   it receives (JSON lines: time, sequence, source address and port) before answering, so a
   request that arrived but whose reply did not come back is told apart from one that never
   arrived: the signature of a stateless firewall without a return rule.
-- ``send --proto udp|tcp --to ADDR --port P [--count N --interval S --timeout S --sport P]``:
+- ``send --proto udp|tcp|stun --to ADDR --port P [--count N --interval S --timeout S --sport P]``:
   sends numbered requests and prints one JSON object: what was sent, which replies came back,
-  and their round-trip times.
+  and their round-trip times. Over TCP the reply is the handshake's SYN-ACK: the probe works
+  against any TCP server (the lab's signalling on 443 included), and the request it then sends
+  is what the lab's own responder logs.
 
 UDP requests carry ``icelab-probe <run> <seq>``; over TCP each request is a connection of its
 own (a request is only "received" once the handshake completed, so over TCP a dropped return
@@ -164,10 +166,10 @@ def send(proto: str, to: str, port: int, count: int, interval: float, timeout: f
             try:
                 with socket.create_connection((to, port), timeout=timeout,
                                               source_address=("0.0.0.0", sport) if sport else None) as c:
+                    # the handshake is the round trip: any TCP server (a TLS one too) answers it
+                    rtts[seq] = time.monotonic() - t
                     local = local or c.getsockname()
                     c.sendall(b"%s %s %d" % (MAGIC, run.encode(), seq))
-                    if c.recv(2048).split()[-1:] == [str(seq).encode()]:
-                        rtts[seq] = time.monotonic() - t
             except OSError as exc:
                 errors.append(f"seq {seq}: {exc.strerror or exc}")
             time.sleep(max(0.0, interval - (time.monotonic() - t)))

@@ -105,7 +105,7 @@ def diagnose_probe(topo: Topology, obs: dict, run_id: str, spec, pcaps: dict[str
     out: dict = {}
     forward = path_points(topo, spec.from_, dst_address)
     if forward is None:
-        return {"requests_where": f"{spec.from_} has no route to {dst_address}"}
+        return {"requests_where": f"{spec.from_} has no route to {dst_address}", "no_route": True}
     # the replies retrace the requests' path the other way (the lab's routes are symmetric)
     backward = [Point(p.node, p.interface, "out" if p.direction == "in" else "in") for p in reversed(forward)]
     counted: dict[str, tuple[int, int]] = {}

@@ -56,7 +56,10 @@ def _one(e: Expectation, observations: dict[str, dict]) -> Check:
 def _probe(e: Expectation, obs: dict) -> tuple[bool | None, str]:
     spec = e.spec
     sent, arrived, back = obs["sent"], obs["requests_received"], obs["replies"]
-    words = f"{sent} sent, {arrived} arrived at {obs['to_node']}, {back} replies back"
+    if arrived is None and (spec.request_reached is not None or spec.reply_reached is not None):
+        return None, (f"{sent} sent, {back} replies back; whether requests arrived at {obs['to_node']} is unknown "
+                      f"({obs.get('answered_by', 'a service')} answers there and there is no capture to count them)")
+    words = f"{sent} sent, {'?' if arrived is None else arrived} arrived at {obs['to_node']}, {back} replies back"
     if obs.get("errors"):
         words += f" (sender: {obs['errors'][0]})"
     if back < sent and obs.get("requests_where"):

@@ -73,7 +73,8 @@ class _Probe:
         self.key = f"probe:{step.name}"
         self.run_id = uuid.uuid4().hex[:10]
         self.address = run.address_of(spec.to)
-        self.responder = run.responder_for(spec)
+        self.service = run.service_on(spec)
+        self.responder = None if self.service else run.responder_for(spec)
         from lab.model.units import parse_duration
         self.interval = parse_duration(spec.interval)[0]
         self.timeout = parse_duration(spec.timeout)[0]
@@ -102,14 +103,19 @@ class _Probe:
             run.result.observations[self.key] = {"error": f"the probe failed: {errs.decode()[-300:]}"}
             return
         from lab.net.probe import received
-        got = received(self.responder, self.run_id)
         spec = self.step.spec
-        data.update(from_node=spec.from_, to_node=spec.to, requests_received=len({g["req"] for g in got}),
-                    seen_from=sorted({f"{g['src']}:{g['sport']}" for g in got}))
+        data.update(from_node=spec.from_, to_node=spec.to)
+        if self.responder is not None:
+            got = received(self.responder, self.run_id)
+            data.update(requests_received=len({g["req"] for g in got}),
+                        seen_from=sorted({f"{g['src']}:{g['sport']}" for g in got}))
+        else:
+            # a lab service answers on this port: what arrived is counted in the captures
+            data.update(requests_received=None, answered_by=self.service)
         run.result.observations[self.key] = data
         run.probes.append(self)
-        run.event(self.key, f"{data['sent']} sent, {data['requests_received']} arrived at {spec.to}, "
-                            f"{data['replies']} replies back")
+        arrived = "" if data["requests_received"] is None else f"{data['requests_received']} arrived at {spec.to}, "
+        run.event(self.key, f"{data['sent']} sent, {arrived}{data['replies']} replies back")
 
 
 class Runner:
@@ -143,6 +149,15 @@ class Runner:
                     points[(p.node, p.interface)] = None
         return list(points)
 
+    def service_on(self, spec) -> str | None:
+        """The lab service listening where the probe goes ('turn on turn, udp 3478'), if any."""
+        node = spec.to if spec.to in self.scenario.topology.nodes else self._node_of(spec.to)
+        want = "tcp" if spec.proto == "tcp" else "udp"
+        for rs in getattr(self.network, "services", None) or []:
+            if rs.node == node and any(p == want and port == spec.port for p, _ip, port in rs.listens):
+                return f"{rs.service} on {node}, {want} {spec.port}"
+        return None
+
     def responder_for(self, spec) -> str:
         node = spec.to if spec.to in self.scenario.topology.nodes else self._node_of(spec.to)
         return self._responders[(node, spec.proto, spec.port)]
@@ -156,6 +171,12 @@ class Runner:
         for step in self.scenario.steps:
             if step.action == "probe":
                 s = step.spec
+                service = self.service_on(s)
+                if service and s.proto == "udp":
+                    raise RuntimeError(f"{step.name}: UDP {s.port} on {s.to} is the lab's {service.split()[0]} "
+                                       f"service, which would drop the probe's packets: use 'proto: stun'")
+                if service:
+                    continue
                 node = s.to if s.to in self.scenario.topology.nodes else self._node_of(s.to)
                 wanted[(node, s.proto, s.port)] = None
         procs = []
@@ -235,6 +256,12 @@ class Runner:
             if obs and "error" not in obs:
                 obs.update(diagnose_probe(self.scenario.topology, obs, p.run_id, p.step.spec, pcaps,
                                           ip_address(p.address)))
+                if obs.get("requests_received") is None and obs.get("no_route"):
+                    obs["requests_received"] = 0          # nothing can arrive from a host without a route
+                elif obs.get("requests_received") is None and obs.get("requests_path"):
+                    last = obs["requests_path"][-1]
+                    if last["at"].split(":")[0] == p.step.spec.to or p.step.spec.to not in self.scenario.topology.nodes:
+                        obs["requests_received"] = last["count"]
                 blame_rules(obs, self.result.observations)
 
     def _timeline(self) -> None:

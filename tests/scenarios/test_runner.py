@@ -22,7 +22,10 @@ def test_probes_tell_reached_from_not_reached(tmp_path):
     o = r.observations
     assert o["probe:agent-turn"]["sent"] == 5 and o["probe:agent-turn"]["replies"] == 5
     assert o["probe:agent-turn"]["requests_received"] == 5
-    assert o["probe:agent-turn"]["seen_from"] == [o["probe:agent-turn"]["local"].replace("0.0.0.0", "10.10.0.2")]
+    # the lab's TURN server answers the STUN probe; the captures count what arrived
+    assert o["probe:agent-turn"]["answered_by"] == "turn on turn, udp 3478"
+    # where the lab's own responder answers, it says whom it saw
+    assert o["probe:agent-stun"]["seen_from"] == [o["probe:agent-stun"]["local"].replace("0.0.0.0", "10.10.0.2")]
     assert o["probe:printer-turn"]["replies"] == 0 and o["probe:printer-turn"]["requests_received"] == 0
     assert "Network is unreachable" in o["probe:printer-turn"]["errors"][0]
     assert o["probe:agent-sig"]["proto"] == "tcp" and o["probe:agent-sig"]["replies"] == 3

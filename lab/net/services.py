@@ -1,0 +1,154 @@
+"""Services inside a lab: how a host's ``services`` (turn, signalling, media) are started.
+
+The interface, for whoever adds a service:
+
+* a service is a module (a package) named in ``REGISTRY`` below, e.g. ``"turn":
+  "lab.services.turn"``;
+* that module has ``lab_service(ctx: ServiceContext) -> ServiceSpec``: given where it
+  runs (lab, node, the node's addresses, the topology's ``services.<name>`` options, the
+  lab's run directory, the lab CA) it says what to run (``argv``, where ``{config}``
+  stands for the config file's path), its ``config`` (a JSON-able dict, written to
+  ``/run/icelab/<lab>/<service>-<node>.json``), and what it listens on when ready
+  (``listens``: ("udp"|"tcp", ip, port) tuples);
+* ``start(net)`` (called at the end of ``Network.build()``) starts every service in its
+  host's namespace with the node's ``popen`` (so it carries the lab's ICELAB_LAB mark and
+  the lab's cleanup ends it), output to ``<service>-<node>.log`` in the run directory,
+  then waits until everything listens; a service that exits or does not listen within
+  its ``ready_timeout`` is a LabError quoting its log.
+
+A service named on a host but not in REGISTRY yet is reported and not started.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+REGISTRY: dict[str, str] = {"turn": "lab.services.turn"}
+REPO = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class ServiceSpec:
+    argv: list[str]
+    config: dict
+    listens: list[tuple[str, str, int]] = field(default_factory=list)
+    ready_timeout: float = 10.0
+
+
+@dataclass
+class ServiceContext:
+    lab: str
+    node: str
+    service: str
+    addresses: list[Any]          # the node's IPv4 addresses
+    options: dict                 # the topology's services.<service> section (defaults filled in)
+    run_dir: Path
+
+    def file(self, suffix: str) -> Path:
+        """A file of this service instance in the lab's run directory."""
+        return self.run_dir / f"{self.service}-{self.node}.{suffix}"
+
+    def certificate(self, dns: list[str], ips: list[str]):
+        """A server certificate from the lab CA (``<run dir>/pki/ca.pem`` is what clients trust)."""
+        from lab.services.pki import LabCA
+        return LabCA.load_or_create(self.run_dir / "pki", self.lab).issue(f"{self.service}-{self.node}", dns, ips)
+
+
+@dataclass
+class RunningService:
+    service: str
+    node: str
+    proc: subprocess.Popen
+    config: dict
+    config_path: Path
+    log_path: Path
+    listens: list[tuple[str, str, int]]
+    ready_timeout: float
+
+
+def start(net, progress=None) -> list[RunningService]:
+    """Start the services of every host of ``net`` (a lab.net.network.Network) and wait
+    until they listen."""
+    from .network import LabError
+    progress = progress or net.progress
+    topo = net.topo
+    run_dir = net.state.dir
+    options = getattr(topo, "services", None) or {}
+    started: list[RunningService] = []
+    for node in topo.hosts():
+        for service in node.services:
+            modname = REGISTRY.get(service)
+            if modname is None:
+                progress(f"service '{service}' on {node.name} is not available yet: not started")
+                continue
+            ctx = ServiceContext(topo.name, node.name, service, [a.ip for a in node.addresses],
+                                 dict(options.get(service) or {}), run_dir)
+            spec: ServiceSpec = importlib.import_module(modname).lab_service(ctx)
+            cfg_path, log_path = ctx.file("json"), ctx.file("log")
+            import json
+            cfg_path.write_text(json.dumps(spec.config, indent=2) + "\n")
+            argv = [a.replace("{config}", str(cfg_path)) for a in spec.argv]
+            env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+                       PYTHONUNBUFFERED="1")
+            with open(log_path, "ab") as log:
+                proc = net.nodes[node.name].popen(argv, stdin=subprocess.DEVNULL, stdout=log,
+                                                  stderr=subprocess.STDOUT, env=env)
+            progress(f"started {service} on {node.name} (pid {proc.pid})")
+            started.append(RunningService(service, node.name, proc, spec.config, cfg_path, log_path,
+                                          list(spec.listens), spec.ready_timeout))
+    pending = list(started)
+    t0 = time.monotonic()
+    while pending:
+        for rs in list(pending):
+            if rs.proc.poll() is not None:
+                raise LabError(f"service '{rs.service}' on {rs.node} exited with status {rs.proc.returncode}:\n"
+                               + _tail(rs.log_path) + f"\n(its config: {rs.config_path})")
+            if _listening(net.nodes[rs.node], rs.listens):
+                pending.remove(rs)
+            elif time.monotonic() - t0 > rs.ready_timeout:
+                raise LabError(f"service '{rs.service}' on {rs.node} is not listening on "
+                               + ", ".join(f"{p} {ip}:{port}" for p, ip, port in rs.listens)
+                               + f" after {rs.ready_timeout:.0f} s:\n" + _tail(rs.log_path))
+        if pending:
+            time.sleep(0.05)
+    return started
+
+
+def stop(services: list[RunningService]) -> None:
+    """End the processes ``start`` started (the lab's cleanup would, this also reaps them)."""
+    for rs in services:
+        if rs.proc.poll() is None:
+            rs.proc.terminate()
+    for rs in services:
+        try:
+            rs.proc.wait(timeout=3)
+        except subprocess.TimeoutExpired:
+            rs.proc.kill()
+            rs.proc.wait()
+
+
+def _listening(mn, listens: list[tuple[str, str, int]]) -> bool:
+    if not listens:
+        return True
+    out = mn.cmd("ss -Hlnu; ss -Hlnt")
+    have = set()
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) >= 4:
+            have.add(parts[3])          # "local address:port" (udp UNCONN and tcp LISTEN alike)
+    return all(f"{ip}:{port}" in have or f"0.0.0.0:{port}" in have or f"*:{port}" in have
+               for _, ip, port in listens)
+
+
+def _tail(path: Path, n: int = 15) -> str:
+    try:
+        lines = path.read_text(errors="replace").splitlines()[-n:]
+    except OSError:
+        return "(no log)"
+    return "\n".join("  | " + l for l in lines) or "  | (empty log)"

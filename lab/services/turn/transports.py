@@ -1,0 +1,293 @@
+"""Sockets: the UDP, TCP and TLS listeners (RFC 8656 section 3.1), relay sockets, the
+control socket. UDP and relay sockets are read straight from the event loop's reader
+callbacks (no per-datagram objects): the relay's packet rate depends on it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import ssl
+import struct
+
+from . import stun
+from .config import TurnConfig
+from .server import TurnServer
+
+MAX_TCP_BUFFER = 1 << 17      # a client that sends more than this unframed is cut off
+
+
+class UdpConn:
+    __slots__ = ("transport", "client", "local", "key", "_sock")
+
+    def __init__(self, sock, client, local):
+        self.transport = "udp"
+        self.client = client
+        self.local = local
+        self.key = ("udp", client, local)
+        self._sock = sock
+
+    def send(self, data: bytes) -> None:
+        try:
+            self._sock.sendto(data, self.client)
+        except OSError:
+            pass        # a full buffer or an unreachable client: UDP may lose it
+
+
+class StreamConn(asyncio.Protocol):
+    """One TCP or TLS client connection: RFC 8656 section 12.5 framing (STUN by its
+    length, ChannelData by its length padded to 4)."""
+
+    def __init__(self, server: TurnServer, transport_name: str):
+        self.server = server
+        self.transport = transport_name
+        self.buf = bytearray()
+        self.tr = None
+        self.client = self.local = self.key = None
+
+    def connection_made(self, tr):
+        self.tr = tr
+        self.client = tr.get_extra_info("peername")[:2]
+        self.local = tr.get_extra_info("sockname")[:2]
+        self.key = (self.transport, self.client, self.local, id(self))
+
+    def send(self, data: bytes) -> None:
+        if self.tr is not None and not self.tr.is_closing():
+            self.tr.write(data)
+
+    def data_received(self, data: bytes) -> None:
+        buf = self.buf
+        buf += data
+        while len(buf) >= 4:
+            first = buf[0]
+            if first < 0x40:
+                if len(buf) < stun.HEADER:
+                    break
+                n = stun.HEADER + struct.unpack_from("!H", buf, 2)[0]
+            elif first <= 0x7F:
+                ln = struct.unpack_from("!H", buf, 2)[0]
+                n = 4 + ln + (-ln % 4)
+            else:
+                # neither STUN nor ChannelData: the framing is lost for good
+                self.tr.close()
+                buf.clear()
+                return
+            if n > MAX_TCP_BUFFER:
+                self.tr.close()
+                buf.clear()
+                return
+            if len(buf) < n:
+                break
+            msg = bytes(buf[:n])
+            del buf[:n]
+            try:
+                self.server.on_client(msg, self)
+            except Exception as exc:     # never let one message stop the server
+                print(f"turn: error on a message from {self.client}: {exc!r}", flush=True)
+        if len(buf) > MAX_TCP_BUFFER:
+            self.tr.close()
+            buf.clear()
+
+    def connection_lost(self, exc):
+        self.server.connection_lost(self)
+        self.tr = None
+
+
+class Relays:
+    """Relay sockets for TurnServer: UDP, non-blocking, read by loop callbacks."""
+
+    def __init__(self, server_ref, loop):
+        self.loop = loop
+        self.server: TurnServer = server_ref
+
+    def open(self, ip: str, port: int):
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            s.bind((ip, port))
+        except OSError:
+            s.close()
+            return None
+        s.setblocking(False)
+        return s
+
+    def attach(self, sock, alloc) -> None:
+        on_peer = self.server.on_peer
+
+        def readable():
+            for _ in range(64):
+                try:
+                    data, peer = sock.recvfrom(65536)
+                except (BlockingIOError, InterruptedError):
+                    return
+                except OSError:
+                    return
+                on_peer(alloc, data, peer)
+        self.loop.add_reader(sock.fileno(), readable)
+
+    def send(self, sock, data: bytes, peer) -> None:
+        try:
+            sock.sendto(data, peer)
+        except OSError:
+            pass
+
+    def close(self, sock) -> None:
+        try:
+            self.loop.remove_reader(sock.fileno())
+        except (ValueError, OSError):
+            pass
+        sock.close()
+
+
+class Service:
+    """Everything one server process listens on."""
+
+    def __init__(self, cfg: TurnConfig):
+        self.cfg = cfg
+        self.server = TurnServer(cfg)
+        self.udp: dict[tuple, socket.socket] = {}
+        self.stream_servers: list = []
+        self.tls_ctx = None
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self.server.relays = Relays(self.server, loop)
+        cfg = self.cfg
+        ports = [cfg.udp_port] if cfg.udp_port else []
+        ips = list(cfg.addresses)
+        if cfg.alt_address and cfg.alt_port and cfg.udp_port:
+            # RFC 5780 section 4: two addresses and two ports, all four combinations
+            ports.append(cfg.alt_port)
+            ips.append(cfg.alt_address)
+            self.server.alt_sender = self._send_from
+        for ip in ips:
+            for port in ports:
+                self._udp_listen(loop, ip, port)
+        if cfg.tls_port and cfg.cert and cfg.key:
+            self.tls_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            self.tls_ctx.load_cert_chain(cfg.cert, cfg.key)
+        for ip in cfg.addresses:
+            if cfg.tcp_port:
+                self.stream_servers.append(await loop.create_server(
+                    lambda: StreamConn(self.server, "tcp"), ip, cfg.tcp_port, reuse_address=True,
+                    reuse_port=cfg.workers > 1))
+            if cfg.tls_port:
+                self._tls_listen(loop, ip, cfg.tls_port)
+        if cfg.control:
+            try:
+                os.unlink(cfg.control)
+            except FileNotFoundError:
+                pass
+            self.stream_servers.append(await asyncio.start_unix_server(self._control, cfg.control))
+        loop.create_task(self._sweeper())
+
+    def _udp_listen(self, loop, ip: str, port: int) -> None:
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if self.cfg.workers > 1:
+            # the kernel hashes a client's 5-tuple to one worker, always the same one
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        for opt in (socket.SO_RCVBUF, socket.SO_SNDBUF):
+            s.setsockopt(socket.SOL_SOCKET, opt, 1 << 21)
+        s.bind((ip, port))
+        s.setblocking(False)
+        local = s.getsockname()[:2]
+        self.udp[local] = s
+        conns: dict = {}
+        on_client = self.server.on_client
+
+        def readable():
+            for _ in range(64):
+                try:
+                    data, addr = s.recvfrom(65536)
+                except (BlockingIOError, InterruptedError):
+                    return
+                except OSError:
+                    return
+                c = conns.get(addr)
+                if c is None:
+                    if len(conns) > 100000:
+                        conns.clear()
+                    c = conns[addr] = UdpConn(s, addr, local)
+                try:
+                    on_client(data, c)
+                except Exception as exc:     # never let one message stop the server
+                    print(f"turn: error on a message from {addr}: {exc!r}", flush=True)
+        loop.add_reader(s.fileno(), readable)
+
+    def _send_from(self, src, data: bytes, client) -> None:
+        s = self.udp.get(tuple(src))
+        if s is not None:
+            try:
+                s.sendto(data, client)
+            except OSError:
+                pass
+
+    def _tls_listen(self, loop, ip: str, port: int) -> None:
+        """TLS and plain TCP on one port (coturn's ``tls-listening-port``): a TLS
+        ClientHello starts with 0x16, STUN with 0x00 or 0x01."""
+        ls = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if self.cfg.workers > 1:
+            ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        ls.bind((ip, port))
+        ls.listen(512)
+        ls.setblocking(False)
+        self.stream_servers.append(ls)
+
+        async def serve(conn: socket.socket):
+            try:
+                fut = loop.create_future()
+                loop.add_reader(conn.fileno(), lambda: fut.done() or fut.set_result(None))
+                try:
+                    await asyncio.wait_for(fut, 10)
+                finally:
+                    loop.remove_reader(conn.fileno())
+                first = conn.recv(1, socket.MSG_PEEK)
+                if not first:
+                    conn.close()
+                    return
+                if first[0] == 0x16 and self.tls_ctx is not None:
+                    await loop.connect_accepted_socket(lambda: StreamConn(self.server, "tls"), conn,
+                                                       ssl=self.tls_ctx, ssl_handshake_timeout=10)
+                else:
+                    await loop.connect_accepted_socket(lambda: StreamConn(self.server, "tcp"), conn)
+            except (OSError, asyncio.TimeoutError, ssl.SSLError):
+                conn.close()
+
+        async def accept():
+            while True:
+                try:
+                    conn, _ = await loop.sock_accept(ls)
+                except OSError:
+                    await asyncio.sleep(0.01)
+                    continue
+                conn.setblocking(False)
+                loop.create_task(serve(conn))
+        loop.create_task(accept())
+
+    async def _control(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while line := await reader.readline():
+                try:
+                    ans = self.server.control(json.loads(line))
+                except (ValueError, TypeError, KeyError) as exc:
+                    ans = {"ok": False, "error": str(exc)}
+                writer.write(json.dumps(ans).encode() + b"\n")
+                await writer.drain()
+        finally:
+            writer.close()
+
+    async def _sweeper(self) -> None:
+        while True:
+            await asyncio.sleep(0.2)      # also bounds how late the transaction log is written
+            self.server.sweep()
+
+
+async def serve(cfg: TurnConfig, ready=None) -> None:
+    svc = Service(cfg)
+    await svc.start()
+    if ready is not None:
+        ready(svc)
+    await asyncio.Event().wait()
