@@ -249,6 +249,41 @@ def cmd_exec(args) -> int:
         return EXIT_FAIL
 
 
+def cmd_call(args) -> int:
+    """Place one softphone call from an agent of a running lab (the cloud registered
+    ``adhoc-N`` calls for this when the lab was built)."""
+    from lab.net import procs
+    from lab.net.state import get
+    st = get(args.name)
+    if st is None:
+        err.print(f"[red]no lab named '{args.name}' is up[/]\n    hint: 'icelab status' lists the labs")
+        return EXIT_INPUT
+    node = st.nodes.get(args.agent)
+    if node is None:
+        from lab.model.errors import did_you_mean
+        err.print(f"[red]lab '{args.name}' has no node '{args.agent}'[/]\n    hint: {did_you_mean(args.agent, st.nodes, 'nodes')}")
+        return EXIT_INPUT
+    if not procs.alive(node.pid, node.started) or st.status != "running":
+        err.print(f"[red]lab '{args.name}' is not running (status {st.status})[/]")
+        return EXIT_FAIL
+    calls = sorted((st.dir / "calls").glob("adhoc-*.json"), key=lambda p: int(p.stem.split("-")[1]))
+    if not calls:
+        err.print(f"[red]lab '{args.name}' has no call left to place[/]\n    hint: its topology needs hosts with the "
+                  "turn and signalling services; a lab registers 20 calls: restart it for more")
+        return EXIT_FAIL
+    used = calls[0].with_suffix(".used")
+    calls[0].rename(used)
+    cfg = st.dir / f"agent-{args.agent}-{calls[0].stem}.json"
+    cfg.write_text(json.dumps({"call": str(used), "ca": str(st.dir / "pki" / "ca.pem"), "talk_time": args.talk,
+                               "profile": args.profile}))
+    argv = ["nsenter", "-t", str(node.pid), "-n", "--", sys.executable, "-m", "lab.agent", "--config", str(cfg)]
+    if not args.json:
+        argv.append("--text")
+    env = dict(os.environ, ICELAB_LAB=args.name, ICELAB_NODE=args.agent)
+    import subprocess
+    return subprocess.run(argv, env=env).returncode
+
+
 def cmd_clean(args) -> int:
     from lab.net import clean_all, orphans
     found = orphans()
@@ -505,6 +540,14 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("node", metavar="NODE")
     s.add_argument("command", nargs=argparse.REMAINDER, metavar="-- CMD")
     s.set_defaults(func=cmd_exec)
+
+    s = sub.add_parser("call", help="place a softphone call from an agent of a running lab; print its timeline")
+    s.add_argument("name", metavar="LAB")
+    s.add_argument("agent", metavar="AGENT")
+    s.add_argument("--talk", type=float, default=3.0, help="seconds in Talking before hanging up (default 3)")
+    s.add_argument("--profile", choices=["chrome", "aiortc-default"], default="chrome")
+    s.add_argument("--json", action="store_true", help="the timeline as JSON lines, then the outcome")
+    s.set_defaults(func=cmd_call)
 
     s = sub.add_parser("run", help="run scenarios: build, play the timeline, check expectations, tear down")
     s.add_argument("files", nargs="+", metavar="SCENARIO", help="scenario files or folders of them")

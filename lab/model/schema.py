@@ -137,10 +137,25 @@ class TurnOptions(Strict):
     faults: dict[str, Any] = Field(default_factory=dict, description="fault injection from the start (embedded only)")
 
 
+class SignallingOptions(Strict):
+    """Options of the `signalling` role: the signalling mock on wss and, with it, the media
+    edge (docs/softphone.md)."""
+
+    port: int = Field(443, ge=1, le=65535, description="wss listener")
+    ice_servers: list[Literal["udp", "tcp", "tls"]] = Field(
+        default_factory=lambda: ["udp"],
+        description="TURN URLs the softphone is given: udp = turn:<turn>:3478?transport=udp (what Connect "
+                    "sends), tcp = turn:<turn>:3478?transport=tcp, tls = turns:<turn>:443?transport=tcp")
+    calls: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="calls the cloud expects: id -> {behaviour, answer_delay, contact_ctx}; "
+                                          "scenarios fill this in")
+
+
 class Services(Strict):
     """Options of the cloud services, by role."""
 
     turn: TurnOptions = Field(default_factory=TurnOptions)
+    signalling: SignallingOptions = Field(default_factory=SignallingOptions)
 
 
 class Topology(Strict):

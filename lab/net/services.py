@@ -29,7 +29,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-REGISTRY: dict[str, str] = {"turn": "lab.services.turn"}
+REGISTRY: dict[str, str] = {"turn": "lab.services.turn", "signalling": "lab.services.media"}
+#: roles served by another role's process: the media edge runs inside the signalling
+#: service (one process answers the invite and terminates the media; its relay candidates
+#: come from TURN, so the host it runs on does not change the agent's media path)
+HOSTED_BY: dict[str, str] = {"media": "signalling"}
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -49,6 +53,7 @@ class ServiceContext:
     addresses: list[Any]          # the node's IPv4 addresses
     options: dict                 # the topology's services.<service> section (defaults filled in)
     run_dir: Path
+    topology: Any = None          # the whole lab.model.Topology (where the other services are)
 
     def file(self, suffix: str) -> Path:
         """A file of this service instance in the lab's run directory."""
@@ -84,11 +89,13 @@ def start(net, progress=None) -> list[RunningService]:
     for node in topo.hosts():
         for service in node.services:
             modname = REGISTRY.get(service)
+            if service in HOSTED_BY:
+                continue
             if modname is None:
                 progress(f"service '{service}' on {node.name} is not available yet: not started")
                 continue
             ctx = ServiceContext(topo.name, node.name, service, [a.ip for a in node.addresses],
-                                 dict(options.get(service) or {}), run_dir)
+                                 dict(options.get(service) or {}), run_dir, topo)
             spec: ServiceSpec = importlib.import_module(modname).lab_service(ctx)
             cfg_path, log_path = ctx.file("json"), ctx.file("log")
             import json

@@ -46,6 +46,8 @@ def _one(e: Expectation, observations: dict[str, dict]) -> Check:
         return Check(e.title, "error", obs["error"], None, e.line)
     if e.kind == "probe":
         ok, observed = _probe(e, obs)
+    elif e.kind == "call":
+        ok, observed = _call(e, obs)
     else:       # pragma: no cover - load.py refuses kinds that have no evaluator
         return Check(e.title, "error", f"no evaluator for '{e.kind}' expectations", None, e.line)
     if ok is None:
@@ -81,4 +83,43 @@ def _probe(e: Expectation, obs: dict) -> tuple[bool | None, str]:
         median = statistics.median(obs["rtt_ms"]) / 1000
         words += f", median RTT {format_duration(median)}"
         ok &= e.bounds["rtt"].holds(median)
+    return bool(ok), words
+
+
+def _call(e: Expectation, obs: dict) -> tuple[bool | None, str]:
+    spec = e.spec
+    q = obs.get("quality") or {}
+    silent = bool(q.get("silent_audio"))
+    if obs.get("reached_talking"):
+        words = "reached Talking" + (" but the audio was silent" if silent else
+                                     f", audio both ways ({q.get('packets_sent')} sent, {q.get('packets_received')} received)")
+    else:
+        words = f"failed with {obs.get('softphone_error') or obs.get('rtc_error') or 'no error'}"
+    times = obs.get("times") or {}
+    if times.get("error") is not None:
+        words += f" {format_duration(times['error'])} after the ICE state began"
+    if times.get("first_candidate") is not None:
+        words += f"; first relay candidate after {format_duration(times['first_candidate'])}"
+    ok = True
+    if spec.outcome is not None:
+        got = ("silent" if silent else "talking") if obs.get("reached_talking") else "failed"
+        ok &= got == spec.outcome
+    if spec.error is not None:
+        ok &= obs.get("softphone_error") == spec.error
+    if spec.audio is not None:
+        ok &= (obs.get("reached_talking") and not silent) == spec.audio
+    for key, label in (("error_at", "error"), ("first_candidate", "first_candidate")):
+        if key in e.bounds:
+            value = times.get(label)
+            if value is None:
+                return False, words + f"; no {label.replace('_', ' ')} to time"
+            ok &= e.bounds[key].holds(value)
+    if "setup" in e.bounds:
+        t = times.get("talking")
+        start = (obs.get("timeline") or [{}])[0].get("t", 0.0)
+        if t is None:
+            return False, words + "; never reached Talking, so no set-up time"
+        setup = t - start
+        words += f"; Talking after {format_duration(setup)}"
+        ok &= e.bounds["setup"].holds(setup)
     return bool(ok), words

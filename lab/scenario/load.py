@@ -304,7 +304,17 @@ class _Checker:
             return ok
         if step.action == "call":
             step.name = spec.name or spec.from_
-            return self._host(topo, spec.from_, path + ("from",), agent=True)
+            ok = self._host(topo, spec.from_, path + ("from",), agent=True)
+            for key in ("talk", "answer_delay"):
+                _, m, h = parse_duration(getattr(spec, key))
+                if m:
+                    self.err(path + (key,), m, h)
+                    ok = False
+            if not any("signalling" in n.services for n in topo.nodes.values()):
+                self.err(path, "a call needs a host with the signalling service (and one with turn)",
+                         "add 'services: [signalling]' to a server host in the cloud")
+                ok = False
+            return ok
         return True
 
     def _host(self, topo: Topology, name: str, path: Path_, agent: bool = False) -> bool:

@@ -118,6 +118,74 @@ class _Probe:
         run.event(self.key, f"{data['sent']} sent, {arrived}{data['replies']} replies back")
 
 
+class _Call:
+    """A softphone call in flight: ``python -m lab.agent`` in the agent's namespace, its JSON
+    lines read as they come so that its events land on the scenario's clock."""
+
+    MAX_S = 90.0
+
+    def __init__(self, run: "Runner", step: Step):
+        import threading
+        spec = step.spec
+        self.step = step
+        self.key = f"call:{step.name}"
+        d = run.network.state.dir
+        cfg = d / f"agent-{step.name}.json"
+        from lab.model.units import parse_duration
+        cfg.write_text(json.dumps({"call": str(d / "calls" / f"{step.name}.json"), "ca": str(d / "pki" / "ca.pem"),
+                                   "talk_time": parse_duration(spec.talk)[0], "profile": spec.profile}))
+        self.lines: list[tuple[float, dict]] = []
+        self.stderr = b""
+        self.run = run
+        self.proc = run.network.node(spec.from_).popen([sys.executable, "-m", "lab.agent", "--config", str(cfg)],
+                                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+        self.deadline = time.monotonic() + self.MAX_S
+
+    def _read(self) -> None:
+        for raw in self.proc.stdout:
+            try:
+                item = json.loads(raw)
+            except ValueError:
+                continue
+            self.lines.append((time.monotonic() - self.run.t0, item))
+
+    def done(self) -> bool:
+        return self.proc.poll() is not None
+
+    def finish(self, run: "Runner") -> None:
+        try:
+            _, self.stderr = self.proc.communicate(timeout=max(0.1, self.deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.communicate()
+        self.reader.join(5)
+        outcome = next((item["outcome"] for _, item in self.lines if "outcome" in item), None)
+        if outcome is None:
+            run.result.observations[self.key] = {
+                "error": f"the softphone did not report an outcome: {self.stderr.decode(errors='replace')[-400:]}"}
+            return
+        events = [(t, e) for t, e in self.lines if "kind" in e]
+        obs = dict(outcome, timeline=[e for _, e in events])
+        ice = next((e["t"] for _, e in events if e["kind"] == "state" and e["name"] == ICE_STATE), None)
+        first = next((e["t"] for _, e in events if e["kind"] == "candidate" and e["name"] == "relay"), None)
+        err = next((e["t"] for _, e in events if e["kind"] == "error"), None)
+        talking = next((e["t"] for _, e in events if e["kind"] == "state" and e["name"] == "TalkingState"), None)
+        obs["times"] = {"ice_start": ice, "first_candidate": None if first is None or ice is None else first - ice,
+                        "error": None if err is None or ice is None else err - ice, "talking": talking}
+        run.result.observations[self.key] = obs
+        for t, e in events:
+            if e["kind"] in ("state", "error") or (e["kind"] == "candidate" and e["name"] == "relay"):
+                what = e["name"] if e["kind"] != "error" else f"{e['name']} ({e.get('softphone_error')})"
+                run.result.events.append(Event(t, self.key, what))
+        verdict = "talking" if outcome.get("reached_talking") else (outcome.get("softphone_error") or "failed")
+        run.event(self.key, f"ended: {outcome['state']}, {verdict}")
+
+
+ICE_STATE = "ConnectSignalingAndIceCollectionState"
+
+
 class Runner:
     def __init__(self, scenario: Scenario, progress: Progress = lambda m: None, out_dir: Path | None = None):
         self.scenario = scenario
@@ -140,13 +208,18 @@ class Runner:
         return str(topo.address_of(to)) if to in topo.nodes else to
 
     def _capture_points(self) -> list[tuple[str, str]]:
+        from ipaddress import ip_address
+        topo = self.scenario.topology
         points: dict[tuple[str, str], None] = {}
+        turn = next((n.name for n in topo.nodes.values() if "turn" in n.services), None)
         for step in self.scenario.steps:
+            path = None
             if step.action == "probe":
-                from ipaddress import ip_address
-                path = path_points(self.scenario.topology, step.spec.from_, ip_address(self.address_of(step.spec.to)))
-                for p in path or []:
-                    points[(p.node, p.interface)] = None
+                path = path_points(topo, step.spec.from_, ip_address(self.address_of(step.spec.to)))
+            elif step.action == "call" and turn:      # the softphone's media goes to TURN
+                path = path_points(topo, step.spec.from_, topo.address_of(turn))
+            for p in path or []:
+                points[(p.node, p.interface)] = None
         return list(points)
 
     def service_on(self, spec) -> str | None:
@@ -198,7 +271,7 @@ class Runner:
         t_start = time.monotonic()
         tmp = None
         try:
-            with Network(s.topology) as net:
+            with Network(self._topology()) as net:
                 self.network = net
                 self.result.timings["build"] = time.monotonic() - t_start
                 self._start_responders()
@@ -244,6 +317,23 @@ class Runner:
             self.result.observations[f"firewall:{node.name}"] = {
                 "rules": [dict(r.to_dict(), action=r.action, sentence=r.sentence()) for r in rules]}
 
+    def _topology(self):
+        """The scenario's topology, with the calls it places registered with the cloud
+        (the signalling mock answers each as the scenario says)."""
+        import copy
+        from lab.model.units import parse_duration
+        calls = [st for st in self.scenario.steps if st.action == "call"]
+        if not calls:
+            return self.scenario.topology
+        topo = copy.deepcopy(self.scenario.topology)
+        plans = topo.services.setdefault("signalling", {}).setdefault("calls", {})
+        for st in calls:
+            plan = {"behaviour": st.spec.answer, "answer_delay": parse_duration(st.spec.answer_delay)[0]}
+            if st.spec.wrong_token:
+                plan["contact_ctx"] = "not-the-token-the-cloud-expects"
+            plans[st.name] = plan
+        return topo
+
     def _diagnose(self) -> None:
         if not self.captures:
             return
@@ -276,6 +366,8 @@ class Runner:
             self.event("runner", f"{step.action} {step.name or ''}".strip())
             if step.action == "probe":
                 pending.append(_Probe(self, step))
+            elif step.action == "call":
+                pending.append(_Call(self, step))
         end = self.t0 + s.duration if s.duration is not None else None
         while pending:
             self._poll(pending, until=time.monotonic() + 0.05)
@@ -283,6 +375,7 @@ class Runner:
                 break
         for p in pending:
             p.finish(self)
+        self.result.events.sort(key=lambda e: e.t)
         self.result.timings["timeline"] = time.monotonic() - self.t0
         self.event("runner", "timeline ends")
 
