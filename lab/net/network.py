@@ -123,6 +123,8 @@ class Network:
         t1 = time.monotonic()
         self._wait_ready()
         self.timings["ready"] = time.monotonic() - t1
+        from .shaping import setup as setup_shaping
+        setup_shaping(self)     # link impairments declared in the file (no-op without any)
         self.state.status = "running"
         self.state.save()
         self.timings["total"] = time.monotonic() - t0

@@ -12,6 +12,7 @@ network namespace, the one the socket was created in.
 
 from __future__ import annotations
 
+import os
 import socket
 import struct
 
@@ -63,6 +64,7 @@ class NFQueueSocket:
         self.sock.bind((0, 0))
         self._buf = bytearray(1 << 16)
         self._out = bytearray()
+        self._pending: list[bytes] = []
 
     def fileno(self) -> int:
         return self.sock.fileno()
@@ -71,20 +73,27 @@ class NFQueueSocket:
         self.sock.close()
 
     def _request(self, data: bytes) -> None:
-        """Send a config request and wait for the kernel's answer (errors are reported)."""
+        """Send a config request and wait for the kernel's answer (errors are raised).
+        Packets of queues already bound may arrive meanwhile: they are kept for ``read``."""
         self.sock.setblocking(True)
-        self.sock.send(data)
-        while True:
-            n = self.sock.recv_into(self._buf)
-            length, kind = struct.unpack_from("=IH", self._buf, 0)
-            if kind == NLMSG_ERROR:
-                err = struct.unpack_from("=i", self._buf, _HDR.size)[0]
-                if err:
-                    raise NFQueueError(-err, f"nfqueue config: {__import__('os').strerror(-err)}")
-                return
-            # a packet of an already bound queue can arrive meanwhile: not expected during setup
-            if n < length:
-                return
+        try:
+            self.sock.send(data)
+            while True:
+                n = self.sock.recv_into(self._buf)
+                off = 0
+                while off + 16 <= n:
+                    length, kind = struct.unpack_from("=IH", self._buf, off)
+                    if length < 16:
+                        break
+                    if kind == NLMSG_ERROR:
+                        err = struct.unpack_from("=i", self._buf, off + _HDR.size)[0]
+                        if err:
+                            raise NFQueueError(-err, f"nfqueue config: {os.strerror(-err)}")
+                        return
+                    self._pending.append(bytes(self._buf[off:off + length]))
+                    off += (length + 3) & ~3
+        finally:
+            self.sock.setblocking(False)
 
     def bind(self, queue: int, copy_range: int = 0, maxlen: int = 65536) -> None:
         """Bind ``queue``. ``copy_range`` bytes of each packet are copied to us (0: none,
@@ -94,57 +103,30 @@ class NFQueueSocket:
                                _attr(NFQA_CFG_CMD, struct.pack("!BxH", NFQNL_CFG_CMD_BIND, socket.AF_INET)), ack))
         self.set_copy(queue, copy_range)
         self._request(_message(NFQNL_MSG_CONFIG, queue, _attr(NFQA_CFG_QUEUE_MAXLEN, struct.pack("!I", maxlen)), ack))
-        self.sock.setblocking(False)
 
     def set_copy(self, queue: int, copy_range: int) -> None:
         # COPY_PACKET with a small range still tells us the length (NFQA_CAP_LEN); range 0
         # would mean "everything" to the kernel, so "nothing" is one byte.
         params = struct.pack("!IB", max(1, copy_range), NFQNL_COPY_PACKET)
         self._request(_message(NFQNL_MSG_CONFIG, queue, _attr(NFQA_CFG_PARAMS, params), NLM_F_REQUEST | NLM_F_ACK))
-        self.sock.setblocking(False)
 
     def unbind(self, queue: int) -> None:
         self._request(_message(NFQNL_MSG_CONFIG, queue,
                                _attr(NFQA_CFG_CMD, struct.pack("!BxH", NFQNL_CFG_CMD_UNBIND, socket.AF_INET)),
                                NLM_F_REQUEST | NLM_F_ACK))
-        self.sock.setblocking(False)
 
     def read(self):
         """Yield (queue, packet_id, length, payload-or-None) for every packet waiting, without blocking."""
+        while self._pending:
+            data = self._pending.pop(0)
+            yield from _parse(data, len(data))
         buf, recv_into = self._buf, self.sock.recv_into
-        unpack_from = struct.unpack_from
         while True:
             try:
                 n = recv_into(buf)
             except BlockingIOError:
                 return
-            off = 0
-            while off + 16 <= n:
-                length, kind = unpack_from("=IH", buf, off)
-                if length < 16:
-                    break
-                if kind == (NFNL_SUBSYS_QUEUE << 8) | NFQNL_MSG_PACKET:
-                    queue = unpack_from("!H", buf, off + 18)[0]
-                    pid = size = -1
-                    payload = None
-                    a = off + 20
-                    end = off + length
-                    while a + 4 <= end:
-                        alen, atype = unpack_from("=HH", buf, a)
-                        if alen < 4:
-                            break
-                        atype &= 0x3fff
-                        if atype == NFQA_PACKET_HDR:
-                            pid = unpack_from("!I", buf, a + 4)[0]
-                        elif atype == NFQA_PAYLOAD:
-                            payload = bytes(buf[a + 4:a + alen])
-                            if size < 0:
-                                size = alen - 4
-                        elif atype == NFQA_CAP_LEN:
-                            size = unpack_from("!I", buf, a + 4)[0]
-                        a += (alen + 3) & ~3
-                    yield queue, pid, size, payload
-                off += (length + 3) & ~3
+            yield from _parse(buf, n)
 
     def verdict(self, queue: int, packet_id: int, verdict: int) -> None:
         """Add a verdict to the batch sent by ``flush``."""
@@ -168,3 +150,38 @@ class NFQueueSocket:
 def _pack_verdict(queue: int, packet_id: int, verdict: int) -> bytes:
     return (_HDR.pack(_VERDICT_LEN, _VERDICT_TYPE, NLM_F_REQUEST, 0, 0) + _NFGEN.pack(0, 0, queue)
             + _ATTR.pack(12, NFQA_VERDICT_HDR) + struct.pack("!II", verdict, packet_id))
+
+
+_PACKET_TYPE = (NFNL_SUBSYS_QUEUE << 8) | NFQNL_MSG_PACKET
+
+
+def _parse(buf, n: int):
+    """The packet messages in ``buf[:n]`` (one datagram may carry several)."""
+    unpack_from = struct.unpack_from
+    off = 0
+    while off + 16 <= n:
+        length, kind = unpack_from("=IH", buf, off)
+        if length < 16:
+            return
+        if kind == _PACKET_TYPE:
+            queue = unpack_from("!H", buf, off + 18)[0]
+            pid = size = -1
+            payload = None
+            a = off + 20
+            end = off + length
+            while a + 4 <= end:
+                alen, atype = unpack_from("=HH", buf, a)
+                if alen < 4:
+                    break
+                atype &= 0x3fff
+                if atype == NFQA_PACKET_HDR:
+                    pid = unpack_from("!I", buf, a + 4)[0]
+                elif atype == NFQA_PAYLOAD:
+                    payload = bytes(buf[a + 4:a + alen])
+                    if size < 0:
+                        size = alen - 4
+                elif atype == NFQA_CAP_LEN:
+                    size = unpack_from("!I", buf, a + 4)[0]
+                a += (alen + 3) & ~3
+            yield queue, pid, size, payload
+        off += (length + 3) & ~3

@@ -1,0 +1,285 @@
+"""The lab's shaper: one process per lab that holds packets of impaired links in NFQUEUE.
+
+Run as ``python -m lab.net.shaper.daemon LAB`` inside one of the lab's namespaces (the
+lab's cleanup ends it with everything else there) with ``ICELAB_LAB`` set. It opens one
+nfnetlink socket in each namespace where a link direction is held, adds the iptables
+rules that queue that direction's packets, and answers requests on the unix socket
+``/run/icelab/<lab>/shaper.sock`` (one JSON line in, one JSON line out):
+
+- ``{"op": "set", "link": 3, "a2b": {...}, "b2a": {...}}``: settings of one or both
+  directions (``Impairment.to_wire``); the link is attached on first use.
+- ``{"op": "show"}``: every attached direction, its settings, counters and held packets.
+
+Where a direction is held: at the egress (iptables mangle POSTROUTING) of the node that
+sends on the link, or, when that node is a lan (a bridge), at the ingress (raw PREROUTING)
+of the node that receives. Either way the packet is on the wire of that link only.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import select
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+from lab.model.impairment import Impairment
+from lab.net.shaper.engine import Direction, Scheduler
+from lab.net.shaper.nfqueue import NF_ACCEPT, NF_DROP, NFQueueSocket
+from lab.net.state import get, run_dir
+
+MARK = 0x1CE1                    # duplicates we send ourselves carry it and are not queued again
+CLONE_NEWNET = 0x40000000
+PR_SET_TIMERSLACK = 29
+SOCKET_NAME = "shaper.sock"
+IPTABLES = "iptables-legacy"     # nftables' 'queue' is not in every kernel; xt NFQUEUE is
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def socket_path(lab: str):
+    return run_dir() / lab / SOCKET_NAME
+
+
+def placement(topology: dict, link: dict, direction: str) -> tuple[str, str, str]:
+    """(node, 'egress' or 'ingress', ifname) where ``direction`` of ``link`` is held."""
+    src, dst = ("a", "b") if direction == "a2b" else ("b", "a")
+    kinds = {n: spec["kind"] for n, spec in topology["nodes"].items()}
+    if kinds[link[src]["node"]] != "lan":
+        return link[src]["node"], "egress", link[src]["ifname"]
+    return link[dst]["node"], "ingress", link[dst]["ifname"]
+
+
+def queue_number(link_index: int, direction: str) -> int:
+    return 2 * link_index + (0 if direction == "a2b" else 1)
+
+
+def iptables_rule(hook: str, ifname: str, queue: int) -> list[str]:
+    if hook == "egress":
+        return ["-t", "mangle", "POSTROUTING", "-o", ifname, "-m", "mark", "!", "--mark", hex(MARK),
+                "-j", "NFQUEUE", "--queue-num", str(queue)]
+    return ["-t", "raw", "PREROUTING", "-i", ifname, "-j", "NFQUEUE", "--queue-num", str(queue)]
+
+
+class Namespace:
+    """Sockets of one lab namespace, created there with setns(2)."""
+
+    def __init__(self, pid: int, home: int):
+        self.pid = pid
+        self._home = home
+        fd = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY)
+        try:
+            self._enter(fd)
+            try:
+                self.nfq = NFQueueSocket()
+                self.raw = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+                self.raw.setsockopt(socket.SOL_SOCKET, socket.SO_MARK, MARK)
+                self.raw.setblocking(False)
+            finally:
+                self._enter(home)
+        finally:
+            os.close(fd)
+
+    @staticmethod
+    def _enter(fd: int) -> None:
+        if _libc.setns(fd, CLONE_NEWNET) != 0:
+            e = ctypes.get_errno()
+            raise OSError(e, f"setns: {os.strerror(e)}")
+
+    def iptables(self, action: str, rule: list[str]) -> None:
+        table, chain, rest = rule[0:2], rule[2], rule[3:]
+        r = subprocess.run(["nsenter", "-t", str(self.pid), "-n", IPTABLES, "-w", *table, action, chain, *rest],
+                           capture_output=True, text=True, timeout=10)
+        if r.returncode != 0:
+            raise RuntimeError(f"{IPTABLES} {' '.join(rule)}: {r.stderr.strip()}")
+
+
+class Held:
+    """A direction attached to the kernel: its engine and where its packets wait."""
+
+    def __init__(self, link: int, direction: str, ns: Namespace, node: str, hook: str, ifname: str, queue: int):
+        self.link, self.direction, self.ns = link, direction, ns
+        self.node, self.hook, self.ifname, self.queue = node, hook, ifname, queue
+        self.engine = Direction(Impairment())
+        self.copy = 1
+
+    def describe(self) -> str:
+        return f"{self.node} {self.hook} {self.ifname}"
+
+
+class Shaper:
+    def __init__(self, lab: str):
+        self.lab = lab
+        st = get(lab)
+        if st is None or not st.topology:
+            raise SystemExit(f"shaper: no state for lab '{lab}'")
+        self.topology = st.topology
+        self.pids = {n: s.pid for n, s in st.nodes.items()}
+        self._home = os.open("/proc/self/ns/net", os.O_RDONLY)
+        self.namespaces: dict[str, Namespace] = {}
+        self.by_queue: dict[tuple[int, int], Held] = {}      # (socket fd, queue) -> direction
+        self.dirs: dict[tuple[int, str], Held] = {}
+        self.sched = Scheduler()
+        path = socket_path(lab)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            pass
+        self.control = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.control.bind(str(path))
+        self.control.listen(16)
+        self.control.setblocking(False)
+
+    # -- attaching ------------------------------------------------------------------
+
+    def namespace(self, node: str) -> Namespace:
+        ns = self.namespaces.get(node)
+        if ns is None:
+            ns = self.namespaces[node] = Namespace(self.pids[node], self._home)
+        return ns
+
+    def attach(self, link: int, direction: str) -> Held:
+        d = self.dirs.get((link, direction))
+        if d is not None:
+            return d
+        spec = self.topology["links"][link]
+        node, hook, ifname = placement(self.topology, spec, direction)
+        ns = self.namespace(node)
+        q = queue_number(link, direction)
+        ns.nfq.bind(q, copy_range=1)             # bind before the rule: never a queue without reader
+        d = Held(link, direction, ns, node, hook, ifname, q)
+        self.by_queue[(ns.nfq.fileno(), q)] = d
+        self.dirs[(link, direction)] = d
+        ns.iptables("-A", iptables_rule(hook, ifname, q))
+        return d
+
+    def set(self, link: int, direction: str, settings: Impairment) -> None:
+        d = self.attach(link, direction)
+        want_copy = 65535 if settings.duplicate else 1
+        if want_copy != d.copy:
+            d.ns.nfq.set_copy(d.queue, want_copy)
+            d.copy = want_copy
+        d.engine.change(settings, self.sched.held_by(d))
+        self.sched.rebuild()
+
+    # -- the loop -------------------------------------------------------------------
+
+    def run(self) -> None:
+        try:
+            _libc.prctl(PR_SET_TIMERSLACK, 1, 0, 0, 0)     # wake up on time, not 50 us late
+        except Exception:
+            pass
+        try:
+            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(10))   # wake up first
+        except (OSError, AttributeError):
+            pass
+        monotonic = time.monotonic
+        sched = self.sched
+        while True:
+            socks = [ns.nfq for ns in self.namespaces.values()]
+            nxt = sched.next_release()
+            timeout = None if nxt is None else max(0.0, nxt - monotonic())
+            ready, _, _ = select.select([self.control, *socks], [], [], timeout)
+            for s in ready:
+                if s is self.control:
+                    self.serve()
+                    continue
+                fd = s.fileno()
+                for queue, pid, size, payload in s.read():
+                    d = self.by_queue.get((fd, queue))
+                    if d is None:                       # not ours (cannot happen): let it pass
+                        s.verdict(queue, pid, NF_ACCEPT)
+                        continue
+                    h = d.engine.arrive(monotonic(), pid, size)
+                    if h is None:
+                        s.verdict(queue, pid, NF_DROP)
+                        continue
+                    if payload is not None and len(payload) == size and d.engine.wants_duplicate():
+                        h.duplicate = payload
+                    sched.push(d, h)
+            now = monotonic()
+            for d, h in sched.due(now):
+                d.ns.nfq.verdict(d.queue, h.packet_id, NF_ACCEPT)
+                d.engine.counters.sent += 1
+                if h.duplicate is not None:
+                    self.send_copy(d, h.duplicate)
+            for ns in self.namespaces.values():
+                ns.nfq.flush()
+
+    def send_copy(self, d: Held, packet: bytes) -> None:
+        """The duplicate leaves right after the original, through the same interface
+        (egress) or into the receiving node's own stack (ingress)."""
+        dst = socket.inet_ntoa(packet[16:20])
+        try:
+            if d.hook == "egress":
+                d.ns.raw.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, d.ifname.encode())
+            else:
+                d.ns.raw.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, b"")
+            d.ns.raw.sendto(packet, (dst, 0))
+            d.engine.counters.duplicated += 1
+        except OSError:
+            pass
+
+    # -- control ----------------------------------------------------------------------
+
+    def serve(self) -> None:
+        try:
+            conn, _ = self.control.accept()
+        except BlockingIOError:
+            return
+        with conn:
+            conn.settimeout(1.0)
+            try:
+                data = b""
+                while not data.endswith(b"\n"):
+                    chunk = conn.recv(65536)
+                    if not chunk:
+                        break
+                    data += chunk
+                reply = self.handle(json.loads(data or b"{}"))
+            except Exception as exc:        # a bad request must not stop the lab's links
+                reply = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+            try:
+                conn.sendall(json.dumps(reply).encode() + b"\n")
+            except OSError:
+                pass
+
+    def handle(self, req: dict) -> dict:
+        op = req.get("op")
+        if op == "ping":
+            return {"ok": True, "pid": os.getpid()}
+        if op == "set":
+            link = int(req["link"])
+            if not 0 <= link < len(self.topology["links"]):
+                return {"ok": False, "error": f"no link {link}"}
+            for direction in ("a2b", "b2a"):
+                if req.get(direction) is not None:
+                    self.set(link, direction, Impairment.from_wire(req[direction]))
+            return {"ok": True, "at": time.monotonic()}
+        if op == "show":
+            out: dict = {}
+            for (link, direction), d in sorted(self.dirs.items()):
+                out.setdefault(str(link), {})[direction] = {
+                    "settings": d.engine.settings.to_wire(), "counters": d.engine.counters.to_dict(),
+                    "held": len(self.sched.held_by(d)), "where": d.describe()}
+            return {"ok": True, "links": out}
+        return {"ok": False, "error": f"unknown op {op!r}"}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    lab = argv[0]
+    signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
+    shaper = Shaper(lab)
+    print(f"shaper for lab '{lab}' ready (pid {os.getpid()})", file=sys.stderr, flush=True)
+    shaper.run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
