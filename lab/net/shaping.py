@@ -100,7 +100,7 @@ def backend() -> Backend:
         return Backend("netem", f"ICELAB_SHAPER=netem; {why}")
     if ok:
         return Backend("netem", why)
-    return Backend("shaper", why + ": the lab's own shaper (NFQUEUE) does it")
+    return Backend("shaper", why)
 
 
 def shaper_requirements() -> list[tuple[str, bool, str]]:
@@ -237,21 +237,25 @@ def set_impairment(lab, a: str, b: str, impairment: Impairment | LinkImpairment,
     _apply(st, ref.index, per_dir)
 
 
-def parse_settings(settings: dict, origin: str = "settings") -> dict:
+def parse_settings(settings: dict, origin: str = "settings", rename=None) -> dict:
     """Check settings written as in a topology file ({delay: 20ms, loss: 2%}); raises
-    InputError (exit status 2 at the command line) naming each bad value."""
+    InputError (exit status 2 at the command line) naming each bad value. ``rename`` maps
+    a setting's name to what the caller calls it (a command-line flag)."""
     issues: list = []
     parse_fields(settings, (), issues)
     if issues:
-        raise InputError([Problem(origin, ".".join(str(p) for p in path), msg, hint) for path, msg, hint in issues])
+        def where(path):
+            head = rename(path[0]) if rename and path else None
+            return head or ".".join(str(p) for p in path)
+        raise InputError([Problem(origin, where(path), msg, hint) for path, msg, hint in issues])
     return settings
 
 
 def change_impairment(lab, a: str, b: str, settings: dict, direction: str = "both",
-                      clear: bool = False, origin: str = "settings") -> dict[str, Impairment]:
+                      clear: bool = False, origin: str = "settings", rename=None) -> dict[str, Impairment]:
     """Change some settings (as written in a topology file) over those in force, or over
     nothing with ``clear``. Returns the new settings per direction (caller's orientation)."""
-    parse_settings(settings, origin)
+    parse_settings(settings, origin, rename)
     st = _state(lab)
     ref = find_link(st, a, b)
     now = current(st).get(ref.index, {})

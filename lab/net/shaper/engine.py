@@ -45,9 +45,14 @@ class Counters:
     overflow: int = 0       # tail-dropped: the rate limit's queue was full
     duplicated: int = 0
     reordered: int = 0
+    late_sum: float = 0.0   # how late packets left, summed (timer accuracy)
+    late_max: float = 0.0
 
     def to_dict(self) -> dict:
-        return dict(self.__dict__)
+        d = dict(self.__dict__)
+        d["late_mean_us"] = round(d.pop("late_sum") / self.sent * 1e6, 1) if self.sent else 0.0
+        d["late_max_us"] = round(d.pop("late_max") * 1e6, 1)
+        return d
 
 
 @dataclass(order=True)
@@ -76,6 +81,8 @@ class Direction:
         self.rate_waiting: deque[float] = deque()   # departure times of packets still in it
         self.last_release = 0.0
         self.seq = 0
+        self.held = 0                       # packets of this direction still held
+        self.passthrough = settings.is_zero  # nothing to do: verdict at once (while none held)
 
     # -- per packet -----------------------------------------------------------------
 
@@ -147,6 +154,7 @@ class Direction:
         if not settings.rate:
             self.rate_waiting.clear()
         self.settings = settings
+        self.passthrough = settings.is_zero
         self.last_release = 0.0
         for h in sorted(held, key=lambda h: h.seq):
             self._schedule(h)
