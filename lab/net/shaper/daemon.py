@@ -183,13 +183,18 @@ class Shaper:
             pass
         monotonic = time.monotonic
         sched = self.sched
+        last_active = 0.0
         while True:
             socks = [ns.nfq for ns in self.namespaces.values()]
             nxt = sched.next_release()
             # wake a little early and wait the rest awake: a sleeping process wakes up
             # late by tens to hundreds of microseconds on a busy VM, a spinning one does not
-            timeout = None if nxt is None else max(0.0, nxt - monotonic() - EARLY)
+            # (only when idle: a busy loop is awake anyway and spinning would cost a core)
+            now = monotonic()
+            early = EARLY if now - last_active > 0.001 else 0.0
+            timeout = None if nxt is None else max(0.0, nxt - now - early)
             ready, _, _ = select.select([self.control, *socks], [], [], timeout)
+            last_active = monotonic()
             if not ready and nxt is not None:
                 while monotonic() < nxt:
                     pass

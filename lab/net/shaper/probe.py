@@ -93,7 +93,7 @@ def send(host: str, port: int, count: int, rate: float, size: int, want_echo: bo
         end = time.monotonic() + wait
         while time.monotonic() < end and len(echoes) < count:
             drain(max(0.0, end - time.monotonic()))
-    print(json.dumps({"sent": count, "echo": echoes}), flush=True)
+    print(json.dumps({"sent": count, "seconds": time.monotonic() - start, "echo": echoes}), flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
