@@ -117,6 +117,8 @@ def test_zero_impairment_adds_at_most_0_2_ms_median(plain):
     assert shaping.show(plain)[0].a2b is None
     base = statistics.median(x[0] for x in _echo_rtts(plain, count=200, rate=200))
     shaping.set_impairment(plain, "left", "right", Impairment())
+    # a direction with nothing to do leaves the queue (see docs/impairments.md)
+    assert all("not queued" in w for w in shaping.show(plain)[0].where.values())
     shaped = statistics.median(x[0] for x in _echo_rtts(plain, count=200, rate=200))
     assert shaped - base <= 0.0002, f"median RTT {shaped * 1000:.3f} ms shaped vs {base * 1000:.3f} ms"
 

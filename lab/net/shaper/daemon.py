@@ -107,9 +107,10 @@ class Held:
         self.node, self.hook, self.ifname, self.queue = node, hook, ifname, queue
         self.engine = Direction(Impairment())
         self.copy = 1
+        self.queued = False              # the iptables rule that queues this direction is in
 
     def describe(self) -> str:
-        return f"{self.node} {self.hook} {self.ifname}"
+        return f"{self.node} {self.hook} {self.ifname}" + ("" if self.queued else " (not queued: nothing to do)")
 
 
 class Shaper:
@@ -125,6 +126,7 @@ class Shaper:
         self.by_queue: dict[tuple[int, int], Held] = {}      # (socket fd, queue) -> direction
         self.dirs: dict[tuple[int, str], Held] = {}
         self.sched = Scheduler()
+        self.draining = False            # a direction left with nothing to do still holds packets
         path = socket_path(lab)
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -156,7 +158,6 @@ class Shaper:
         d = Held(link, direction, ns, node, hook, ifname, q)
         self.by_queue[(ns.nfq.fileno(), q)] = d
         self.dirs[(link, direction)] = d
-        ns.iptables("-A", iptables_rule(hook, ifname, q))
         return d
 
     def set(self, link: int, direction: str, settings: Impairment) -> None:
@@ -167,6 +168,23 @@ class Shaper:
             d.copy = want_copy
         d.engine.change(settings, self.sched.held_by(d))
         self.sched.rebuild()
+        if not settings.is_zero and not d.queued:
+            d.ns.iptables("-A", iptables_rule(d.hook, d.ifname, d.queue))
+            d.queued = True
+        self.unqueue_idle()
+
+    def unqueue_idle(self) -> None:
+        """Directions with nothing to do and nothing held leave the queue: packets then
+        pass at the kernel's speed (a trip through any userspace costs 0.1 to 0.3 ms on a
+        VM). The few packets already on their way to us are let through at once."""
+        self.draining = False
+        for d in self.dirs.values():
+            if d.queued and d.engine.passthrough:
+                if d.engine.held:
+                    self.draining = True          # again once the held packets are gone
+                    continue
+                d.ns.iptables("-D", iptables_rule(d.hook, d.ifname, d.queue))
+                d.queued = False
 
     # -- the loop -------------------------------------------------------------------
 
@@ -238,6 +256,8 @@ class Shaper:
                     self.send_copy(d, h.duplicate)
             for ns in self.namespaces.values():
                 ns.nfq.flush()
+            if self.draining:
+                self.unqueue_idle()
 
 
     def send_copy(self, d: Held, packet: bytes) -> None:
