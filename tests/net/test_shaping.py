@@ -234,3 +234,30 @@ def test_cli_link_set_and_show(lab, repo):
     assert "--delay: delay cannot be negative (-5ms)" in r.stderr and "--loss: loss 150% is out of range" in r.stderr
     r = subprocess.run(env_cmd + ["link", "show", "shaped"], capture_output=True, text=True, cwd=repo)
     assert "left" in r.stdout and "30ms" in r.stdout
+
+
+def test_duplication_sends_copies(lab):
+    shaping.set_impairment(lab, "left", "right", Impairment(delay=0.005, duplicate=0.10), "a2b")
+    got = _one_way(lab, 2000, 2000)
+    seqs = [g[0] for g in got]
+    copies = len(seqs) - len(set(seqs))
+    lo, hi = _binomial_interval(2000, 0.10)
+    assert set(seqs) == set(range(2000)) and lo <= copies <= hi, copies
+    assert seqs == sorted(seqs), "a copy follows its original"
+
+
+def test_a_link_to_a_lan_is_shaped_both_ways(repo):
+    """A lan is a bridge: towards it the host's egress is shaped, from it the bridge port."""
+    topo = load_topology(repo / "topologies/agent-lan.yaml")
+    with Network(topo) as net:
+        shaping.set_impairment(net, "agent1", "office-lan", Impairment(delay=0.030), "a2b")
+        shaping.set_impairment(net, "office-lan", "agent1", Impairment(delay=0.010), "a2b")
+        where = shaping.show(net)[0].where
+        assert where == {"a2b": "agent1 egress eth0", "b2a": "office-lan bridge agent1"}
+        # ping takes the kernel's receive time stamp: it shows when the link delivered
+        out = net.cmd("agent1", "ping -c 10 -i 0.05 -q 10.10.0.3 | tail -1")    # agent2, across the lan
+        avg = float(out.split("=")[1].split("/")[1])
+        assert abs(avg - 40.0) < 1.0, out
+        shaping.set_impairment(net, "office-lan", "agent1", Impairment(delay=0.010, duplicate=0.5), "a2b")
+        out = net.cmd("agent1", "ping -c 10 -i 0.05 10.10.0.3")
+        assert "DUP!" in out, out

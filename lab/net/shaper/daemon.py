@@ -11,8 +11,9 @@ rules that queue that direction's packets, and answers requests on the unix sock
 - ``{"op": "show"}``: every attached direction, its settings, counters and held packets.
 
 Where a direction is held: at the egress (iptables mangle POSTROUTING) of the node that
-sends on the link, or, when that node is a lan (a bridge), at the ingress (raw PREROUTING)
-of the node that receives. Either way the packet is on the wire of that link only.
+sends on the link; when that node is a lan, at its bridge port (br_netfilter in the lan's
+namespace, iptables physdev). The packet is on the wire of that link only, and the
+receiving node sees it when the link delivers it.
 """
 
 from __future__ import annotations
@@ -47,12 +48,14 @@ def socket_path(lab: str):
 
 
 def placement(topology: dict, link: dict, direction: str) -> tuple[str, str, str]:
-    """(node, 'egress' or 'ingress', ifname) where ``direction`` of ``link`` is held."""
-    src, dst = ("a", "b") if direction == "a2b" else ("b", "a")
+    """(node, hook, ifname) where ``direction`` of ``link`` is held: always on the sending
+    side, so that the receiver (its captures, its receive timestamps) sees the packet when
+    the link delivers it. A lan sends through its bridge port ('bridge': the bridge's
+    netfilter call in the lan's own namespace, matched by physdev)."""
+    src = "a" if direction == "a2b" else "b"
     kinds = {n: spec["kind"] for n, spec in topology["nodes"].items()}
-    if kinds[link[src]["node"]] != "lan":
-        return link[src]["node"], "egress", link[src]["ifname"]
-    return link[dst]["node"], "ingress", link[dst]["ifname"]
+    hook = "bridge" if kinds[link[src]["node"]] == "lan" else "egress"
+    return link[src]["node"], hook, link[src]["ifname"]
 
 
 def queue_number(link_index: int, direction: str) -> int:
@@ -63,7 +66,8 @@ def iptables_rule(hook: str, ifname: str, queue: int) -> list[str]:
     if hook == "egress":
         return ["-t", "mangle", "POSTROUTING", "-o", ifname, "-m", "mark", "!", "--mark", hex(MARK),
                 "-j", "NFQUEUE", "--queue-num", str(queue)]
-    return ["-t", "raw", "PREROUTING", "-i", ifname, "-j", "NFQUEUE", "--queue-num", str(queue)]
+    return ["-t", "mangle", "POSTROUTING", "-m", "physdev", "--physdev-out", ifname,
+            "-j", "NFQUEUE", "--queue-num", str(queue)]
 
 
 class Namespace:
@@ -80,6 +84,7 @@ class Namespace:
                 self.raw = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
                 self.raw.setsockopt(socket.SOL_SOCKET, socket.SO_MARK, MARK)
                 self.raw.setblocking(False)
+                self.packet = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(0x0800))
             finally:
                 self._enter(home)
         finally:
@@ -90,6 +95,14 @@ class Namespace:
         if _libc.setns(fd, CLONE_NEWNET) != 0:
             e = ctypes.get_errno()
             raise OSError(e, f"setns: {os.strerror(e)}")
+
+    def bridge_netfilter(self) -> None:
+        """Bridged IPv4 packets of this (lan) namespace pass iptables: the setting is the
+        namespace's own; the host's is not touched."""
+        r = subprocess.run(["nsenter", "-t", str(self.pid), "-n", "sysctl", "-qw", "net.bridge.bridge-nf-call-iptables=1"],
+                           capture_output=True, text=True, timeout=10)
+        if r.returncode != 0:
+            raise RuntimeError(f"bridge netfilter in a lan: {r.stderr.strip()}")
 
     def iptables(self, action: str, rule: list[str]) -> None:
         table, chain, rest = rule[0:2], rule[2], rule[3:]
@@ -169,6 +182,8 @@ class Shaper:
         d.engine.change(settings, self.sched.held_by(d))
         self.sched.rebuild()
         if not settings.is_zero and not d.queued:
+            if d.hook == "bridge":
+                d.ns.bridge_netfilter()
             d.ns.iptables("-A", iptables_rule(d.hook, d.ifname, d.queue))
             d.queued = True
         self.unqueue_idle()
@@ -267,12 +282,21 @@ class Shaper:
         try:
             if d.hook == "egress":
                 d.ns.raw.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, d.ifname.encode())
+                d.ns.raw.sendto(packet, (dst, 0))
             else:
-                d.ns.raw.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, b"")
-            d.ns.raw.sendto(packet, (dst, 0))
+                # out of the bridge port straight to the node behind it (packet sockets
+                # bypass netfilter, so the copy is not queued again)
+                d.ns.packet.sendto(packet, (d.ifname, 0x0800, 0, 0, self.peer_mac(d)))
             d.engine.counters.duplicated += 1
         except OSError:
             pass
+
+    def peer_mac(self, d: Held) -> bytes:
+        """The MAC of the interface at the other end of a lan port (the lab derives it)."""
+        from lab.net.network import mac_address
+        spec = self.topology["links"][d.link]
+        far = spec["b"] if d.direction == "a2b" else spec["a"]
+        return bytes.fromhex(mac_address(self.lab, far["node"], far["ifname"]).replace(":", ""))
 
     # -- control ----------------------------------------------------------------------
 
