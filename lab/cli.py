@@ -303,6 +303,9 @@ def cmd_link_show(args) -> int:
     if args.json:
         print(json.dumps([l.to_dict() for l in links], indent=2))
         return EXIT_OK
+    from lab.net.shaping import backend, shaper_running
+    if any(l.a2b or l.b2a for l in links) and backend().name == "shaper" and not shaper_running(args.name):
+        err.print(f"[red]the shaper of lab '{args.name}' is not running: its impaired links do not forward[/]")
     t = Table(title=f"lab '{args.name}': link impairments (one-way, per direction)")
     for col in ("link", "direction", "impairments", "packets (sent/lost/overflow/held)"):
         t.add_column(col)

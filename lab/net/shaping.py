@@ -278,8 +278,8 @@ def show(lab) -> list[LinkStatus]:
     live: dict = {}
     if backend().name == "shaper" and settings:
         try:
-            live = _shaper_request(st, {"op": "show"}).get("links", {})
-        except ShapingError:
+            live = _shaper_request(st, {"op": "show"}, start=False).get("links", {})
+        except (ShapingError, OSError, ValueError):
             live = {}
     out = []
     for link in st.topology["links"]:
@@ -290,6 +290,16 @@ def show(lab) -> list[LinkStatus]:
                               {d: v["counters"] | {"held": v["held"]} for d, v in l.items()} or None,
                               {d: v["where"] for d, v in l.items()} or None))
     return out
+
+
+def shaper_running(lab) -> bool:
+    """Is the lab's shaper answering? (False also when it was never needed.)"""
+    from .shaper.daemon import socket_path
+    try:
+        _ask(socket_path(_state(lab).name), {"op": "ping"}, timeout=2.0)
+        return True
+    except (OSError, ValueError, ShapingError):
+        return False
 
 
 def setup(network) -> None:
@@ -312,7 +322,8 @@ def _shaper_request(st: LabState, req: dict, start: bool = True) -> dict:
         return _ask(path, req)
     except (FileNotFoundError, ConnectionRefusedError):
         if not start:
-            raise ShapingError(f"the shaper of lab '{st.name}' is not running")
+            raise ShapingError(f"the shaper of lab '{st.name}' is not running: its impaired links do not "
+                               f"forward; 'icelab down {st.name}' and up again")
     _start_shaper(st)
     return _ask(path, req)
 
