@@ -61,7 +61,7 @@ def main() -> int:
     rows = []
     with Network(topo) as net:
         rows.append(("unshaped", run(net, 20000, True, None)))
-        cases = [("no impairment (passthrough)", Impairment()),
+        cases = [("zero impairment (not queued)", Impairment()),
                  ("delay 20ms", Impairment(delay=0.020)),
                  ("delay 20ms, jitter 2ms, loss 1%", Impairment(delay=0.020, jitter=0.002, loss=0.01))]
         for name, imp in cases:
