@@ -217,6 +217,7 @@ class Shaper:
         monotonic = time.monotonic
         sched = self.sched
         last_active = 0.0
+        copies: list = []
         while True:
             socks = [ns.nfq for ns in self.namespaces.values()]
             nxt = sched.next_release()
@@ -268,9 +269,12 @@ class Shaper:
                 if late > c.late_max:
                     c.late_max = late
                 if h.duplicate is not None:
-                    self.send_copy(d, h.duplicate)
+                    copies.append((d, h.duplicate))
             for ns in self.namespaces.values():
                 ns.nfq.flush()
+            for d, packet in copies:            # after the originals: a copy follows its original
+                self.send_copy(d, packet)
+            copies.clear()
             if self.draining:
                 self.unqueue_idle()
 
