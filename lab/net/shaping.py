@@ -35,13 +35,14 @@ from typing import Any
 
 from lab.model.errors import InputError, Problem, did_you_mean
 from lab.model.impairment import DIRECTIONS, Impairment, LinkImpairment, parse_fields
+from .network import LabError
 from .state import LabState, get, run_dir
 
 BACKENDS = ("netem", "shaper")
 SETTINGS_FILE = "impairments.json"
 
 
-class ShapingError(Exception):
+class ShapingError(LabError):
     """Impairments could not be applied; the message says what to do."""
 
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from lab.model.impairment import ETHERNET_OVERHEAD, Impairment
 
 _SQRT3 = math.sqrt(3.0)
-_PARETO_ALPHA = 3.0
+_PARETO_ALPHA = 5.0                 # heavy tail, yet a standard deviation that samples reach
 _PARETO_MEAN = _PARETO_ALPHA / (_PARETO_ALPHA - 1)
 _PARETO_SD = math.sqrt(_PARETO_ALPHA / ((_PARETO_ALPHA - 1) ** 2 * (_PARETO_ALPHA - 2)))
 _PN_SD = math.sqrt(0.25 ** 2 + 0.75 ** 2)
