@@ -120,8 +120,9 @@ class Impairment:
             if k == "distribution" or (k == "queue" and not self.rate):
                 continue
             if isinstance(v, dict):
-                v = f"gilbert-elliott p={v['p']} r={v['r']} bad={v['bad']} good={v['good']}" \
-                    f" (mean {format_percent(self.burst.mean_loss)}, bursts of {self.burst.mean_burst:.3g})"
+                b = self.burst
+                v = f"{b.mean_loss * 100:.3g}% in bursts of {b.mean_burst:.3g} (gilbert-elliott p={b.p * 100:.3g}% " \
+                    f"r={b.r * 100:.3g}%" + ("" if (b.bad, b.good) == (1.0, 0.0) else f" bad={v['bad']} good={v['good']}") + ")"
             parts.append(f"{k} {v}" + (f" ({self.distribution})" if k == "jitter" else ""))
         return ", ".join(parts) or "none"
 
