@@ -105,10 +105,10 @@ def test_delay_is_one_way_per_direction_and_rtt_is_twice_it(lab):
         shaping.set_impairment(lab, "left", "right", Impairment(delay=d))
         rtts = [x[0] for x in _echo_rtts(lab, count=20 if d < 0.3 else 15, wait=2 * d + 0.5)]
         assert len(rtts) == (20 if d < 0.3 else 15), "no probe may be lost"
-        # the median is the measured RTT; single probes only within 5 ms (a loaded VM
+        # the median is the measured RTT; single probes only within 10 ms (a loaded VM
         # now and then wakes a process late, shaped or not)
         median = statistics.median(rtts)
-        assert abs(median - (2 * d + base)) <= 0.001 and all(abs(r - (2 * d + base)) < 0.005 for r in rtts), \
+        assert abs(median - (2 * d + base)) <= 0.001 and all(-0.001 < r - (2 * d + base) < 0.010 for r in rtts), \
             f"delay {d * 1000:g} ms: median RTT {median * 1000:.3f} ms ({min(rtts) * 1000:.3f} .. " \
             f"{max(rtts) * 1000:.3f}), base {base * 1000:.3f} ms"
 
@@ -201,19 +201,20 @@ def test_live_change_takes_effect_within_50_ms_and_loses_nothing(lab):
     got = _one_way(lab, 400, 200, during=change)
     assert [g[0] for g in got] == list(range(400)), "a change must lose and reorder nothing"
     assert marks["up1"] - marks["up0"] < 0.05 and marks["down1"] - marks["down0"] < 0.05
-    # a VM may wake any process late now and then: single packets get 5 ms, phases 1 ms at the median
+    # a loaded VM may wake any process late now and then: single packets only show which
+    # setting they met (never earlier than it, far from the other), phases are 1 ms at the median
     phases = {"before": [], "up": [], "down": []}
     for seq, sent, recv, _ in got:
         d = recv - sent
         if sent < marks["up0"] - 0.025:                        # left before the change
             phases["before"].append(d)
-            assert 0.020 - 0.0005 < d < 0.025, (seq, d)
+            assert 0.020 - 0.0005 < d < 0.060, (seq, d)
         elif marks["up1"] <= sent < marks["down0"] - 0.1:      # later ones were still held at the next change
             phases["up"].append(d)
-            assert 0.100 - 0.0005 < d < 0.105, (seq, d)
+            assert 0.100 - 0.0005 < d < 0.140, (seq, d)
         elif sent >= marks["down1"]:
             phases["down"].append(d)
-            assert 0.020 - 0.0005 < d < 0.025, (seq, d)
+            assert 0.020 - 0.0005 < d < 0.060, (seq, d)
     for name, want in (("before", 0.020), ("up", 0.100), ("down", 0.020)):
         assert abs(statistics.median(phases[name]) - want) < 0.001, (name, statistics.median(phases[name]))
 
