@@ -108,7 +108,7 @@ def test_delay_is_one_way_per_direction_and_rtt_is_twice_it(lab):
         # the median is the measured RTT; single probes only within 10 ms (a loaded VM
         # now and then wakes a process late, shaped or not)
         median = statistics.median(rtts)
-        assert abs(median - (2 * d + base)) <= 0.001 and all(-0.001 < r - (2 * d + base) < 0.010 for r in rtts), \
+        assert abs(median - (2 * d + base)) <= 0.001 and all(2 * d <= r < 2 * d + base + 0.010 for r in rtts), \
             f"delay {d * 1000:g} ms: median RTT {median * 1000:.3f} ms ({min(rtts) * 1000:.3f} .. " \
             f"{max(rtts) * 1000:.3f}), base {base * 1000:.3f} ms"
 
@@ -258,8 +258,8 @@ def test_a_link_to_a_lan_is_shaped_both_ways(repo):
         assert where == {"a2b": "agent1 egress eth0", "b2a": "office-lan bridge agent1"}
         # ping takes the kernel's receive time stamp: it shows when the link delivered
         out = net.cmd("agent1", "ping -c 10 -i 0.05 -q 10.10.0.3 | tail -1")    # agent2, across the lan
-        avg = float(out.split("=")[1].split("/")[1])
-        assert abs(avg - 40.0) < 1.0, out
+        low, avg = (float(x) for x in out.split("=")[1].split("/")[:2])
+        assert 40.0 <= low and avg < 43.0, out            # both directions, each one way
         shaping.set_impairment(net, "office-lan", "agent1", Impairment(delay=0.010, duplicate=0.5), "a2b")
         out = net.cmd("agent1", "ping -c 10 -i 0.05 10.10.0.3")
         assert "DUP!" in out, out
