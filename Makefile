@@ -10,8 +10,9 @@ FIND_PYTHON := for p in $(PYTHON) python3.13 python3.12 python3.11 python3; do \
 VENV := .venv
 BIN := $(VENV)/bin
 # mininet for mnexec (without Open vSwitch: icelab uses Linux bridges in namespaces);
-# the others are the real parts labs run: nftables, tcpdump, coturn, OpenVPN.
-APT_PACKAGES := mininet net-tools iproute2 iputils-ping procps util-linux nftables tcpdump coturn openvpn socat
+# the others are the real parts labs run: nftables, tcpdump, coturn, OpenVPN; iptables for
+# the link shaper (xt NFQUEUE: this kernel has no nft queue).
+APT_PACKAGES := mininet net-tools iproute2 iputils-ping procps util-linux nftables tcpdump coturn openvpn socat iptables
 PYTEST_ARGS ?=
 
 .PHONY: setup apt venv demo test bench clean-labs help

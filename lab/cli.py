@@ -491,6 +491,77 @@ def cmd_nat_check(args) -> int:
         if res.ok is not None:
             out.print("[green]as declared[/]" if res.ok else "[red]differs from the declaration[/]")
     return EXIT_FAIL if res.ok is False else EXIT_OK
+def cmd_link_set(args) -> int:
+    from lab.net.shaping import ShapingError, change_impairment
+    settings: dict = {}
+    for key in ("delay", "jitter", "distribution", "rate", "queue", "duplicate", "reorder"):
+        if getattr(args, key) is not None:
+            settings[key] = getattr(args, key)
+    if args.loss is not None:
+        settings["loss"] = {"mean": args.loss, "burst": args.burst} if args.burst is not None else args.loss
+    elif args.burst is not None:
+        err.print("[red]--burst needs --loss (the mean loss)[/]\n    hint: e.g. --loss 5% --burst 4")
+        return EXIT_INPUT
+    if not settings and not args.clear:
+        err.print("[red]nothing to set[/]\n    hint: give --delay, --jitter, --loss, --rate ... or --clear")
+        return EXIT_INPUT
+    flag = lambda k: "--burst" if k == "burst" else f"--{k}"
+    try:
+        new = change_impairment(args.name, args.a, args.b, settings, args.direction, clear=args.clear,
+                                origin="icelab link set", rename=flag)
+    except ShapingError as exc:
+        err.print(f"[red]{exc}[/]")
+        return EXIT_INPUT if "no lab" in str(exc) or "no link" in str(exc) or "has no node" in str(exc) else EXIT_FAIL
+    for d, imp in new.items():
+        src, dst = (args.a, args.b) if d == "a2b" else (args.b, args.a)
+        out.print(f"{src} -> {dst}: {imp.describe()}")
+    return EXIT_OK
+
+
+def cmd_link_show(args) -> int:
+    from lab.net.shaping import ShapingError, show
+    from rich.table import Table
+    try:
+        links = show(args.name)
+    except ShapingError as exc:
+        err.print(f"[red]{exc}[/]\n    hint: 'icelab status' lists the labs")
+        return EXIT_INPUT
+    if args.json:
+        print(json.dumps([l.to_dict() for l in links], indent=2))
+        return EXIT_OK
+    from lab.net.shaping import backend, shaper_running
+    if any(l.a2b or l.b2a for l in links) and backend().name == "shaper" and not shaper_running(args.name):
+        err.print(f"[red]the shaper of lab '{args.name}' is not running: its impaired links do not forward[/]")
+    t = Table(title=f"lab '{args.name}': link impairments (one-way, per direction)")
+    for col in ("link", "direction", "impairments", "packets (sent/lost/overflow/held)"):
+        t.add_column(col)
+    for l in links:
+        for d, (src, dst) in (("a2b", (l.a, l.b)), ("b2a", (l.b, l.a))):
+            imp = getattr(l, d)
+            c = (l.counters or {}).get(d)
+            counts = f"{c['sent']}/{c['lost']}/{c['overflow']}/{c['held']}" if c else ""
+            t.add_row(str(l.index), f"{src} -> {dst}", "not shaped" if imp is None else imp.describe(), counts)
+    out.print(t)
+    return EXIT_OK
+
+
+def cmd_doctor(args) -> int:
+    from lab.net.shaping import ShapingError, backend, netem_available, shaper_requirements
+    ok = True
+    have, why = netem_available()
+    out.print(f"netem: {'available' if have else 'not available'}: {why}")
+    try:
+        be = backend()
+        out.print(f"[bold]link impairments: {'netem' if be.name == 'netem' else 'the lab shaper (NFQUEUE)'}[/], because {be.reason}")
+    except ShapingError as exc:
+        out.print(f"[red]link impairments: {exc}[/]")
+        ok = False
+        be = None
+    if be is None or be.name == "shaper":
+        for what, good, detail in shaper_requirements():
+            out.print(f"  {'[green]ok[/]' if good else '[red]missing[/]'}  {what}: {detail}")
+            ok &= good
+    return EXIT_OK if ok else EXIT_FAIL
 
 
 # -- parser ------------------------------------------------------------------------
@@ -578,6 +649,32 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--server", help="host with two addresses to run the responder on (default: the first found)")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_nat_check)
+    s = sub.add_parser("link", help="link impairments of a running lab: 'link set', 'link show'")
+    lsub = s.add_subparsers(dest="link_cmd", required=True, metavar="ACTION")
+    ls = lsub.add_parser("set", help="change impairments: icelab link set LAB A B --delay 120ms --loss 2%%")
+    ls.add_argument("name", metavar="LAB")
+    ls.add_argument("a", metavar="A", help="one end of the link")
+    ls.add_argument("b", metavar="B", help="the other end")
+    ls.add_argument("--direction", choices=("both", "a2b", "b2a"), default="both",
+                    help="a2b: from A to B as named here (default both)")
+    ls.add_argument("--delay", help="one-way delay: 120ms, 0.2s")
+    ls.add_argument("--jitter", help="standard deviation of the delay: 5ms")
+    ls.add_argument("--distribution", help="of the jitter: normal, uniform, pareto, paretonormal")
+    ls.add_argument("--loss", help="random loss: 2%%; with --burst the mean of bursty loss")
+    ls.add_argument("--burst", type=float, help="mean loss burst length in packets (Gilbert-Elliott)")
+    ls.add_argument("--rate", help="rate limit: 1mbit, 100kbit")
+    ls.add_argument("--queue", type=int, help="packets that may wait for the rate limit")
+    ls.add_argument("--duplicate", help="share of packets sent twice: 1%%")
+    ls.add_argument("--reorder", help="share of packets that skip the delay: 10%%")
+    ls.add_argument("--clear", action="store_true", help="start from no impairment instead of the current ones")
+    ls.set_defaults(func=cmd_link_set)
+    ls = lsub.add_parser("show", help="every link's impairments and counters")
+    ls.add_argument("name", metavar="LAB")
+    ls.add_argument("--json", action="store_true")
+    ls.set_defaults(func=cmd_link_show)
+
+    s = sub.add_parser("doctor", help="what this machine gives the lab (link impairment backend and why)")
+    s.set_defaults(func=cmd_doctor)
 
     s = sub.add_parser("clean", help="remove what killed labs left behind, and nothing else")
     s.add_argument("--dry-run", action="store_true", help="only say what would be removed")

@@ -100,13 +100,35 @@ class Endpoint(Strict):
     ifname: str | None = Field(None, description="interface name on the node (at most 15 characters)")
 
 
+class ImpairSettings(Strict):
+    """One direction's impairments (see docs/impairments.md). Units are required."""
+
+    delay: str | float | None = Field(None, description="one-way delay: 20ms, 0.2s")
+    jitter: str | float | None = Field(None, description="standard deviation of the delay: 5ms")
+    distribution: Literal["normal", "uniform", "pareto", "paretonormal"] | None = Field(
+        None, description="distribution of the jitter (default normal)")
+    loss: str | float | dict[str, Any] | None = Field(
+        None, description="random loss '2%', or bursty {mean: 5%, burst: 4} or {p: 1%, r: 25%, bad: 100%, good: 0%}")
+    rate: str | float | None = Field(None, description="rate limit in bit/s: 100kbit, 1mbit")
+    queue: int | None = Field(None, description="packets that may wait for the rate limit (default 1000)")
+    duplicate: str | float | None = Field(None, description="share of packets sent twice: 1%")
+    reorder: str | float | None = Field(None, description="share of packets that skip the delay: 10%")
+
+
+class LinkImpair(ImpairSettings):
+    """Impairments of a link: for both directions, overridden per direction by a2b / b2a."""
+
+    a2b: ImpairSettings | None = Field(None, description="from end a to end b: overrides the shared settings")
+    b2a: ImpairSettings | None = Field(None, description="from end b to end a: overrides the shared settings")
+
+
 class Link(Strict):
     a: Union[str, Endpoint] = Field(description="one end: a node name or {node, ip, ifname}")
     b: Union[str, Endpoint] = Field(description="the other end")
     subnet: str | None = Field(None, description="prefix of a point-to-point link (not for links to a lan)")
     pool: str | None = Field(None, description="allocate the point-to-point subnet from this pool")
     cost: int = Field(1, ge=1, le=65535, description="routing cost of this link")
-    impair: dict[str, Any] | None = Field(None, description="reserved: link impairments (delay, loss, ...)")
+    impair: LinkImpair | None = Field(None, description="link impairments per direction: delay, jitter, loss, rate ...")
 
 
 class Pool(Strict):

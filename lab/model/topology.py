@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from typing import Any
 
+from .impairment import LinkImpairment
+
 FORWARDING_KINDS = {"router", "firewall", "nat", "vpn"}
 
 
@@ -107,11 +109,15 @@ class Link:
     b: Interface
     subnet: IPv4Network
     cost: int = 1
+    impair: LinkImpairment | None = None    # None: not shaped (unless changed at run time)
 
     def to_dict(self) -> dict:
-        return {"index": self.index, "a": {"node": self.a.node, "ifname": self.a.name},
-                "b": {"node": self.b.node, "ifname": self.b.name},
-                "subnet": str(self.subnet), "cost": self.cost}
+        d = {"index": self.index, "a": {"node": self.a.node, "ifname": self.a.name},
+             "b": {"node": self.b.node, "ifname": self.b.name},
+             "subnet": str(self.subnet), "cost": self.cost}
+        if self.impair is not None:
+            d["impair"] = self.impair.to_dict()
+        return d
 
 
 @dataclass

@@ -17,6 +17,7 @@ from .addressing import (ALLOWED_TEXT, DEFAULT_POOLS, PoolAllocator, allocate_ho
                          host_count, in_allowed_range, last_host, parse_address, parse_prefix)
 from .errors import InputError, Problem, did_you_mean
 from .firewall import PolicyResolver, parse_ephemeral
+from .impairment import parse_link_impair
 from .loader import Located, load_yaml
 from . import vdi, vpn
 from .routing import compute_routes, reachable, trace
@@ -134,7 +135,7 @@ class Resolver:
             return None, self.problems
         topo_links = []
         for i, l in enumerate(self.links):
-            topo_links.append(Link(i, l["ia"], l["ib"], l["subnet"], l["cost"]))
+            topo_links.append(Link(i, l["ia"], l["ib"], l["subnet"], l["cost"], impair=l["impair"]))
         return Topology(lab, self.doc.file, self.t.description, self.t.internet, self.nodes,
                         topo_links, subnet_list, services=self.t.services.model_dump()), []
 
@@ -223,17 +224,24 @@ class Resolver:
                     self.err(("links", i, field), f"a link to lan '{lan.name}' takes the lan's subnet",
                              f"set 'subnet' or 'pool' on the lan node '{lan.name}' instead")
                     ok = False
-            if link.impair is not None:
-                self.err(("links", i, "impair"), "link impairments are not available yet (they arrive with issue #3)",
-                         "remove 'impair' for now")
-                ok = False
+            impair, issues = parse_link_impair(self._raw_impair(i, link), ("links", i, "impair"))
+            for path, msg, hint in issues:
+                self.err(path, msg, hint)
             out.append({"a": ends["a"], "b": ends["b"], "lan": lan.name if lan else None,
-                        "subnet_text": link.subnet, "pool": link.pool, "cost": link.cost} if ok else None)
+                        "subnet_text": link.subnet, "pool": link.pool, "cost": link.cost,
+                        "impair": impair} if ok and not issues else None)
         for name, node in self.nodes.items():
             if node.kind == "lan" and not any(l and l["lan"] == name for l in out) and \
                     not any(l is None for l in out):
                 self.err(("nodes", name), f"lan '{name}' has no links", "link at least one node to it, or remove it")
         return out
+
+    def _raw_impair(self, i: int, link: schema.Link):
+        """The link's impair as written (units and all), for messages in the file's words."""
+        try:
+            return self.doc.data["links"][i]["impair"]
+        except (KeyError, IndexError, TypeError):
+            return link.impair.model_dump(exclude_none=True) if link.impair is not None else None
 
     def _subnets(self) -> dict[str, Subnet]:
         """One Subnet per lan and per point-to-point link, keyed 'lan:NAME' / 'link:I'."""

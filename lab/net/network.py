@@ -63,6 +63,8 @@ class Network:
     state: LabState | None = None
     nodes: dict = field(default_factory=dict)     # name -> Mininet node
     timings: dict[str, float] = field(default_factory=dict)
+    #: start the hosts' services (TURN, signalling): off for tests of a network function alone
+    start_services: bool = True
     vpn: object = None                            # lab.net.vpn.VpnRun when the lab has tunnels
     vdi: object = None                            # lab.net.vdi: desktop name -> display server
     services: list = field(default_factory=list)  # lab.net.services.RunningService
@@ -126,6 +128,8 @@ class Network:
         t1 = time.monotonic()
         self._wait_ready()
         self.timings["ready"] = time.monotonic() - t1
+        from .shaping import setup as setup_shaping
+        setup_shaping(self)     # link impairments declared in the file (no-op without any)
         if vpn.configured(self.topo):      # tunnels need the underlay up (lab/net/vpn.py)
             self.progress("starting VPN tunnels")
             t1 = time.monotonic()
@@ -136,7 +140,7 @@ class Network:
             vdi.start(self)
         from . import services      # the hosts' services (TURN, ...): see lab/net/services.py
         t2 = time.monotonic()
-        self.services = services.start(self)
+        self.services = services.start(self) if self.start_services else []
         self.timings["services"] = time.monotonic() - t2
         self.state.status = "running"
         self.state.save()

@@ -315,7 +315,32 @@ class _Checker:
                          "add 'services: [signalling]' to a server host in the cloud")
                 ok = False
             return ok
+        if step.action == "link":
+            return self._link(topo, step)
         return True
+
+    def _link(self, topo: Topology, step: Step) -> bool:
+        from lab.model.impairment import parse_fields
+        spec, path = step.spec, step.path
+        ok = True
+        for end in ("a", "b"):
+            name = getattr(spec, end)
+            if name not in topo.nodes:
+                self.err(path + (end,), f"unknown node '{name}'", did_you_mean(name, topo.nodes, "nodes"))
+                ok = False
+        if ok and not any({l.a.node, l.b.node} == {spec.a, spec.b} for l in topo.links):
+            self.err(path, f"no link joins '{spec.a}' and '{spec.b}'", "name the two ends of one link of the topology")
+            ok = False
+        issues: list = []
+        parse_fields(spec.settings, (), issues)
+        for p, msg, hint in issues:
+            self.err(path + tuple(p), msg, hint)
+            ok = False
+        if not spec.settings and not spec.clear:
+            self.err(path, "the link change sets nothing", "add e.g. 'delay: 120ms' or 'loss: 2%', or 'clear: true'")
+            ok = False
+        step.name = f"{spec.a}-{spec.b}"
+        return ok
 
     def _host(self, topo: Topology, name: str, path: Path_, agent: bool = False) -> bool:
         node = topo.nodes.get(name)

@@ -317,6 +317,17 @@ class Runner:
             self.result.observations[f"firewall:{node.name}"] = {
                 "rules": [dict(r.to_dict(), action=r.action, sentence=r.sentence()) for r in rules]}
 
+    def _link(self, step: Step) -> None:
+        """Impairments changed now (lab/net/shaping.py): effective within milliseconds."""
+        from lab.net import shaping
+        spec = step.spec
+        try:
+            now = shaping.change_impairment(self.network, spec.a, spec.b, spec.settings, spec.direction,
+                                            clear=spec.clear, origin=self.scenario.file)
+        except LabError as exc:
+            raise RuntimeError(f"changing link {spec.a}-{spec.b}: {exc}") from exc
+        self.event("link:" + step.name, "; ".join(f"{d}: {imp.describe()}" for d, imp in now.items()))
+
     def _topology(self):
         """The scenario's topology, with the calls it places registered with the cloud
         (the signalling mock answers each as the scenario says)."""
@@ -368,6 +379,8 @@ class Runner:
                 pending.append(_Probe(self, step))
             elif step.action == "call":
                 pending.append(_Call(self, step))
+            elif step.action == "link":
+                self._link(step)
         end = self.t0 + s.duration if s.duration is not None else None
         while pending:
             self._poll(pending, until=time.monotonic() + 0.05)

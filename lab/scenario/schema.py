@@ -77,13 +77,20 @@ class Call(Strict):
     wrong_token: bool = Field(False, description="hand the agent a contact token the cloud does not expect (403)")
 
 
-class LinkChange(Strict):
-    """Change a link's impairments at run time (issue #3)."""
+class LinkChange(BaseModel):
+    """Change a link's impairments at run time: ``{a: edge, b: isp, delay: 120ms, loss: 2%}``;
+    the settings are written as on a topology link (docs/impairments.md) and apply over those
+    in force (``clear: true`` starts from none)."""
 
+    model_config = ConfigDict(extra="allow")
     a: str
     b: str
     direction: Literal["both", "a2b", "b2a"] = "both"
-    settings: dict[str, Any] = Field(default_factory=dict, description="delay, jitter, loss, rate ...")
+    clear: bool = False
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
 
 
 class NodeAction(Strict):
@@ -97,7 +104,7 @@ ACTION_MODELS: dict[str, type[BaseModel]] = {
     "flush-conntrack": NodeAction,
 }
 #: actions the lab cannot perform yet -> the issue that brings them
-PENDING_ACTIONS = {"link": 3, "flush-conntrack": 4}
+PENDING_ACTIONS = {"flush-conntrack": 4}
 
 
 class Step(BaseModel):

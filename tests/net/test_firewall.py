@@ -48,7 +48,7 @@ def test_stateful_firewall_rule_by_rule(repo):
     p = topo.nodes["fw"].policy
     names = {r.number: r.name for r in p.rules}
     assert names[6] == "softphone: TURN UDP 3478 out" and names[10] == "default drop, inbound"
-    with Network(topo) as net:
+    with Network(topo, start_services=False) as net:   # crafted packets only: no server answers
         c = lambda *a: case(net, p, *a)  # noqa: E731
         c("agent1", udp(AGENT1, TURN, 50000, 3478), "turn", 6, True)            # TURN out: allowed
         c("turn", udp(TURN, AGENT1, 3478, 50000), "agent1", 2, True)            # its reply: conntrack
@@ -91,7 +91,7 @@ def test_stateless_firewall_needs_return_rules(repo):
     names = {r.number: r.name for r in p.rules}
     assert names[6] == "softphone: UDP 3478 return to ephemeral ports" and names[11] == "default drop, inbound"
     assert "notrack" in firewall.ruleset("fw", p)
-    with Network(topo) as net:
+    with Network(topo, start_services=False) as net:   # crafted packets only: no server answers
         c = lambda *a: case(net, p, *a)  # noqa: E731
         assert net.cmd("agent2", "sysctl -n net.ipv4.ip_local_port_range").split() == ["32768", "61000"]
         assert net.cmd("agent1", "sysctl -n net.ipv4.ip_local_port_range").split() == ["49152", "65535"]
@@ -127,14 +127,14 @@ def test_stale_ip_ranges_block_the_new_turn_range(repo):
     path = repo / "topologies/office-firewall.yaml"
     topo = load_topology(path, text=path.read_text().replace("current.json", "stale.json"))
     p = topo.nodes["fw"].policy
-    with Network(topo) as net:
+    with Network(topo, start_services=False) as net:   # crafted packets only: no server answers
         case(net, p, "agent1", udp(AGENT1, TURN, 50000, 3478), "turn", 9, False)     # default drop
         case(net, p, "agent1", syn(AGENT1, SIGNALLING, 40000, 443), "signalling", 5, True)
 
 
 def test_user_ruleset_is_loaded_verbatim_with_lab_variables(repo):
     topo = load_topology(repo / "topologies/office-firewall-nft.yaml")
-    with Network(topo) as net:
+    with Network(topo, start_services=False) as net:   # crafted packets only: no server answers
         fw = net.node("fw").pid
         assert "table inet office" in net.cmd("fw", "nft list tables")
         send(net, "agent1", udp(AGENT1, TURN, 50000, 3478))

@@ -160,8 +160,9 @@ def test_clean_finds_marked_processes_without_a_state_file(repo):
         st.path.unlink()                     # the state file is lost too
         assert "would clean lab 'nostate' (no state file" in icelab("clean", "--dry-run").stdout
         r = icelab("clean")
-        # the orphan on media, and the lab's TURN server on turn (lab/net/services.py)
-        assert "cleaned lab 'nostate': 2 processes in 2 namespaces" in r.stdout, r.stdout
+        # the orphan on media, and the lab's services: TURN on turn, the cloud on signalling
+        # (lab/net/services.py)
+        assert "cleaned lab 'nostate': 3 processes in 3 namespaces" in r.stdout, r.stdout
         assert orphan.wait(timeout=5) is not None
     finally:
         if up.poll() is None:

@@ -34,11 +34,11 @@ def test_tcp_crosses_the_lab(repo):
     topo = load_topology(repo / "topologies/agent-lan.yaml")
     with Network(topo) as net:
         server = net.node("signalling").popen(
-            ["socat", "-u", "TCP-LISTEN:443,reuseaddr", "OPEN:/dev/stdout"], stdout=subprocess.PIPE)
+            ["socat", "-u", "TCP-LISTEN:8443,reuseaddr", "OPEN:/dev/stdout"], stdout=subprocess.PIPE)
         try:
             out = ""
             for _ in range(50):
-                out = net.cmd("agent1", "echo hello-from-agent1 | socat -u STDIN TCP:203.0.113.3:443 && echo sent")
+                out = net.cmd("agent1", "echo hello-from-agent1 | socat -u STDIN TCP:203.0.113.3:8443 && echo sent")
                 if "sent" in out:
                     break
                 time.sleep(0.05)

@@ -1,0 +1,1 @@
+"""The lab's own link shaper (where the kernel has no netem): NFQUEUE and a delay line."""

@@ -1,0 +1,362 @@
+"""The lab's shaper: one process per lab that holds packets of impaired links in NFQUEUE.
+
+Run as ``python -m lab.net.shaper.daemon LAB`` inside one of the lab's namespaces (the
+lab's cleanup ends it with everything else there) with ``ICELAB_LAB`` set. It opens one
+nfnetlink socket in each namespace where a link direction is held, adds the iptables
+rules that queue that direction's packets, and answers requests on the unix socket
+``/run/icelab/<lab>/shaper.sock`` (one JSON line in, one JSON line out):
+
+- ``{"op": "set", "link": 3, "a2b": {...}, "b2a": {...}}``: settings of one or both
+  directions (``Impairment.to_wire``); the link is attached on first use.
+- ``{"op": "show"}``: every attached direction, its settings, counters and held packets.
+
+Where a direction is held: at the egress (iptables mangle POSTROUTING) of the node that
+sends on the link; when that node is a lan, at its bridge port (br_netfilter in the lan's
+namespace, iptables physdev). The packet is on the wire of that link only, and the
+receiving node sees it when the link delivers it.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import select
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+from lab.model.impairment import Impairment
+from lab.net.shaper.engine import Direction, Scheduler
+from lab.net.shaper.nfqueue import NF_ACCEPT, NF_DROP, NFQueueSocket
+from lab.net.state import get, run_dir
+
+MARK = 0x1CE1                    # duplicates we send ourselves carry it and are not queued again
+CLONE_NEWNET = 0x40000000
+PR_SET_TIMERSLACK = 29
+SOCKET_NAME = "shaper.sock"
+IPTABLES = "iptables-legacy"
+EARLY = 0.0002                   # seconds the loop wakes before a release, then spins     # nftables' 'queue' is not in every kernel; xt NFQUEUE is
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def socket_path(lab: str):
+    return run_dir() / lab / SOCKET_NAME
+
+
+def placement(topology: dict, link: dict, direction: str) -> tuple[str, str, str]:
+    """(node, hook, ifname) where ``direction`` of ``link`` is held: always on the sending
+    side, so that the receiver (its captures, its receive timestamps) sees the packet when
+    the link delivers it. A lan sends through its bridge port ('bridge': the bridge's
+    netfilter call in the lan's own namespace, matched by physdev)."""
+    src = "a" if direction == "a2b" else "b"
+    kinds = {n: spec["kind"] for n, spec in topology["nodes"].items()}
+    hook = "bridge" if kinds[link[src]["node"]] == "lan" else "egress"
+    return link[src]["node"], hook, link[src]["ifname"]
+
+
+def queue_number(link_index: int, direction: str) -> int:
+    return 2 * link_index + (0 if direction == "a2b" else 1)
+
+
+def iptables_rule(hook: str, ifname: str, queue: int) -> list[str]:
+    if hook == "egress":
+        return ["-t", "mangle", "POSTROUTING", "-o", ifname, "-m", "mark", "!", "--mark", hex(MARK),
+                "-j", "NFQUEUE", "--queue-num", str(queue)]
+    return ["-t", "mangle", "POSTROUTING", "-m", "physdev", "--physdev-out", ifname,
+            "-j", "NFQUEUE", "--queue-num", str(queue)]
+
+
+class Namespace:
+    """Sockets of one lab namespace, created there with setns(2)."""
+
+    def __init__(self, pid: int, home: int):
+        self.pid = pid
+        self._home = home
+        fd = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY)
+        try:
+            self._enter(fd)
+            try:
+                self.nfq = NFQueueSocket()
+                self.raw = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+                self.raw.setsockopt(socket.SOL_SOCKET, socket.SO_MARK, MARK)
+                self.raw.setblocking(False)
+                self.packet = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(0x0800))
+            finally:
+                self._enter(home)
+        finally:
+            os.close(fd)
+
+    @staticmethod
+    def _enter(fd: int) -> None:
+        if _libc.setns(fd, CLONE_NEWNET) != 0:
+            e = ctypes.get_errno()
+            raise OSError(e, f"setns: {os.strerror(e)}")
+
+    def bridge_netfilter(self) -> None:
+        """Bridged IPv4 packets of this (lan) namespace pass iptables: the setting is the
+        namespace's own; the host's is not touched."""
+        r = subprocess.run(["nsenter", "-t", str(self.pid), "-n", "sysctl", "-qw", "net.bridge.bridge-nf-call-iptables=1"],
+                           capture_output=True, text=True, timeout=10)
+        if r.returncode != 0:
+            raise RuntimeError(f"bridge netfilter in a lan: {r.stderr.strip()}")
+
+    def iptables(self, action: str, rule: list[str]) -> None:
+        table, chain, rest = rule[0:2], rule[2], rule[3:]
+        r = subprocess.run(["nsenter", "-t", str(self.pid), "-n", IPTABLES, "-w", *table, action, chain, *rest],
+                           capture_output=True, text=True, timeout=10)
+        if r.returncode != 0:
+            raise RuntimeError(f"{IPTABLES} {' '.join(rule)}: {r.stderr.strip()}")
+
+
+class Held:
+    """A direction attached to the kernel: its engine and where its packets wait."""
+
+    def __init__(self, link: int, direction: str, ns: Namespace, node: str, hook: str, ifname: str, queue: int):
+        self.link, self.direction, self.ns = link, direction, ns
+        self.node, self.hook, self.ifname, self.queue = node, hook, ifname, queue
+        self.engine = Direction(Impairment())
+        self.copy = 1
+        self.queued = False              # the iptables rule that queues this direction is in
+
+    def describe(self) -> str:
+        return f"{self.node} {self.hook} {self.ifname}" + ("" if self.queued else " (not queued: nothing to do)")
+
+
+class Shaper:
+    def __init__(self, lab: str):
+        self.lab = lab
+        st = get(lab)
+        if st is None or not st.topology:
+            raise SystemExit(f"shaper: no state for lab '{lab}'")
+        self.topology = st.topology
+        self.pids = {n: s.pid for n, s in st.nodes.items()}
+        self._home = os.open("/proc/self/ns/net", os.O_RDONLY)
+        self.namespaces: dict[str, Namespace] = {}
+        self.by_queue: dict[tuple[int, int], Held] = {}      # (socket fd, queue) -> direction
+        self.dirs: dict[tuple[int, str], Held] = {}
+        self.sched = Scheduler()
+        self.draining = False            # a direction left with nothing to do still holds packets
+        path = socket_path(lab)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            pass
+        self.control = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.control.bind(str(path))
+        self.control.listen(16)
+        self.control.setblocking(False)
+
+    # -- attaching ------------------------------------------------------------------
+
+    def namespace(self, node: str) -> Namespace:
+        ns = self.namespaces.get(node)
+        if ns is None:
+            ns = self.namespaces[node] = Namespace(self.pids[node], self._home)
+        return ns
+
+    def attach(self, link: int, direction: str) -> Held:
+        d = self.dirs.get((link, direction))
+        if d is not None:
+            return d
+        spec = self.topology["links"][link]
+        node, hook, ifname = placement(self.topology, spec, direction)
+        ns = self.namespace(node)
+        q = queue_number(link, direction)
+        ns.nfq.bind(q, copy_range=1)             # bind before the rule: never a queue without reader
+        d = Held(link, direction, ns, node, hook, ifname, q)
+        self.by_queue[(ns.nfq.fileno(), q)] = d
+        self.dirs[(link, direction)] = d
+        return d
+
+    def set(self, link: int, direction: str, settings: Impairment) -> None:
+        d = self.attach(link, direction)
+        want_copy = 65535 if settings.duplicate else 1
+        if want_copy != d.copy:
+            d.ns.nfq.set_copy(d.queue, want_copy)
+            d.copy = want_copy
+        d.engine.change(settings, self.sched.held_by(d))
+        self.sched.rebuild()
+        if not settings.is_zero and not d.queued:
+            if d.hook == "bridge":
+                d.ns.bridge_netfilter()
+            d.ns.iptables("-A", iptables_rule(d.hook, d.ifname, d.queue))
+            d.queued = True
+        self.unqueue_idle()
+
+    def unqueue_idle(self) -> None:
+        """Directions with nothing to do and nothing held leave the queue: packets then
+        pass at the kernel's speed (a trip through any userspace costs 0.1 to 0.3 ms on a
+        VM). The few packets already on their way to us are let through at once."""
+        self.draining = False
+        for d in self.dirs.values():
+            if d.queued and d.engine.passthrough:
+                if d.engine.held:
+                    self.draining = True          # again once the held packets are gone
+                    continue
+                d.ns.iptables("-D", iptables_rule(d.hook, d.ifname, d.queue))
+                d.queued = False
+
+    # -- the loop -------------------------------------------------------------------
+
+    def run(self) -> None:
+        try:
+            _libc.prctl(PR_SET_TIMERSLACK, 1, 0, 0, 0)     # wake up on time, not 50 us late
+        except Exception:
+            pass
+        try:
+            # real-time priority: a release is not delayed by the lab's other processes
+            # (it never spins for long: at most EARLY before a release)
+            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(10))
+        except (OSError, AttributeError):
+            pass
+        monotonic = time.monotonic
+        sched = self.sched
+        last_active = 0.0
+        copies: list = []
+        while True:
+            socks = [ns.nfq for ns in self.namespaces.values()]
+            nxt = sched.next_release()
+            # wake a little early and wait the rest awake: a sleeping process wakes up
+            # late by tens to hundreds of microseconds on a busy VM, a spinning one does not
+            # (only when idle: a busy loop is awake anyway and spinning would cost a core)
+            now = monotonic()
+            early = EARLY if now - last_active > 0.001 else 0.0
+            timeout = None if nxt is None else max(0.0, nxt - now - early)
+            ready, _, _ = select.select([self.control, *socks], [], [], timeout)
+            last_active = monotonic()
+            if not ready and nxt is not None:
+                while monotonic() < nxt:
+                    pass
+            for s in ready:
+                if s is self.control:
+                    self.serve()
+                    continue
+                fd = s.fileno()
+                for queue, pid, size, payload in s.read():
+                    d = self.by_queue.get((fd, queue))
+                    if d is None:                       # not ours (cannot happen): let it pass
+                        s.verdict(queue, pid, NF_ACCEPT)
+                        continue
+                    e = d.engine
+                    if e.passthrough and not e.held:
+                        # a direction with nothing to do, and nothing ahead of this packet
+                        s.verdict(queue, pid, NF_ACCEPT)
+                        e.counters.received += 1
+                        e.counters.sent += 1
+                        continue
+                    h = e.arrive(monotonic(), pid, size)
+                    if h is None:
+                        s.verdict(queue, pid, NF_DROP)
+                        continue
+                    if payload is not None and len(payload) == size and e.wants_duplicate():
+                        h.duplicate = payload
+                    e.held += 1
+                    sched.push(d, h)
+                s.flush()
+            now = monotonic()
+            for d, h in sched.due(now):
+                d.ns.nfq.verdict(d.queue, h.packet_id, NF_ACCEPT)
+                d.engine.held -= 1
+                c = d.engine.counters
+                c.sent += 1
+                late = now - h.release
+                c.late_sum += late
+                if late > c.late_max:
+                    c.late_max = late
+                if h.duplicate is not None:
+                    copies.append((d, h.duplicate))
+            for ns in self.namespaces.values():
+                ns.nfq.flush()
+            for d, packet in copies:            # after the originals: a copy follows its original
+                self.send_copy(d, packet)
+            copies.clear()
+            if self.draining:
+                self.unqueue_idle()
+
+
+    def send_copy(self, d: Held, packet: bytes) -> None:
+        """The duplicate leaves right after the original, through the same interface
+        (egress) or into the receiving node's own stack (ingress)."""
+        dst = socket.inet_ntoa(packet[16:20])
+        try:
+            if d.hook == "egress":
+                d.ns.raw.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, d.ifname.encode())
+                d.ns.raw.sendto(packet, (dst, 0))
+            else:
+                # out of the bridge port straight to the node behind it (packet sockets
+                # bypass netfilter, so the copy is not queued again)
+                d.ns.packet.sendto(packet, (d.ifname, 0x0800, 0, 0, self.peer_mac(d)))
+            d.engine.counters.duplicated += 1
+        except OSError:
+            pass
+
+    def peer_mac(self, d: Held) -> bytes:
+        """The MAC of the interface at the other end of a lan port (the lab derives it)."""
+        from lab.net.network import mac_address
+        spec = self.topology["links"][d.link]
+        far = spec["b"] if d.direction == "a2b" else spec["a"]
+        return bytes.fromhex(mac_address(self.lab, far["node"], far["ifname"]).replace(":", ""))
+
+    # -- control ----------------------------------------------------------------------
+
+    def serve(self) -> None:
+        try:
+            conn, _ = self.control.accept()
+        except BlockingIOError:
+            return
+        with conn:
+            conn.settimeout(1.0)
+            try:
+                data = b""
+                while not data.endswith(b"\n"):
+                    chunk = conn.recv(65536)
+                    if not chunk:
+                        break
+                    data += chunk
+                reply = self.handle(json.loads(data or b"{}"))
+            except Exception as exc:        # a bad request must not stop the lab's links
+                reply = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+            try:
+                conn.sendall(json.dumps(reply).encode() + b"\n")
+            except OSError:
+                pass
+
+    def handle(self, req: dict) -> dict:
+        op = req.get("op")
+        if op == "ping":
+            return {"ok": True, "pid": os.getpid()}
+        if op == "set":
+            link = int(req["link"])
+            if not 0 <= link < len(self.topology["links"]):
+                return {"ok": False, "error": f"no link {link}"}
+            for direction in ("a2b", "b2a"):
+                if req.get(direction) is not None:
+                    self.set(link, direction, Impairment.from_wire(req[direction]))
+            return {"ok": True, "at": time.monotonic()}
+        if op == "show":
+            out: dict = {}
+            for (link, direction), d in sorted(self.dirs.items()):
+                out.setdefault(str(link), {})[direction] = {
+                    "settings": d.engine.settings.to_wire(), "counters": d.engine.counters.to_dict(),
+                    "held": len(self.sched.held_by(d)), "where": d.describe()}
+            return {"ok": True, "links": out}
+        return {"ok": False, "error": f"unknown op {op!r}"}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    lab = argv[0]
+    signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
+    shaper = Shaper(lab)
+    print(f"shaper for lab '{lab}' ready (pid {os.getpid()})", file=sys.stderr, flush=True)
+    shaper.run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,61 @@
+"""The netem backend: one ``netem`` qdisc per direction, on the sending end's interface.
+
+Used where the kernel has ``sch_netem`` (most Debian and Ubuntu hosts with modules). The
+settings mean the same as with the lab's shaper; the translation takes care of the
+differences: the lab's ``jitter`` is always a standard deviation (netem's uniform jitter is
+a half-width, so it is scaled by sqrt(3)), and Gilbert-Elliott's ``bad``/``good`` loss are
+netem's ``1-h`` and ``1-k``. netem reorders packets when jitter exceeds the packet spacing;
+the lab's shaper does not (see docs/impairments.md).
+"""
+
+from __future__ import annotations
+
+import math
+import subprocess
+
+from lab.model.impairment import Impairment
+
+
+def _pct(x: float) -> str:
+    return f"{x * 100:.6g}%"
+
+
+def _us(s: float) -> str:
+    return f"{s * 1e6:.0f}us"
+
+
+def netem_args(imp: Impairment) -> list[str]:
+    """``tc qdisc replace dev X root netem`` arguments for one direction."""
+    args = ["limit", str(max(imp.queue, 1000) if not imp.rate else imp.queue)]
+    if imp.delay or imp.jitter:
+        args += ["delay", _us(imp.delay)]
+        if imp.jitter:
+            if imp.distribution == "uniform":
+                args += [_us(imp.jitter * math.sqrt(3))]
+            else:
+                args += [_us(imp.jitter), "distribution", imp.distribution]
+    if imp.burst is not None:
+        b = imp.burst
+        args += ["loss", "gemodel", _pct(b.p), _pct(b.r), _pct(b.bad), _pct(b.good)]
+    elif imp.loss:
+        args += ["loss", "random", _pct(imp.loss)]
+    if imp.duplicate:
+        args += ["duplicate", _pct(imp.duplicate)]
+    if imp.reorder:
+        args += ["reorder", _pct(imp.reorder)]
+    if imp.rate:
+        args += ["rate", f"{imp.rate:.0f}bit"]
+    return args
+
+
+def apply(st, link: int, direction: str, imp: Impairment) -> None:
+    """Install or change the qdisc on the sending end (a lan's bridge port for a lan)."""
+    spec = st.topology["links"][link]
+    end = spec["a"] if direction == "a2b" else spec["b"]
+    pid = st.nodes[end["node"]].pid
+    cmd = ["nsenter", "-t", str(pid), "-n", "tc", "qdisc", "replace", "dev", end["ifname"], "root",
+           "netem", *netem_args(imp)]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=10)
+    if r.returncode != 0:
+        from lab.net.shaping import ShapingError
+        raise ShapingError(f"{' '.join(cmd[5:])}: {r.stderr.strip()}")
