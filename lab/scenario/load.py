@@ -317,6 +317,13 @@ class _Checker:
             return ok
         if step.action == "link":
             return self._link(topo, step)
+        if step.action == "flush-conntrack":
+            node = topo.nodes.get(spec.node)
+            if node is None or node.kind == "lan":
+                self.err(path + ("node",), f"'{spec.node}' is not a node with connection tracking",
+                         did_you_mean(spec.node, [n.name for n in topo.nodes.values() if n.forwards], "firewalls, nats and routers"))
+                return False
+            step.name = spec.node
         return True
 
     def _link(self, topo: Topology, step: Step) -> bool:

@@ -381,6 +381,10 @@ class Runner:
                 pending.append(_Call(self, step))
             elif step.action == "link":
                 self._link(step)
+            elif step.action == "flush-conntrack":
+                from lab.net.nat import flush_conntrack
+                flush_conntrack(self.network.node(step.spec.node).pid)
+                self.event(f"conntrack:{step.name}", "flushed (a firewall or NAT reboot)")
         end = self.t0 + s.duration if s.duration is not None else None
         while pending:
             self._poll(pending, until=time.monotonic() + 0.05)

@@ -94,6 +94,9 @@ class LinkChange(BaseModel):
 
 
 class NodeAction(Strict):
+    """An action on one node: ``flush-conntrack`` forgets its connections and NAT mappings
+    (a firewall or NAT reboot)."""
+
     node: str
 
 
@@ -104,7 +107,7 @@ ACTION_MODELS: dict[str, type[BaseModel]] = {
     "flush-conntrack": NodeAction,
 }
 #: actions the lab cannot perform yet -> the issue that brings them
-PENDING_ACTIONS = {"flush-conntrack": 4}
+PENDING_ACTIONS: dict[str, int] = {}
 
 
 class Step(BaseModel):
