@@ -225,21 +225,10 @@ def cmd_status(args) -> int:
 
 
 def cmd_exec(args) -> int:
-    from lab.net import procs
-    from lab.net.state import get
-    st = get(args.name)
-    if st is None:
-        err.print(f"[red]no lab named '{args.name}' is up[/]\n    hint: 'icelab status' lists the labs")
-        return EXIT_INPUT
-    node = st.nodes.get(args.node)
-    if node is None:
-        from lab.model.errors import did_you_mean
-        err.print(f"[red]lab '{args.name}' has no node '{args.node}'[/]\n    hint: "
-                  f"{did_you_mean(args.node, st.nodes, 'nodes')}")
-        return EXIT_INPUT
-    if not procs.alive(node.pid, node.started) or st.status != "running":
-        err.print(f"[red]lab '{args.name}' is not running (status {st.status})[/]\n    hint: 'icelab clean' removes what is left of it")
-        return EXIT_FAIL
+    found = _running_node(args.name, args.node)
+    if isinstance(found, int):
+        return found
+    _, node = found
     command = args.command or [os.environ.get("SHELL", "/bin/bash")]
     env = dict(os.environ, ICELAB_LAB=args.name, ICELAB_NODE=args.node)
     try:
@@ -252,20 +241,10 @@ def cmd_exec(args) -> int:
 def cmd_call(args) -> int:
     """Place one softphone call from an agent of a running lab (the cloud registered
     ``adhoc-N`` calls for this when the lab was built)."""
-    from lab.net import procs
-    from lab.net.state import get
-    st = get(args.name)
-    if st is None:
-        err.print(f"[red]no lab named '{args.name}' is up[/]\n    hint: 'icelab status' lists the labs")
-        return EXIT_INPUT
-    node = st.nodes.get(args.agent)
-    if node is None:
-        from lab.model.errors import did_you_mean
-        err.print(f"[red]lab '{args.name}' has no node '{args.agent}'[/]\n    hint: {did_you_mean(args.agent, st.nodes, 'nodes')}")
-        return EXIT_INPUT
-    if not procs.alive(node.pid, node.started) or st.status != "running":
-        err.print(f"[red]lab '{args.name}' is not running (status {st.status})[/]")
-        return EXIT_FAIL
+    found = _running_node(args.name, args.agent)
+    if isinstance(found, int):
+        return found
+    st, node = found
     calls = sorted((st.dir / "calls").glob("adhoc-*.json"), key=lambda p: int(p.stem.split("-")[1]))
     if not calls:
         err.print(f"[red]lab '{args.name}' has no call left to place[/]\n    hint: its topology needs hosts with the "
