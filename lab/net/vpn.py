@@ -45,6 +45,12 @@ class VpnRun:
     logs: dict[str, Path] = field(default_factory=dict)
 
 
+def _pki(d: Path) -> Path:
+    """The lab's one CA, in its run directory (``d`` is the lab's vpn directory): the same
+    CA signs the TURN, signalling and VPN certificates, as one company PKI would."""
+    return d.parent / "pki"
+
+
 def _mask(net) -> str:
     return f"{net.network_address} {net.netmask}"
 
@@ -56,8 +62,8 @@ def server_config(topo: Topology, node: Node, t: Tunnel, d: Path) -> str:
         f"# icelab lab '{topo.name}': concentrator '{node.name}', tunnel {t.index} ({t.proto} {t.port})",
         f"dev {t.device}", "dev-type tun", f"proto {proto}", f"port {t.port}",
         "topology subnet", f"server {_mask(t.subnet)}",
-        f"ca {d / 'pki' / 'ca.pem'}", f"cert {d / 'pki' / (node.name + '.pem')}",
-        f"key {d / 'pki' / (node.name + '.key')}",
+        f"ca {_pki(d) / 'ca.pem'}", f"cert {_pki(d) / f'vpn-{node.name}.pem'}",
+        f"key {_pki(d) / f'vpn-{node.name}.key'}",
         "dh none",                              # ECDHE only: no finite-field DH parameters
         'remote-cert-eku "TLS Web Client Authentication"',
         f"client-config-dir {d / f'ccd-{node.name}-{t.index}'}",
@@ -84,8 +90,8 @@ def client_config(topo: Topology, node: Node, d: Path) -> str:
         f"# icelab lab '{topo.name}': '{node.name}' to concentrator '{c.concentrator}' ({c.mode} tunnel)",
         "client", f"dev {c.device}", "dev-type tun", f"proto {proto}", f"remote {c.remote} {c.port}",
         "nobind", "connect-retry 1 1",
-        f"ca {d / 'pki' / 'ca.pem'}", f"cert {d / 'pki' / (node.name + '.pem')}",
-        f"key {d / 'pki' / (node.name + '.key')}",
+        f"ca {_pki(d) / 'ca.pem'}", f"cert {_pki(d) / f'vpn-{node.name}.pem'}",
+        f"key {_pki(d) / f'vpn-{node.name}.key'}",
         'remote-cert-eku "TLS Web Server Authentication"',
         "disable-dco", "verb 3",
     ]
@@ -118,14 +124,14 @@ def start(network) -> VpnRun:
     topo: Topology = network.topo
     d = network.state.dir / "vpn"
     d.mkdir(mode=0o700, parents=True, exist_ok=True)
-    ca = LabCA.load_or_create(d / "pki", topo.name)
+    ca = LabCA.load_or_create(_pki(d), topo.name)
     run = VpnRun(d)
     network.vpn = run
     servers, clients = [], []
     for node in topo.nodes.values():
         if node.kind == "vpn" and node.tunnels:
             addrs = [str(a.ip) for a in node.addresses]
-            ca.issue(node.name, dns=[node.name], ips=addrs)
+            ca.issue(f"vpn-{node.name}", dns=[node.name], ips=addrs)
             (d / f"{node.name}.nft").write_text(masquerade(node))
             out = network.nodes[node.name].cmd(f"nft -f {d / (node.name + '.nft')} 2>&1; echo rc=$?")
             if "rc=0" not in out:
@@ -134,12 +140,12 @@ def start(network) -> VpnRun:
                 ccd = d / f"ccd-{node.name}-{t.index}"
                 ccd.mkdir(exist_ok=True)
                 for i, cname in enumerate(t.clients):
-                    (ccd / cname).write_text(client_ccd(topo.nodes[cname].vpn, t, i))
+                    (ccd / f"vpn-{cname}").write_text(client_ccd(topo.nodes[cname].vpn, t, i))
                 conf = d / f"{node.name}-{t.index}.conf"
                 conf.write_text(server_config(topo, node, t, d))
                 servers.append((f"{node.name}#{t.index}", node.name, conf))
         elif node.vpn is not None:
-            ca.issue_client(node.name)
+            ca.issue_client(f"vpn-{node.name}")
             conf = d / f"{node.name}.conf"
             conf.write_text(client_config(topo, node, d))
             clients.append((node.name, node.name, conf))
