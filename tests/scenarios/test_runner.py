@@ -84,7 +84,7 @@ def test_verify_in_parallel_runs_labs_of_one_topology_side_by_side(tmp_path):
                         "--junit", str(tmp_path / "junit.xml"), "-o", ""],
                        capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert r.returncode == 1, r.stdout + r.stderr
-    assert "5 passed, 1 failed" in r.stdout
+    assert "6 passed, 1 failed" in r.stdout
     labs = [line.rsplit("lab ", 1)[1].rstrip(")") for line in r.stderr.splitlines() if ", lab " in line]
-    assert len(labs) == 6 and all(re.fullmatch(r"(unroute|office|office-fw)-p[012]", name) for name in labs), labs
-    assert 'tests="6" failures="1" errors="0"' in (tmp_path / "junit.xml").read_text()
+    assert len(labs) == 7 and all(re.fullmatch(r"(unroute|office|office-fw)-p[012]", name) for name in labs), labs
+    assert 'tests="7" failures="1" errors="0"' in (tmp_path / "junit.xml").read_text()
