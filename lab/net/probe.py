@@ -69,31 +69,24 @@ def stun_seq(data: bytes, run: str) -> int | None:
 
 def serve(proto: str, port: int, log_path: str, address: str = "0.0.0.0") -> None:
     log = open(log_path, "a", buffering=1)
-    if proto == "stun":
+    if proto in ("udp", "stun"):
         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         s.bind((address, port))
         print("ready", flush=True)
         while True:
             data, peer = s.recvfrom(2048)
-            answer = stun_answer(data, peer)
+            if proto == "stun":
+                answer = stun_answer(data, peer)
+                req = answer and "stun " + data[8:18].decode(errors="replace").rstrip("-") \
+                    + f" {struct.unpack('!H', data[18:20])[0]}"
+            else:               # the echo: the request is its own answer
+                answer = data if data.startswith(MAGIC) else None
+                req = answer and data.decode(errors="replace")
             if answer is None:
                 continue
-            log.write(json.dumps({"t": time.time(), "req": "stun " + data[8:18].decode(errors="replace").rstrip("-")
-                                  + f" {struct.unpack('!H', data[18:20])[0]}", "src": peer[0], "sport": peer[1]}) + "\n")
+            log.write(json.dumps({"t": time.time(), "req": req, "src": peer[0], "sport": peer[1]}) + "\n")
             s.sendto(answer, peer)
-    if proto == "udp":
-        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        s.bind((address, port))
-        print("ready", flush=True)
-        while True:
-            data, peer = s.recvfrom(2048)
-            if not data.startswith(MAGIC):
-                continue
-            log.write(json.dumps({"t": time.time(), "req": data.decode(errors="replace"),
-                                  "src": peer[0], "sport": peer[1]}) + "\n")
-            s.sendto(data, peer)
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     s.bind((address, port))

@@ -85,57 +85,45 @@ class LabCA:
     def issue(self, name: str, dns: list[str] = (), ips: list[str] = ()) -> Issued:
         """A server certificate for ``name`` valid for the given DNS names and addresses
         (written to ``<dir>/<name>.pem`` and ``<name>.key``; issued again on every call)."""
-        key = ec.generate_private_key(ec.SECP256R1())
         sans: list[x509.GeneralName] = [x509.DNSName(n) for n in (dns or [name])]
         sans += [x509.IPAddress(ipaddress.ip_address(str(a))) for a in ips]
-        now = datetime.datetime.now(datetime.timezone.utc)
-        cert = (x509.CertificateBuilder()
-                .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, (list(dns) or [name])[0])]))
-                .issuer_name(self._cert.subject)
-                .public_key(key.public_key())
-                .serial_number(x509.random_serial_number())
-                .not_valid_before(now - datetime.timedelta(minutes=5))
-                .not_valid_after(now + VALIDITY)
-                .add_extension(x509.SubjectAlternativeName(sans), critical=False)
-                .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-                .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-                .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(self._key.public_key()),
-                               critical=False)
-                .sign(self._key, hashes.SHA256()))
-        cert_p, key_p = self.dir / f"{name}.pem", self.dir / f"{name}.key"
-        _write(key_p, key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                        serialization.NoEncryption()))
         # the chain (leaf then CA) so that servers send the whole path
-        _write(cert_p, cert.public_bytes(serialization.Encoding.PEM)
-               + self._cert.public_bytes(serialization.Encoding.PEM), mode=0o644)
-        return Issued(cert_p, key_p)
+        return self._leaf(name, (list(dns) or [name])[0], ExtendedKeyUsageOID.SERVER_AUTH,
+                          [x509.SubjectAlternativeName(sans)], chain=True)
 
     def issue_client(self, name: str) -> Issued:
         """A client certificate whose common name is ``name`` (clientAuth EKU), for lab
         clients that prove who they are with TLS, such as an OpenVPN client. Written to
         ``<dir>/<name>.pem`` and ``<name>.key``; issued again on every call."""
+        usage = x509.KeyUsage(digital_signature=True, key_cert_sign=False, crl_sign=False,
+                              content_commitment=False, key_encipherment=False, data_encipherment=False,
+                              key_agreement=True, encipher_only=False, decipher_only=False)
+        return self._leaf(name, name, ExtendedKeyUsageOID.CLIENT_AUTH, [usage], critical=True, chain=False)
+
+    def _leaf(self, name: str, common_name: str, eku, extensions: list, critical: bool = False,
+              chain: bool = False) -> Issued:
+        """A certificate signed by this CA, with its key, as ``<dir>/<name>.pem`` / ``.key``."""
         key = ec.generate_private_key(ec.SECP256R1())
         now = datetime.datetime.now(datetime.timezone.utc)
-        cert = (x509.CertificateBuilder()
-                .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
-                .issuer_name(self._cert.subject)
-                .public_key(key.public_key())
-                .serial_number(x509.random_serial_number())
-                .not_valid_before(now - datetime.timedelta(minutes=5))
-                .not_valid_after(now + VALIDITY)
-                .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-                .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=False, crl_sign=False,
-                                             content_commitment=False, key_encipherment=False,
-                                             data_encipherment=False, key_agreement=True,
-                                             encipher_only=False, decipher_only=False), critical=True)
-                .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
-                .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(self._key.public_key()),
-                               critical=False)
-                .sign(self._key, hashes.SHA256()))
+        builder = (x509.CertificateBuilder()
+                   .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
+                   .issuer_name(self._cert.subject)
+                   .public_key(key.public_key())
+                   .serial_number(x509.random_serial_number())
+                   .not_valid_before(now - datetime.timedelta(minutes=5))
+                   .not_valid_after(now + VALIDITY)
+                   .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+                   .add_extension(x509.ExtendedKeyUsage([eku]), critical=False)
+                   .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(self._key.public_key()),
+                                  critical=False))
+        for ext in extensions:
+            builder = builder.add_extension(ext, critical=critical)
+        cert = builder.sign(self._key, hashes.SHA256())
         cert_p, key_p = self.dir / f"{name}.pem", self.dir / f"{name}.key"
         _write(key_p, key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                         serialization.NoEncryption()))
-        _write(cert_p, cert.public_bytes(serialization.Encoding.PEM), mode=0o644)
+        pem = cert.public_bytes(serialization.Encoding.PEM)
+        _write(cert_p, pem + (self._cert.public_bytes(serialization.Encoding.PEM) if chain else b""), mode=0o644)
         return Issued(cert_p, key_p)
 
     def client_context(self) -> ssl.SSLContext:
