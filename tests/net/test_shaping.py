@@ -162,11 +162,11 @@ def test_jitter_has_the_configured_deviation_and_does_not_reorder(lab):
     seqs = [g[0] for g in got]
     assert seqs == sorted(seqs), "jitter must not reorder unless asked"
     delays = [g[2] - g[1] for g in got]
-    # a VM stall (tens of ms, one packet in hundreds) is not jitter the shaper made: count
+    # a VM stall (over 5 deviations: tens of ms, one packet in hundreds) is not jitter the shaper made: count
     # such packets apart, allow at most 1 %, and measure the deviation without them
-    stalls = [x for x in delays if x > 0.030 + 10 * 0.002]
+    stalls = [x for x in delays if x > 0.030 + 5 * 0.002]
     assert len(stalls) <= len(delays) // 100, f"{len(stalls)} packets stalled: {stalls[:5]}"
-    delays = [x for x in delays if x <= 0.030 + 10 * 0.002]
+    delays = [x for x in delays if x <= 0.030 + 5 * 0.002]
     sd = statistics.stdev(delays)
     assert abs(sd - 0.002) <= 0.0002, f"delay deviation {sd * 1000:.3f} ms for 2 ms (max {max(delays) * 1000:.3f} ms)"
     assert abs(statistics.fmean(delays) - 0.030) <= 0.001
