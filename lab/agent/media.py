@@ -134,7 +134,8 @@ class AgentMedia:
     async def stats(self) -> dict[str, Any]:
         """Packets both ways, loss, jitter and RTT, from aiortc's RTCP-based statistics."""
         out: dict[str, Any] = {"packets_sent": 0, "packets_received": 0, "packets_lost": 0,
-                               "jitter_ms": None, "rtt_ms": None, "remote_packets_received": None}
+                               "jitter_ms": None, "rtt_ms": None, "remote_packets_received": None,
+                               "remote_packets_lost": None}
         if self.sender is None or self.receiver is None:
             return out
         for report in (await self.sender.getStats(), await self.receiver.getStats()):

@@ -1,4 +1,4 @@
-"""Quantities people write in files and on the command line: durations and time bounds.
+"""Quantities people write in files and on the command line: durations, percentages and bounds.
 
 Every parser returns ``(value, error, hint)`` so that callers can report a Problem with the
 file's line and path instead of raising from deep inside.
@@ -51,26 +51,52 @@ _TOLERANCE = re.compile(r"^\s*(.+?)\s*(?:\+/-|±|\+-)\s*(.+)$")
 BOUND_HINT = "write '< 300ms', '<= 8s', '>= 1s' or '8s +/- 0.2s'"
 
 
-def parse_bound(text: object) -> tuple[Bound | None, str | None, str | None]:
+_PERCENT = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*%\s*$")
+PERCENT_HINT = "write a percentage: 0%, 1%, 2.5%"
+PERCENT_BOUND_HINT = "write '< 1%', '<= 5%', '>= 3%' or '5% +/- 2%'"
+
+
+def parse_percent(text: object, allow_zero: bool = True) -> tuple[float | None, str | None, str | None]:
+    """'2.5%' -> 0.025 (a fraction). A bare number is refused: 0.05 or 5 could both mean 5 %."""
+    if isinstance(text, bool) or not isinstance(text, (str, int, float)):
+        return None, f"{text!r} is not a percentage", PERCENT_HINT
+    if isinstance(text, (int, float)):
+        return None, f"{text} has no unit", f"write {text}%"
+    m = _PERCENT.match(text)
+    if not m:
+        return None, f"'{text}' is not a percentage", PERCENT_HINT
+    value = float(m.group(1)) / 100
+    if not 0 <= value <= 1:
+        return None, f"'{text}' is outside 0-100 %", PERCENT_HINT
+    return value, None, None
+
+
+def parse_bound(text: object, quantity=parse_duration, what: str = "time bound",
+                hint: str = BOUND_HINT) -> tuple[Bound | None, str | None, str | None]:
+    """A bound on a quantity: times by default; ``quantity=parse_percent`` for ratios."""
     if not isinstance(text, str):
-        return None, f"{text!r} is not a time bound", BOUND_HINT
+        return None, f"{text!r} is not a {what}", hint
     m = _TOLERANCE.match(text)
     if m:
-        centre, e1, _ = parse_duration(m.group(1))
-        tol, e2, _ = parse_duration(m.group(2))
+        centre, e1, _ = quantity(m.group(1))
+        tol, e2, _ = quantity(m.group(2))
         if e1 or e2:
-            return None, f"'{text}' is not a time bound: {e1 or e2}", BOUND_HINT
+            return None, f"'{text}' is not a {what}: {e1 or e2}", hint
         return Bound(max(0.0, centre - tol), centre + tol, text.strip()), None, None
     m = _BOUND.match(text)
     if m:
-        value, e, _ = parse_duration(m.group(2))
+        value, e, _ = quantity(m.group(2))
         if e:
-            return None, f"'{text}' is not a time bound: {e}", BOUND_HINT
+            return None, f"'{text}' is not a {what}: {e}", hint
         op = m.group(1)
         if op.startswith("<"):
             return Bound(None, value, text.strip()), None, None
         return Bound(value, None, text.strip()), None, None
-    return None, f"'{text}' is not a time bound", BOUND_HINT
+    return None, f"'{text}' is not a {what}", hint
+
+
+def parse_percent_bound(text: object) -> tuple[Bound | None, str | None, str | None]:
+    return parse_bound(text, parse_percent, "percentage bound", PERCENT_BOUND_HINT)
 
 
 def format_duration(seconds: float) -> str:

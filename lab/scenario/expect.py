@@ -114,6 +114,13 @@ def _call(e: Expectation, obs: dict) -> tuple[bool | None, str]:
             if value is None:
                 return False, words + f"; no {label.replace('_', ' ')} to time"
             ok &= e.bounds[key].holds(value)
+    quality = _quality(e, obs, q)
+    if quality is not None:
+        good, more = quality
+        words += more
+        if good is None:
+            return None, words
+        ok &= good
     if "setup" in e.bounds:
         t = times.get("talking")
         start = (obs.get("timeline") or [{}])[0].get("t", 0.0)
@@ -123,3 +130,41 @@ def _call(e: Expectation, obs: dict) -> tuple[bool | None, str]:
         words += f"; Talking after {format_duration(setup)}"
         ok &= e.bounds["setup"].holds(setup)
     return bool(ok), words
+
+
+def audio_loss(q: dict) -> float | None:
+    """The worse direction's loss ratio: the agent's receiver counts what it lost of the
+    caller's audio; the far end's RTCP receiver reports what it lost of the agent's."""
+    ratios = []
+    if q.get("packets_received") is not None and q.get("packets_lost") is not None:
+        total = q["packets_received"] + max(0, q["packets_lost"])
+        if total:
+            ratios.append(max(0, q["packets_lost"]) / total)
+    if q.get("remote_packets_lost") is not None and q.get("packets_sent"):
+        ratios.append(max(0, q["remote_packets_lost"]) / q["packets_sent"])
+    return max(ratios) if ratios else None
+
+
+def _quality(e: Expectation, obs: dict, q: dict) -> tuple[bool | None, str] | None:
+    """Audio quality bounds: measured once Talking, from the softphone's RTP/RTCP statistics."""
+    keys = [k for k in ("loss", "jitter", "rtt") if k in e.bounds]
+    if not keys:
+        return None
+    if not obs.get("reached_talking"):
+        return False, "; never reached Talking, so no audio to measure"
+    ok, words = True, ""
+    for key in keys:
+        if key == "loss":
+            value, shown = audio_loss(q), None
+            shown = None if value is None else f"{value * 100:.1f} %"
+        else:
+            ms = q.get(f"{key}_ms")
+            value = None if ms is None else ms / 1000
+            shown = None if value is None else format_duration(value)
+        if value is None:
+            why = ("no RTCP receiver report came back during the call: talk longer"
+                   if key == "rtt" else "the softphone reported no audio statistics")
+            return None, words + f"; audio {key} could not be measured ({why})"
+        words += f"; audio {key} {shown}"
+        ok &= e.bounds[key].holds(value)
+    return ok, words

@@ -22,7 +22,7 @@ from lab.model.errors import InputError, Problem, did_you_mean, format_path
 from lab.model.loader import Located, load_yaml
 from lab.model.schema import _kind_of, _translate
 from lab.model.topology import Topology
-from lab.model.units import Bound, parse_bound, parse_duration
+from lab.model.units import Bound, parse_bound, parse_duration, parse_percent_bound
 from lab.model.validate import resolve
 
 from . import schema as S
@@ -406,11 +406,11 @@ class _Checker:
                 self.err(path, "the expectation checks nothing",
                          "add what must hold, e.g. 'reached: true'" if kind == "probe" else "add e.g. 'outcome: talking'")
                 continue
-            for key in ("rtt", "error_at", "first_candidate", "setup"):
+            for key in ("rtt", "error_at", "first_candidate", "setup", "jitter", "loss"):
                 text = getattr(spec, key, None)
                 if text is None:
                     continue
-                b, m, h = parse_bound(text)
+                b, m, h = parse_percent_bound(text) if key == "loss" else parse_bound(text)
                 if m:
                     self.err(path + (key,), m, h)
                     ok = False

@@ -142,6 +142,10 @@ class CallExpect(_Expect):
     first_candidate: str | None = Field(None, description="bound on the first relay candidate after the ICE state begins: '< 300ms'")
     setup: str | None = Field(None, description="bound on the time from the call's start to Talking")
     audio: bool | None = Field(None, description="audio flowed both ways (true) or not (false) once Talking")
+    loss: str | None = Field(None, description=(
+        "bound on audio packet loss once Talking, the worse of the two directions: '< 1%'"))
+    jitter: str | None = Field(None, description="bound on the agent's received audio jitter (RFC 3550): '< 30ms'")
+    rtt: str | None = Field(None, description="bound on the media round-trip time from RTCP: '< 300ms'")
 
 
 EXPECT_KEYS = {"probe": ProbeExpect, "call": CallExpect}
