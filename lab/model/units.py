@@ -17,15 +17,24 @@ _SCALE = {"ms": 0.001, "s": 1.0, "min": 60.0}
 DURATION_HINT = "write a number with a unit: 300ms, 8s, 1.5s or 2min"
 
 
+def _number_with_unit(text: object, pattern: re.Pattern, what: str, hint: str,
+                     bare_hint: str) -> tuple[re.Match | None, str | None, str | None]:
+    """The shared front of every quantity parser: a string, not a bare number, that matches."""
+    if isinstance(text, bool) or not isinstance(text, (str, int, float)):
+        return None, f"{text!r} is not a {what}", hint
+    if isinstance(text, (int, float)):
+        return None, f"{text} has no unit", bare_hint.format(text)
+    m = pattern.match(text)
+    if not m:
+        return None, f"'{text}' is not a {what}", hint
+    return m, None, None
+
+
 def parse_duration(text: object, allow_zero: bool = True) -> tuple[float | None, str | None, str | None]:
     """'300ms' -> 0.3 (seconds)."""
-    if isinstance(text, bool) or not isinstance(text, (str, int, float)):
-        return None, f"{text!r} is not a duration", DURATION_HINT
-    if isinstance(text, (int, float)):
-        return None, f"{text} has no unit", f"write {text}s or {text}ms"
-    m = _DURATION.match(text)
-    if not m:
-        return None, f"'{text}' is not a duration", DURATION_HINT
+    m, err, hint = _number_with_unit(text, _DURATION, "duration", DURATION_HINT, "write {0}s or {0}ms")
+    if err:
+        return None, err, hint
     value = float(m.group(1)) * _SCALE[m.group(2)]
     if value < 0:
         return None, f"'{text}' is negative", "durations count from the start of the scenario: 0s or later"
@@ -56,15 +65,11 @@ PERCENT_HINT = "write a percentage: 0%, 1%, 2.5%"
 PERCENT_BOUND_HINT = "write '< 1%', '<= 5%', '>= 3%' or '5% +/- 2%'"
 
 
-def parse_percent(text: object, allow_zero: bool = True) -> tuple[float | None, str | None, str | None]:
+def parse_percent(text: object) -> tuple[float | None, str | None, str | None]:
     """'2.5%' -> 0.025 (a fraction). A bare number is refused: 0.05 or 5 could both mean 5 %."""
-    if isinstance(text, bool) or not isinstance(text, (str, int, float)):
-        return None, f"{text!r} is not a percentage", PERCENT_HINT
-    if isinstance(text, (int, float)):
-        return None, f"{text} has no unit", f"write {text}%"
-    m = _PERCENT.match(text)
-    if not m:
-        return None, f"'{text}' is not a percentage", PERCENT_HINT
+    m, err, hint = _number_with_unit(text, _PERCENT, "percentage", PERCENT_HINT, "write {0}%")
+    if err:
+        return None, err, hint
     value = float(m.group(1)) / 100
     if not 0 <= value <= 1:
         return None, f"'{text}' is outside 0-100 %", PERCENT_HINT
