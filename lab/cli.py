@@ -83,7 +83,10 @@ def cmd_validate(args) -> int:
 
 
 def cmd_schema(args) -> int:
-    from lab.model.schema import json_schema
+    if args.kind == "scenario":
+        from lab.scenario.schema import json_schema
+    else:
+        from lab.model.schema import json_schema
     print(json.dumps(json_schema(), indent=2))
     return EXIT_OK
 
@@ -556,7 +559,8 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true", help="machine-readable result")
     s.set_defaults(func=cmd_validate)
 
-    s = sub.add_parser("schema", help="print the topology JSON Schema (for editors)")
+    s = sub.add_parser("schema", help="print the topology's or the scenario's JSON Schema (for editors)")
+    s.add_argument("kind", nargs="?", choices=["topology", "scenario"], default="topology")
     s.set_defaults(func=cmd_schema)
 
     s = sub.add_parser("graph", help="draw a topology: -o out.svg, out.png or out.dot")

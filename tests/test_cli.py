@@ -91,8 +91,33 @@ def test_usage_errors_exit_2():
     assert icelab("up").returncode == 2
 
 
-def test_committed_schema_file_is_current(repo):
-    """docs/topology.schema.json is what editors point at; it must match `icelab schema`."""
-    committed = json.loads((repo / "docs/topology.schema.json").read_text())
-    assert committed == json.loads(icelab("schema").stdout), \
-        "regenerate it: .venv/bin/icelab schema > docs/topology.schema.json"
+@pytest.mark.parametrize("kind", ["topology", "scenario"])
+def test_committed_schema_files_are_current(repo, kind):
+    """docs/*.schema.json are what editors point at; they must match `icelab schema`."""
+    committed = json.loads((repo / f"docs/{kind}.schema.json").read_text())
+    assert committed == json.loads(icelab("schema", kind).stdout), \
+        f"regenerate it: .venv/bin/icelab schema {kind} > docs/{kind}.schema.json"
+
+
+def test_every_scenario_file_uses_only_what_the_scenario_schema_names(repo):
+    """The schema is built from the action and expectation models; every step and expectation
+    of the shipped scenarios must find its action (one of the oneOf items) and its fields."""
+    import yaml
+    schema = json.loads(icelab("schema", "scenario").stdout)
+    defs = schema["$defs"]
+    actions = {next(k for k in item["required"] if k != "at"): item["properties"]
+               for item in schema["properties"]["timeline"]["items"]["oneOf"]}
+    expects = {next(iter(defs[r["$ref"].rsplit("/", 1)[1]]["required"])): defs[r["$ref"].rsplit("/", 1)[1]]
+               for r in schema["properties"]["expect"]["items"]["oneOf"]}
+    files = sorted((repo / "scenarios").glob("*.yaml")) + sorted((repo / "tests/scenarios").glob("*.yaml"))
+    assert files
+    for f in files:
+        doc = yaml.safe_load(f.read_text())
+        assert set(doc) <= set(schema["properties"]), f
+        for step in doc["timeline"]:
+            [action] = set(step) - {"at"}
+            ref = actions[action][action]["$ref"].rsplit("/", 1)[1]
+            assert set(step[action]) <= set(defs[ref]["properties"]), (f, step)
+        for e in doc["expect"]:
+            kind = next(k for k in e if k in expects)
+            assert set(e) <= set(expects[kind]["properties"]), (f, e)

@@ -169,3 +169,40 @@ class Scenario(Strict):
         "auto: capture every interface on the paths of the probes and calls, to show where packets died"))
     timeline: list[Any] = Field(default_factory=list)
     expect: list[Any] = Field(default_factory=list)
+
+
+def json_schema() -> dict:
+    """The scenario file's JSON Schema, for editors (``icelab schema scenario``).
+
+    The timeline and expectations are plain lists in ``Scenario`` because their items are
+    checked one by one (so that one broken step does not hide the others); here each item
+    gets the shape an author needs: ``at`` plus exactly one action, an expectation naming
+    exactly one probe or call. Built from ACTION_MODELS and EXPECT_KEYS, so a new action
+    appears here without further edits."""
+    schema = Scenario.model_json_schema(by_alias=True)
+    defs = schema.setdefault("$defs", {})
+
+    def ref(model: type[BaseModel]) -> dict:
+        if model.__name__ not in defs:
+            sub = model.model_json_schema(by_alias=True, ref_template="#/$defs/{model}")
+            defs.update(sub.pop("$defs", {}))
+            defs[model.__name__] = sub
+        return {"$ref": f"#/$defs/{model.__name__}"}
+
+    # a link change takes the settings of a topology link beside its own fields
+    from lab.model.schema import ImpairSettings
+    ref(LinkChange)
+    impair = ImpairSettings.model_json_schema(by_alias=True, ref_template="#/$defs/{model}")
+    defs.update(impair.pop("$defs", {}))
+    defs["LinkChange"]["properties"].update(impair["properties"])
+    defs["LinkChange"]["additionalProperties"] = False
+
+    at = Step.model_fields["at"]
+    steps = [{"type": "object", "required": ["at", action], "additionalProperties": False,
+              "properties": {"at": {"type": "string", "description": at.description}, action: ref(model)}}
+             for action, model in ACTION_MODELS.items()]
+    schema["properties"]["timeline"] = {"type": "array", "description": "actions at given times",
+                                        "items": {"oneOf": steps}}
+    schema["properties"]["expect"] = {"type": "array", "description": "what must be seen",
+                                      "items": {"oneOf": [ref(m) for m in EXPECT_KEYS.values()]}}
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", **schema}
