@@ -395,6 +395,9 @@ def cmd_verify(args) -> int:
     if args.junit:
         junit(results, args.junit)
         err.print(f"wrote {args.junit}")
+    if args.out:
+        from lab.report.index import write_index
+        err.print(f"wrote {write_index(results, args.out)} and summary.csv beside it")
     bad = [r for r in results if r.verdict != "pass"]
     out.print(f"{len(results) - len(bad)} passed, {len(bad)} failed")
     return EXIT_FAIL if bad else EXIT_OK
