@@ -531,21 +531,41 @@ def cmd_link_show(args) -> int:
 
 
 def cmd_doctor(args) -> int:
+    from lab.net.doctor import checks
     from lab.net.shaping import ShapingError, backend, netem_available, shaper_requirements
-    ok = True
+    found = checks()
+    ok = all(c.ok for c in found if c.required)
     have, why = netem_available()
-    out.print(f"netem: {'available' if have else 'not available'}: {why}")
     try:
-        be = backend()
-        out.print(f"[bold]link impairments: {'netem' if be.name == 'netem' else 'the lab shaper (NFQUEUE)'}[/], because {be.reason}")
+        be, be_error = backend(), None
     except ShapingError as exc:
-        out.print(f"[red]link impairments: {exc}[/]")
-        ok = False
-        be = None
-    if be is None or be.name == "shaper":
-        for what, good, detail in shaper_requirements():
-            out.print(f"  {'[green]ok[/]' if good else '[red]missing[/]'}  {what}: {detail}")
-            ok &= good
+        be, be_error = None, str(exc)
+    needs = shaper_requirements() if be is None or be.name == "shaper" else []
+    ok &= be is not None and all(good for _, good, _ in needs)
+    if args.json:
+        print(json.dumps({"ok": ok, "checks": [c.to_dict() for c in found],
+                          "impairments": {"netem": have, "netem_why": why, "backend": be and be.name,
+                                          "reason": be.reason if be else be_error,
+                                          "requirements": [{"what": w, "ok": g, "detail": d} for w, g, d in needs]}},
+                         indent=2))
+        return EXIT_OK if ok else EXIT_FAIL
+    from rich.table import Table
+    t = Table(title="what labs need", title_justify="left")
+    for col in ("", "what", "needed for", "found"):
+        t.add_column(col, overflow="fold")
+    for c in found:
+        mark = "[green]ok[/]" if c.ok else "[red]missing[/]" if c.required else "[yellow]missing[/]"
+        t.add_row(mark, c.what, c.needed_for + ("" if c.required else " (optional)"), c.detail)
+    out.print(t)
+    out.print(f"netem: {'available' if have else 'not available'}: {why}")
+    if be is None:
+        out.print(f"[red]link impairments: {be_error}[/]")
+    else:
+        out.print(f"[bold]link impairments: {'netem' if be.name == 'netem' else 'the lab shaper (NFQUEUE)'}[/], because {be.reason}")
+    for what, good, detail in needs:
+        out.print(f"  {'[green]ok[/]' if good else '[red]missing[/]'}  {what}: {detail}")
+    if not ok:
+        out.print("[red]something labs need is missing: run 'sudo make setup'[/]")
     return EXIT_OK if ok else EXIT_FAIL
 
 
@@ -659,7 +679,8 @@ def parser() -> argparse.ArgumentParser:
     ls.add_argument("--json", action="store_true")
     ls.set_defaults(func=cmd_link_show)
 
-    s = sub.add_parser("doctor", help="what this machine gives the lab (link impairment backend and why)")
+    s = sub.add_parser("doctor", help="what this machine has of what labs need, and the link impairment backend")
+    s.add_argument("--json", action="store_true", help="machine-readable result")
     s.set_defaults(func=cmd_doctor)
 
     s = sub.add_parser("clean", help="remove what killed labs left behind, and nothing else")
@@ -682,6 +703,10 @@ def main(argv: list[str] | None = None) -> int:
     except LabError as exc:
         err.print(f"[red]error:[/] {exc}")
         return EXIT_FAIL
+    except BrokenPipeError:
+        # the reader went away (`icelab ... | head`): not an error of ours; stop writing quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
     except KeyboardInterrupt:
         return 130
 

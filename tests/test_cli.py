@@ -121,3 +121,24 @@ def test_every_scenario_file_uses_only_what_the_scenario_schema_names(repo):
         for e in doc["expect"]:
             kind = next(k for k in e if k in expects)
             assert set(e) <= set(expects[kind]["properties"]), (f, e)
+
+
+def test_doctor_lists_what_labs_need_and_names_what_is_missing(tmp_path, repo):
+    import os
+    r = icelab("doctor", "--json")
+    report = json.loads(r.stdout)
+    by_what = {c["what"]: c for c in report["checks"]}
+    # make setup installs all of it, optional parts included (CI runs the whole suite)
+    assert all(c["ok"] for w, c in by_what.items() if w != "root"), report
+    assert report["impairments"]["backend"] in ("netem", "shaper")
+    assert r.returncode == (0 if by_what["root"]["ok"] else 1)
+    # without the programs on PATH: each is named, with the package that brings it
+    env = dict(os.environ, PATH=str(tmp_path))
+    r = subprocess.run([sys.executable, "-m", "lab.cli", "doctor"], capture_output=True, text=True, env=env,
+                       cwd=repo)
+    assert r.returncode == 1
+    assert "mnexec" in r.stdout and "mininet" in r.stdout and "sudo make setup" in r.stdout
+    report = json.loads(subprocess.run([sys.executable, "-m", "lab.cli", "doctor", "--json"], capture_output=True,
+                                       text=True, env=env, cwd=repo).stdout)
+    missing = {c["what"] for c in report["checks"] if not c["ok"]}
+    assert {"mnexec", "nft", "tcpdump", "turnserver", "openvpn"} <= missing
