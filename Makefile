@@ -11,8 +11,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 # mininet for mnexec (without Open vSwitch: icelab uses Linux bridges in namespaces);
 # the others are the real parts labs run: nftables, tcpdump, coturn, OpenVPN; iptables for
-# the link shaper (xt NFQUEUE: this kernel has no nft queue).
-APT_PACKAGES := mininet net-tools iproute2 iputils-ping procps util-linux nftables tcpdump coturn openvpn socat iptables
+# the link shaper (xt NFQUEUE: this kernel has no nft queue); chromium (optional) runs the real
+# connect-rtc-js softphone library beside the emulated one.
+APT_PACKAGES := mininet net-tools iproute2 iputils-ping procps util-linux nftables tcpdump coturn openvpn socat iptables chromium
 PYTEST_ARGS ?=
 
 .PHONY: setup apt venv demo test bench clean-labs help

@@ -141,4 +141,4 @@ def test_doctor_lists_what_labs_need_and_names_what_is_missing(tmp_path, repo):
     report = json.loads(subprocess.run([sys.executable, "-m", "lab.cli", "doctor", "--json"], capture_output=True,
                                        text=True, env=env, cwd=repo).stdout)
     missing = {c["what"] for c in report["checks"] if not c["ok"]}
-    assert {"mnexec", "nft", "tcpdump", "turnserver", "openvpn"} <= missing
+    assert {"mnexec", "nft", "tcpdump", "turnserver", "openvpn", "chromium"} <= missing

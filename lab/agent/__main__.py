@@ -7,6 +7,7 @@ Config (JSON)::
     {"call": "calls/abc.json",          # or "callId" + "mediaInfo" inline
      "ca": "run/ca/ca.pem",             # the lab CA the agent trusts (wss:, turns:)
      "profile": "chrome",               # or "aiortc-default"
+     "engine": "emulated",              # or "chromium": the real connect-rtc-js in headless Chromium
      "talk_time": 3.0, "media": true,
      "timers": {"ice": 8.0}}            # optional overrides of lab.agent.constants.Timers
 """
@@ -25,6 +26,9 @@ from .call import CallOptions, place_call
 from .constants import Timers
 from .gather import PROFILES
 from .timeline import render
+
+
+ENGINES = ("emulated", "chromium")
 
 
 class ConfigError(Exception):
@@ -66,7 +70,10 @@ def load(path: str) -> tuple[str, dict, ssl.SSLContext | None, CallOptions]:
             ctx = ssl.create_default_context(cafile=str(ca))
         except (OSError, ssl.SSLError) as exc:
             raise ConfigError(f"{path}: ca: cannot load {ca}: {exc}")
-    opts = CallOptions(profile=profile, talk_time=float(doc.get("talk_time", 3.0)),
+    engine = doc.get("engine", "emulated")
+    if engine not in ENGINES:
+        raise ConfigError(f"{path}: engine: must be one of {', '.join(ENGINES)}, not {engine!r}")
+    opts = CallOptions(profile=profile, engine=engine, talk_time=float(doc.get("talk_time", 3.0)),
                        media=bool(doc.get("media", True)), timers=Timers(**timers))
     return call["callId"], call["mediaInfo"], ctx, opts
 
@@ -81,17 +88,35 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    outcome = asyncio.run(place_call(call_id, info, ssl=ctx, options=opts,
-                                     stream=None if args.text else sys.stdout))
-    summary = outcome.as_dict()
+    if opts.engine == "chromium":
+        from . import browser
+        try:
+            summary = browser.place_call(call_id, info, pki_dir=ca_dir(args.config), talk_time=opts.talk_time,
+                                         stream=None if args.text else sys.stdout)
+        except browser.BrowserError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+    else:
+        outcome = asyncio.run(place_call(call_id, info, ssl=ctx, options=opts,
+                                         stream=None if args.text else sys.stdout))
+        summary = outcome.as_dict()
     timeline = summary.pop("timeline")
     if args.text:
         print(render(timeline))
-        verdict = "ok" if outcome.ok else (outcome.softphone_error or outcome.rtc_error or "silent audio")
-        print(f"outcome: {outcome.state} ({verdict})")
+        verdict = "ok" if summary["ok"] else (summary["softphone_error"] or summary["rtc_error"] or "silent audio")
+        print(f"outcome: {summary['state']} ({verdict})")
     else:
         print(json.dumps({"outcome": summary}), flush=True)
-    return 0 if outcome.ok else 1
+    return 0 if summary["ok"] else 1
+
+
+def ca_dir(config: str) -> Path | None:
+    """The folder of the lab CA the config names: the lab's certificates are there too."""
+    doc = json.loads(Path(config).read_text())
+    if not doc.get("ca"):
+        return None
+    ca = Path(doc["ca"]) if Path(doc["ca"]).is_absolute() else Path(config).parent / doc["ca"]
+    return ca.parent
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ from .timeline import Timeline
 @dataclass
 class CallOptions:
     profile: str = "chrome"          # chrome | aiortc-default
+    engine: str = "emulated"         # emulated (this package) | chromium (lab.agent.browser: the real library)
     talk_time: float = 3.0
     media: bool = True
     timers: Timers = field(default_factory=Timers)

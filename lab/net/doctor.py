@@ -72,6 +72,8 @@ def checks() -> list[Check]:
         _program("turnserver", "TURN backend: coturn", ["turnserver", "--version"], "coturn", required=False),
         _program("openvpn", "VPN tunnels", ["openvpn", "--version"], "openvpn", required=False),
         _kernel(conf, "CONFIG_TUN", "TUN devices", "VPN tunnels", required=False),
+        _program("chromium", "calls by the real connect-rtc-js", ["chromium", "--version"], "chromium",
+                 required=False),
     ]
     tun = Path("/dev/net/tun")
     out.append(Check("/dev/net/tun", "VPN tunnels", tun.exists(),

@@ -71,6 +71,8 @@ class Call(Strict):
     from_: str = Field(alias="from")
     talk: str = Field("3s", description="how long to stay in Talking before hanging up")
     profile: Literal["chrome", "aiortc-default"] = Field("chrome", description="the ICE behaviour to emulate")
+    engine: Literal["emulated", "chromium"] = Field("emulated", description=(
+        "emulated: the lab's softphone; chromium: the real connect-rtc-js in headless Chromium (optional package)"))
     answer: Literal["answer", "busy", "not_found", "silent"] = Field(
         "answer", description="how the cloud answers the invite (silent: never)")
     answer_delay: str = Field("0s", description="how long the cloud waits before answering the invite")

@@ -1,0 +1,139 @@
+// The page a real browser loads to place one softphone call with the real connect-rtc-js.
+//
+// It does what amazon-connect-streams' softphone.js does with a contact's softphone media
+// info: parse callConfigJson, build connect.RTCSession(signalingEndpoint, iceServers,
+// callContextToken, logger, contactId), set the remote audio element, connect(). Everything
+// the library and the browser report is written to the console as one line per event,
+// "ICELAB {json}", which lab/agent/browser.py reads from Chromium's log and turns into the
+// lab's timeline. The page adds nothing to the call: the library, the browser's ICE, DTLS and
+// SRTP are the real ones.
+"use strict";
+
+const CFG = window.ICELAB_CONFIG;
+const T0 = performance.now();
+
+function emit(event) {
+  event.t = (performance.now() - T0) / 1000;
+  console.log("ICELAB " + JSON.stringify(event));
+}
+
+// Watch the peer connection the library creates: candidates and ICE states as the browser
+// reports them (the library logs no candidate timing of its own).
+const NativePC = window.RTCPeerConnection;
+let thePC = null;
+window.RTCPeerConnection = class extends NativePC {
+  constructor(config, optional) {
+    super(config, optional);
+    thePC = this;
+    emit({kind: "info", name: "peer-connection", iceTransportPolicy: config && config.iceTransportPolicy,
+          urls: ((config && config.iceServers) || []).flatMap(s => [].concat(s.urls))});
+    this.addEventListener("icecandidate", e => {
+      const c = e.candidate;
+      if (c && c.candidate) {
+        emit({kind: "candidate", name: c.type || (c.candidate.match(/ typ (\w+)/) || [])[1],
+              protocol: c.protocol, relay_protocol: c.relayProtocol || null, url: c.url || null});
+      } else {
+        emit({kind: "ice", name: "gathering-complete"});
+      }
+    });
+    this.addEventListener("icecandidateerror", e => {
+      emit({kind: "ice", name: "candidate-error", url: e.url, code: e.errorCode, text: e.errorText});
+    });
+    this.addEventListener("iceconnectionstatechange", () => emit({kind: "ice", name: this.iceConnectionState}));
+  }
+};
+
+function text(arg) {
+  if (typeof arg === "string") return arg;
+  try { return JSON.stringify(arg); } catch (e) { return String(arg); }
+}
+
+// The library logs "OldState => NewState" on every transition of its two state machines,
+// through a logger wrapped to pass (callId, category, ...message): category SESSION for the
+// RTCSession (the softphone's states), SIGNALING for the LilyRTC channel.
+const logger = {};
+for (const level of ["log", "info", "warn", "error", "debug"]) {
+  logger[level] = (...args) => {
+    const category = args.length > 2 ? args[1] : "";
+    const msg = args.slice(args.length > 2 ? 2 : 0).map(text).join(" ");
+    const m = msg.match(/^(\w+|null) => (\w+State)$/);
+    if (m) emit({kind: category === "SIGNALING" ? "signalling" : "state", name: m[2], from: m[1]});
+    else if (level === "warn" || level === "error") emit({kind: "info", name: level, category, message: msg.slice(0, 300)});
+  };
+}
+
+function errorName(reason) {
+  const names = Object.keys(connect.RTCErrors).filter(k => connect.RTCErrors[k] === reason);
+  return names.length ? names[0] : String(reason);
+}
+
+async function quality() {
+  const q = {packets_sent: 0, packets_received: 0, packets_lost: 0, jitter_ms: null, rtt_ms: null,
+             remote_packets_lost: null};
+  if (!thePC) return q;
+  const report = await thePC.getStats();
+  report.forEach(s => {
+    if (s.kind !== "audio") return;
+    if (s.type === "outbound-rtp") q.packets_sent = s.packetsSent;
+    if (s.type === "inbound-rtp") {
+      q.packets_received = s.packetsReceived;
+      q.packets_lost = s.packetsLost;
+      q.jitter_ms = s.jitter != null ? Math.round(s.jitter * 100000) / 100 : null;
+    }
+    if (s.type === "remote-inbound-rtp") {
+      q.rtt_ms = s.roundTripTime != null ? Math.round(s.roundTripTime * 100000) / 100 : null;
+      q.remote_packets_lost = s.packetsLost;
+    }
+  });
+  report.forEach(s => {
+    if (s.type === "candidate-pair" && s.nominated && s.state === "succeeded") {
+      const local = report.get(s.localCandidateId);
+      if (local) { q.relay_protocol = local.relayProtocol || null; q.local_type = local.candidateType; }
+    }
+  });
+  q.silent_audio = q.packets_received === 0;
+  return q;
+}
+
+let ended = false;
+function end(outcome) {
+  if (ended) return;
+  ended = true;
+  emit({kind: "done", name: "done", outcome: outcome});
+}
+
+window.addEventListener("error", e => emit({kind: "info", name: "page-error", message: String(e.message)}));
+
+function start() {
+  const info = CFG.mediaInfo;
+  const callConfig = JSON.parse(info.callConfigJson);
+  const session = new connect.RTCSession(callConfig.signalingEndpoint, callConfig.iceServers,
+                                         info.callContextToken, logger, CFG.callId);
+  session.remoteAudioElement = document.getElementById("remote-audio");
+  let failed = null;
+  session.onSignalingConnected = () => emit({kind: "signalling", name: "connected"});
+  session.onIceCollectionComplete = (s, timedOut, candidates) =>
+    emit({kind: "ice", name: "collection-complete", timed_out: !!timedOut, candidates: candidates});
+  session.onSessionFailed = (s, reason) => {
+    failed = errorName(reason);
+    emit({kind: "error", name: failed, message: String(reason)});
+  };
+  session.onSessionConnected = () => {
+    emit({kind: "info", name: "session-connected"});
+    setTimeout(async () => {
+      const q = await quality();
+      emit({kind: "quality", name: "talking", ...q});
+      session.hangup();
+      setTimeout(() => end({rtc_error: failed, quality: q}), 500);
+    }, CFG.talkTime * 1000);
+  };
+  session.onSessionCompleted = () => emit({kind: "info", name: "session-completed"});
+  session.onSessionDestroyed = () => {
+    emit({kind: "info", name: "session-destroyed"});
+    if (failed) end({rtc_error: failed, quality: null});
+  };
+  emit({kind: "info", name: "connect", user_agent: navigator.userAgent});
+  session.connect();
+}
+
+start();
