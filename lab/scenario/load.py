@@ -22,7 +22,7 @@ from lab.model.errors import InputError, Problem, did_you_mean, format_path
 from lab.model.loader import Located, load_yaml
 from lab.model.schema import _kind_of, _translate
 from lab.model.topology import Topology
-from lab.model.units import Bound, parse_bound, parse_duration, parse_percent_bound
+from lab.model.units import Bound, format_duration, parse_bound, parse_duration, parse_percent_bound
 from lab.model.validate import resolve
 
 from . import schema as S
@@ -151,6 +151,8 @@ class _Checker:
         self.doc = doc
         self.lab_name = lab_name
         self.problems: list[Problem] = []
+        self._turn_stopped: dict[str, bool] = {}
+        self._rules: dict[str, list[tuple[int, str, str]]] = {}
 
     def err(self, path: Path_, message: str, hint: str | None = None) -> None:
         self.problems.append(self.doc.problem(path, message, hint))
@@ -225,6 +227,7 @@ class _Checker:
     def _timeline(self, items: list[Any], topo: Topology | None) -> list[Step]:
         steps: list[Step] = []
         names: dict[tuple[str, str], Path_] = {}
+        parsed: list[Step] = []
         for i, raw in enumerate(items):
             path = ("timeline", i)
             if not isinstance(raw, dict):
@@ -264,11 +267,14 @@ class _Checker:
                 self.problems += [_translate(e, self.doc, path + (action,), model, tuple(e["loc"]))
                                   for e in exc.errors()]
                 continue
-            step = Step(at, action, spec, path + (action,), self.doc.line(path))
+            parsed.append(Step(at, action, spec, path + (action,), self.doc.line(path)))
+        # meaning in time order: what a TURN or rule step may do depends on the steps before it
+        for step in sorted(parsed, key=lambda st: st.at):
+            path, action = step.path[:-1], step.action
             if topo is not None and not self._check_step(step, topo):
                 continue
             key = (action, step.name)
-            if step.name and key in names:
+            if step.name and key in names and action in S.EXPECT_KEYS:
                 self.err(path + (action, "name"), f"a {action} named '{step.name}' is already at "
                          f"{format_path(names[key])}", "give each a name of its own with 'name:'")
                 continue
@@ -324,6 +330,118 @@ class _Checker:
                          did_you_mean(spec.node, [n.name for n in topo.nodes.values() if n.forwards], "firewalls, nats and routers"))
                 return False
             step.name = spec.node
+        if step.action == "turn":
+            return self._turn(topo, step)
+        if step.action == "rule":
+            return self._rule(topo, step)
+        return True
+
+    def _turn(self, topo: Topology, step: Step) -> bool:
+        """A TURN action: one verb, on a host that runs turn, possible with its backend, in an
+        order that makes sense (start only a stopped server, nothing else on one)."""
+        spec, path = step.spec, step.path
+        node = topo.nodes.get(spec.node)
+        if node is None or "turn" not in node.services:
+            turns = [n.name for n in topo.hosts() if "turn" in n.services]
+            self.err(path + ("node",), f"'{spec.node}' does not run the turn service",
+                     did_you_mean(spec.node, turns, "TURN hosts") or "name the host with 'services: [turn]'")
+            return False
+        verbs = spec.verbs
+        if len(verbs) != 1:
+            self.err(path, "the turn step does nothing" if not verbs else
+                     f"one thing per turn step, not {len(verbs)} ({', '.join(verbs)})",
+                     "write one of 'stop: true', 'start: true', 'restart: true', 'faults: {...}', "
+                     "'expire_permissions: true'" if not verbs else "split them into steps with the same 'at'")
+            return False
+        verb = verbs[0]
+        backend = (topo.services.get("turn") or {}).get("backend", "embedded")
+        if backend == "coturn" and verb in ("faults", "expire_permissions"):
+            self.err(path + (verb,), f"'{verb}' needs the embedded TURN backend; this lab runs coturn, which has "
+                     "no control socket", "with coturn use 'stop', 'start' or 'restart', or run this scenario "
+                     "with services.turn.backend: embedded")
+            return False
+        if verb == "faults":
+            from lab.services.turn.faults import Faults
+            try:
+                Faults.from_dict(spec.faults)
+            except (ValueError, TypeError) as exc:
+                self.err(path + ("faults",), f"not a fault set: {exc}",
+                         "see docs/turn.md, 'Faults': drop, delay, error, stop_relay, permission_lifetime")
+                return False
+        # the server's state along the timeline (steps at one time in file order)
+        stopped = self._turn_stopped.setdefault(spec.node, False)
+        if verb == "start" and not stopped:
+            self.err(path + ("start",), f"the TURN server on {spec.node} is running at {format_duration(step.at)}",
+                     "start it again only after a step that stops it")
+            return False
+        if verb != "start" and verb != "stop" and stopped:
+            self.err(path + (verb,), f"the TURN server on {spec.node} is stopped at {format_duration(step.at)}",
+                     "add a 'start: true' step before this one")
+            return False
+        if verb == "stop" and stopped:
+            self.err(path + ("stop",), f"the TURN server on {spec.node} is stopped already",
+                     "stop it once; 'start: true' brings it back")
+            return False
+        self._turn_stopped[spec.node] = verb == "stop" or (stopped and verb != "start")
+        step.name = f"{spec.node}-{verb.replace('_', '-')}"
+        return True
+
+    def _rule(self, topo: Topology, step: Step) -> bool:
+        """A rule added to or deleted from a firewall's live table; the numbers and names
+        the step can use are those the timeline has left at that time."""
+        from lab.model.firewall import FwRule, rule_from_spec
+        spec, path = step.spec, step.path
+        node = topo.nodes.get(spec.node)
+        pol = getattr(node, "policy", None)
+        if node is None or node.kind != "firewall" or pol is None or pol.ruleset is not None:
+            fws = [n.name for n in topo.nodes.values() if n.kind == "firewall"]
+            why = "has its own nftables file (rules are changed there)" if pol is not None and \
+                getattr(pol, "ruleset", None) is not None else "is not a firewall"
+            self.err(path + ("node",), f"'{spec.node}' {why}",
+                     did_you_mean(spec.node, fws, "firewalls") or "name a node with 'kind: firewall' and rules")
+            return False
+        if (spec.add is None) == (spec.delete is None):
+            self.err(path, "a rule step either adds or deletes one rule",
+                     "write 'add: {name: ..., direction: inbound, action: accept, ...}' or 'delete: NAME-OR-NUMBER'")
+            return False
+        rules = self._rules.setdefault(spec.node, [(r.number, r.name, r.direction) for r in pol.rules])
+        if spec.add is not None:
+            try:
+                FwRule.model_validate(spec.add)
+            except ValidationError as exc:
+                self.problems += [_translate(e, self.doc, path + ("add",), FwRule, tuple(e["loc"]))
+                                  for e in exc.errors()]
+                return False
+            try:
+                rule = rule_from_spec(topo, spec.node, spec.add)
+            except ValueError as exc:
+                msg, _, hint = str(exc).partition(" (hint: ")
+                self.err(path + ("add",), f"the rule cannot be added to {spec.node}: {msg}",
+                         hint.rstrip(")") if hint else "write it as in the topology's rules (docs/firewall.md)")
+                return False
+            number = max((n for n, _, _ in rules), default=0) + 1
+            rules.append((number, rule.name, rule.direction))
+            step.name = f"{spec.node}-add-r{number}"
+            return True
+        want = spec.delete
+        found = [r for r in rules if (r[0] == want if isinstance(want, int) else r[1] == want)]
+        if not found:
+            listed = ", ".join(f"{n} ({name})" for n, name, _ in rules)
+            import difflib
+            close = difflib.get_close_matches(str(want), [r[1] for r in rules], 1) if isinstance(want, str) else []
+            self.err(path + ("delete",), f"{spec.node} has no rule {want!r} at {format_duration(step.at)}",
+                     (f"did you mean '{close[0]}'? " if close else "") + f"its rules then: {listed}")
+            return False
+        if len(found) > 1:
+            self.err(path + ("delete",), f"{len(found)} rules of {spec.node} are named {want!r}",
+                     "delete by number: " + ", ".join(str(r[0]) for r in found))
+            return False
+        if found[0][1].startswith("default "):
+            self.err(path + ("delete",), f"rule {found[0][0]} ({found[0][1]}) is the default of its direction "
+                     "and cannot be deleted", "add a rule before it instead")
+            return False
+        rules.remove(found[0])
+        step.name = f"{spec.node}-delete-r{found[0][0]}"
         return True
 
     def _link(self, topo: Topology, step: Step) -> bool:
