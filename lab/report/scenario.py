@@ -14,14 +14,14 @@ MARK = {"pass": "[green]PASS[/]", "fail": "[red]FAIL[/]", "error": "[yellow]ERRO
 def verdict_table(results: list) -> Table:
     """One row per scenario; broken/fixed pairs next to each other."""
     t = Table(title="icelab scenarios", title_justify="left", show_lines=True)
-    for col in ("scenario", "variant", "verdict", "what was seen", "time"):
+    for col in ("scenario", "variant", "TURN", "verdict", "what was seen", "time"):
         t.add_column(col, overflow="fold")
     for r in sorted(results, key=lambda r: (r.scenario.pair or r.scenario.name, r.scenario.variant != "broken")):
         seen = "\n".join(f"{'✓' if c.status == 'pass' else '✗' if c.status == 'fail' else '?'} {c.title}: {c.observed}"
                          for c in r.checks)
         if r.error:
             seen = f"[yellow]{r.error}[/]\n" + seen
-        t.add_row(r.scenario.name, r.scenario.variant or "", MARK[r.verdict], seen,
+        t.add_row(r.scenario.name, r.scenario.variant or "", r.turn_backend or "-", MARK[r.verdict], seen,
                   f"{r.timings.get('total', 0):.1f} s")
     return t
 
@@ -76,8 +76,10 @@ def write(result, out_dir: str | Path) -> Path:
     return d
 
 
-def junit(results: list, path: str | Path) -> Path:
-    """JUnit XML: a test case per scenario; a failed check is a failure, an error an error."""
+def junit(results: list, path: str | Path, backend_in_names: bool = False) -> Path:
+    """JUnit XML: a test case per scenario; a failed check is a failure, an error an error.
+    ``backend_in_names``: 'udp3478-open[coturn]', so that runs against both TURN backends
+    can be told apart when CI merges their reports."""
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     fails = sum(r.verdict == "fail" for r in results)
@@ -86,7 +88,8 @@ def junit(results: list, path: str | Path) -> Path:
     out = ['<?xml version="1.0" encoding="UTF-8"?>',
            f'<testsuite name="icelab" tests="{len(results)}" failures="{fails}" errors="{errors}" time="{total:.3f}">']
     for r in results:
-        name = escape(r.scenario.name, {'"': "&quot;"})
+        shown = r.scenario.name + (f"[{r.turn_backend}]" if backend_in_names and r.turn_backend else "")
+        name = escape(shown, {'"': "&quot;"})
         out.append(f'  <testcase classname="icelab.{escape(r.scenario.pair or "scenario")}" name="{name}" '
                    f'file="{escape(r.scenario.file)}" time="{r.timings.get("total", 0):.3f}">')
         text = "\n".join(f"[{c.status}] {c.title}: {c.observed}" + (f" ({c.meaning})" if c.meaning else "")

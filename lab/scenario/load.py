@@ -99,6 +99,7 @@ class Step:
     path: Path_
     line: int | None
     name: str | None = None      # what expectations call it
+    before: int | None = None    # rule steps: the number of the rule an added rule goes before
 
 
 @dataclass
@@ -140,16 +141,22 @@ class Scenario:
         return next((s for s in self.steps if s.action == action and s.name == name), None)
 
 
-def load_scenario(path: str | Path, lab_name: str | None = None) -> Scenario:
-    """Read and check a scenario and its topology; raise InputError with every problem."""
+def load_scenario(path: str | Path, lab_name: str | None = None, turn_backend: str | None = None) -> Scenario:
+    """Read and check a scenario and its topology; raise InputError with every problem.
+    ``turn_backend`` (embedded, coturn) overrides the TURN backend of the scenario's topology
+    and its own overrides (``icelab verify --turn-backend``): a whole set against one backend."""
     doc = load_yaml(path)
-    return _Checker(doc, lab_name).run()
+    return _Checker(doc, lab_name, turn_backend).run()
+
+
+TURN_BACKENDS = ("embedded", "coturn")
 
 
 class _Checker:
-    def __init__(self, doc: Located, lab_name: str | None):
+    def __init__(self, doc: Located, lab_name: str | None, turn_backend: str | None = None):
         self.doc = doc
         self.lab_name = lab_name
+        self.turn_backend = turn_backend
         self.problems: list[Problem] = []
         self._turn_stopped: dict[str, bool] = {}
         self._rules: dict[str, list[tuple[int, str, str]]] = {}
@@ -215,7 +222,14 @@ class _Checker:
         except InputError as exc:
             self.problems += exc.problems
             return None
-        merged = Overlay(base, self.doc, ("topology", "overrides"), ref.overrides) if ref.overrides else base
+        overrides = ref.overrides
+        if self.turn_backend:
+            overrides = copy.deepcopy(overrides)
+            services = overrides.setdefault("services", {})
+            if isinstance(services, dict):
+                turn = services.get("turn")
+                services["turn"] = dict(turn if isinstance(turn, dict) else {}, backend=self.turn_backend)
+        merged = Overlay(base, self.doc, ("topology", "overrides"), overrides) if overrides else base
         try:
             return resolve(merged, self.lab_name or top.lab)
         except InputError as exc:
@@ -357,8 +371,8 @@ class _Checker:
         backend = (topo.services.get("turn") or {}).get("backend", "embedded")
         if backend == "coturn" and verb in ("faults", "expire_permissions"):
             self.err(path + (verb,), f"'{verb}' needs the embedded TURN backend; this lab runs coturn, which has "
-                     "no control socket", "with coturn use 'stop', 'start' or 'restart', or run this scenario "
-                     "with services.turn.backend: embedded")
+                     "no control socket" + (" (--turn-backend coturn)" if self.turn_backend else ""),
+                     "with coturn use 'stop', 'start' or 'restart'; or run this scenario on the embedded backend")
             return False
         if verb == "faults":
             from lab.services.turn.faults import Faults
@@ -420,29 +434,47 @@ class _Checker:
                          hint.rstrip(")") if hint else "write it as in the topology's rules (docs/firewall.md)")
                 return False
             number = max((n for n, _, _ in rules), default=0) + 1
+            if spec.before is not None:
+                at = self._find_rule(spec.node, rules, spec.before, path + ("before",), step.at)
+                if at is None:
+                    return False
+                if at[2] != rule.direction:
+                    self.err(path + ("before",), f"rule {at[0]} ({at[1]}) is {at[2]}, the new rule {rule.direction}",
+                             "a rule goes before one of its own direction")
+                    return False
+                step.before = at[0]
             rules.append((number, rule.name, rule.direction))
             step.name = f"{spec.node}-add-r{number}"
             return True
-        want = spec.delete
+        if spec.before is not None:
+            self.err(path + ("before",), "'before' places a rule that is added", "leave it out when deleting")
+            return False
+        found = self._find_rule(spec.node, rules, spec.delete, path + ("delete",), step.at)
+        if found is None:
+            return False
+        if found[1].startswith("default "):
+            self.err(path + ("delete",), f"rule {found[0]} ({found[1]}) is the default of its direction "
+                     "and cannot be deleted", "add a rule before it instead")
+            return False
+        rules.remove(found)
+        step.name = f"{spec.node}-delete-r{found[0]}"
+        return True
+
+    def _find_rule(self, node: str, rules: list, want, path: Path_, at: float):
+        """The one rule (number, name, direction) called ``want`` (a number or a name)."""
         found = [r for r in rules if (r[0] == want if isinstance(want, int) else r[1] == want)]
         if not found:
             listed = ", ".join(f"{n} ({name})" for n, name, _ in rules)
             import difflib
             close = difflib.get_close_matches(str(want), [r[1] for r in rules], 1) if isinstance(want, str) else []
-            self.err(path + ("delete",), f"{spec.node} has no rule {want!r} at {format_duration(step.at)}",
+            self.err(path, f"{node} has no rule {want!r} at {format_duration(at)}",
                      (f"did you mean '{close[0]}'? " if close else "") + f"its rules then: {listed}")
-            return False
+            return None
         if len(found) > 1:
-            self.err(path + ("delete",), f"{len(found)} rules of {spec.node} are named {want!r}",
-                     "delete by number: " + ", ".join(str(r[0]) for r in found))
-            return False
-        if found[0][1].startswith("default "):
-            self.err(path + ("delete",), f"rule {found[0][0]} ({found[0][1]}) is the default of its direction "
-                     "and cannot be deleted", "add a rule before it instead")
-            return False
-        rules.remove(found[0])
-        step.name = f"{spec.node}-delete-r{found[0][0]}"
-        return True
+            self.err(path, f"{len(found)} rules of {node} are named {want!r}",
+                     "name it by number: " + ", ".join(str(r[0]) for r in found))
+            return None
+        return found[0]
 
     def _link(self, topo: Topology, step: Step) -> bool:
         from lab.model.impairment import parse_fields

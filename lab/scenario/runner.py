@@ -53,11 +53,13 @@ class Result:
     error: str | None = None
     report_dir: str | None = None
     pcaps: dict[str, str] = field(default_factory=dict)    # "node:interface" -> file
+    turn_backend: str | None = None      # embedded / coturn; None: the lab runs no TURN server
 
     def to_dict(self) -> dict:
         s = self.scenario
         return {"scenario": s.name, "file": s.file, "title": s.title, "claim": s.claim, "pair": s.pair,
-                "variant": s.variant, "lab": self.lab, "verdict": self.verdict, "error": self.error,
+                "variant": s.variant, "lab": self.lab, "turn_backend": self.turn_backend,
+                "verdict": self.verdict, "error": self.error,
                 "timings": {k: round(v, 3) for k, v in self.timings.items()},
                 "checks": [c.to_dict() for c in self.checks],
                 "observations": self.observations, "events": [e.to_dict() for e in self.events],
@@ -190,7 +192,7 @@ class Runner:
     def __init__(self, scenario: Scenario, progress: Progress = lambda m: None, out_dir: Path | None = None):
         self.scenario = scenario
         self.progress = progress
-        self.result = Result(scenario, scenario.topology.name)
+        self.result = Result(scenario, scenario.topology.name, turn_backend=turn_backend(scenario.topology))
         self.network: Network | None = None
         self.t0 = 0.0
         self._responders: dict[tuple[str, str, int], str] = {}
@@ -199,6 +201,8 @@ class Runner:
         # removed at the end of the run
         self.pcap_dir = (Path(out_dir) / scenario.name / "pcap") if out_dir else None
         self.captures: Captures | None = None
+        self._deleted_rules: dict[str, list[dict]] = {}    # firewall -> last counters of deleted rules
+        self._added_rules: dict[str, dict[int, float]] = {}  # firewall -> rule number -> when added
 
     def event(self, source: str, what: str) -> None:
         self.result.events.append(Event(time.monotonic() - self.t0, source, what))
@@ -314,8 +318,11 @@ class Runner:
             except RuntimeError as exc:
                 self.result.observations[f"firewall:{node.name}"] = {"error": str(exc)}
                 continue
+            added = self._added_rules.get(node.name, {})
             self.result.observations[f"firewall:{node.name}"] = {
-                "rules": [dict(r.to_dict(), action=r.action, sentence=r.sentence()) for r in rules]}
+                "rules": [dict(r.to_dict(), action=r.action, sentence=r.sentence(),
+                               **({"added_at": added[r.number]} if r.number in added else {})) for r in rules]
+                + self._deleted_rules.get(node.name, [])}
 
     def _link(self, step: Step) -> None:
         """Impairments changed now (lab/net/shaping.py): effective within milliseconds."""
@@ -385,6 +392,18 @@ class Runner:
                 from lab.net.nat import flush_conntrack
                 flush_conntrack(self.network.node(step.spec.node).pid)
                 self.event(f"conntrack:{step.name}", "flushed (a firewall or NAT reboot)")
+            elif step.action == "turn":
+                from .live import turn_action
+                self.event(f"turn:{step.spec.node}", turn_action(self.network, step.spec))
+            elif step.action == "rule":
+                from .live import rule_action
+                what, number, gone = rule_action(self.network, step.spec, step.before)
+                now = round(time.monotonic() - self.t0, 3)
+                if gone is not None:
+                    self._deleted_rules.setdefault(step.spec.node, []).append(dict(gone, deleted_at=now))
+                else:
+                    self._added_rules.setdefault(step.spec.node, {})[number] = now
+                self.event(f"rule:{step.spec.node}", what)
         end = self.t0 + s.duration if s.duration is not None else None
         while pending:
             self._poll(pending, until=time.monotonic() + 0.05)
@@ -405,6 +424,13 @@ class Runner:
             if left <= 0:
                 return
             time.sleep(min(left, 0.01))
+
+
+def turn_backend(topo) -> str | None:
+    """The TURN backend a lab runs (embedded or coturn), None when no host runs turn."""
+    if not any("turn" in n.services for n in topo.nodes.values() if n.kind == "host"):
+        return None
+    return (topo.services.get("turn") or {}).get("backend", "embedded")
 
 
 def run_scenario(scenario: Scenario, progress: Progress = lambda m: None, out_dir: Path | None = None) -> Result:

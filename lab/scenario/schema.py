@@ -130,6 +130,8 @@ class RuleAction(Strict):
     node: str = Field(description="the firewall")
     add: dict[str, Any] | None = Field(None, description="a rule as in the topology's 'rules'")
     delete: str | int | None = Field(None, description="a rule's name or number (as 'icelab fw show' lists them)")
+    before: str | int | None = Field(None, description=(
+        "with add: place it before this rule (name or number, same direction) instead of before the default"))
 
 
 ACTION_MODELS: dict[str, type[BaseModel]] = {
