@@ -203,6 +203,8 @@ class Runner:
         self.captures: Captures | None = None
         self._deleted_rules: dict[str, list[dict]] = {}    # firewall -> last counters of deleted rules
         self._added_rules: dict[str, dict[int, float]] = {}  # firewall -> rule number -> when added
+        self._turn_logs: dict[str, list[dict]] = {}          # TURN host -> its transaction log
+        self.t0_wall = 0.0                                    # time.time() when the timeline started
 
     def event(self, source: str, what: str) -> None:
         self.result.events.append(Event(time.monotonic() - self.t0, source, what))
@@ -287,6 +289,7 @@ class Runner:
                     self.captures.start(net, points)
                 self.progress(f"{s.name}: running the timeline")
                 self._timeline()
+                self._read_turn_logs()
                 if self.captures:
                     self.captures.stop()
                 self._firewall_counters()
@@ -352,11 +355,57 @@ class Runner:
             plans[st.name] = plan
         return topo
 
+    def _read_turn_logs(self) -> None:
+        """The embedded TURN servers' transaction logs (lab/services/turn/log.py), read while
+        the lab is up; a control request first flushes what the server still buffers.
+        coturn keeps no such log."""
+        from lab.services.turn.faults import control
+        from lab.services.turn.log import read
+        for rs in self.network.services:
+            if rs.service != "turn" or rs.config.get("backend", "embedded") != "embedded" or not rs.config.get("log"):
+                continue
+            if rs.proc.poll() is None and rs.config.get("control"):
+                try:
+                    control(rs.config["control"], {"status": True}, timeout=2)
+                except OSError:
+                    pass
+            try:
+                self._turn_logs[rs.node] = read(rs.config["log"])
+            except (OSError, ValueError):
+                continue
+            if self.pcap_dir is not None:
+                self.pcap_dir.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy(rs.config["log"], self.pcap_dir.parent / f"turn-{rs.node}.transactions.jsonl")
+
+    def _diagnose_calls(self, pcaps: dict) -> None:
+        """For each call: its STUN/TURN transactions at each capture point, the rules that
+        dropped them, TURN's log of them; for a failed call one sentence from all that."""
+        from .diagnose import call_sentence, diagnose_call, turn_log_rows, turn_log_summary
+        topo = self.scenario.topology
+        turn = next((n.name for n in topo.nodes.values() if n.kind == "host" and "turn" in n.services), None)
+        if turn is None:
+            return
+        for step in self.scenario.steps:
+            obs = self.result.observations.get(f"call:{step.name}") if step.action == "call" else None
+            if not obs or "error" in obs:
+                continue
+            d = diagnose_call(topo, step.spec.from_, turn, pcaps)
+            blame_rules(d, self.result.observations)
+            summary = None
+            if turn in self._turn_logs:
+                rows = turn_log_rows(self._turn_logs[turn], d.get("clients_at_turn", []), self.t0_wall)
+                d["turn_log"] = rows
+                summary = turn_log_summary(rows, turn)
+            obs["transactions"] = d
+            if not obs.get("reached_talking"):
+                obs["diagnosis"] = call_sentence(d, summary, self.result.turn_backend)
+
     def _diagnose(self) -> None:
         if not self.captures:
             return
         from ipaddress import ip_address
         pcaps = self.captures.files()
+        self._diagnose_calls(pcaps)
         if self.pcap_dir is not None:
             self.result.pcaps = {k: str(v) for k, v in pcaps.items()}
         for p in self.probes:
@@ -375,6 +424,7 @@ class Runner:
     def _timeline(self) -> None:
         s = self.scenario
         self.t0 = time.monotonic()
+        self.t0_wall = time.time()
         self.event("runner", "timeline starts")
         pending: list[_Probe] = []
         for step in s.steps:
