@@ -1,4 +1,4 @@
-"""Where packets died: the captures along each probe's path, read with scapy.
+"""Where packets died: the captures along each probe's and call's path (read by pcap.py).
 
 For each probe the runner captured every interface its packets cross, in both directions
 (``lab.model.routing.hops``). Requests are the probe's packets towards the destination port,
@@ -44,35 +44,24 @@ def path_points(topo: Topology, src: str, dst_address) -> list[Point] | None:
 
 def count_probe_packets(pcap: Path, run_id: str, proto: str, port: int) -> tuple[int, int]:
     """(requests, replies) of one probe run in a capture file."""
-    from scapy.layers.inet import IP, TCP, UDP
-    from scapy.utils import PcapReader
+    from .pcap import packets
 
     requests = replies = 0
     tag = run_id.encode()
-    try:
-        reader = PcapReader(str(pcap))
-    except (OSError, EOFError):
-        return 0, 0
-    with reader:
-        for pkt in reader:
-            if IP not in pkt:
+    for pkt in packets(pcap):
+        if proto in ("udp", "stun") and pkt.proto == 17:
+            if tag not in pkt.payload:
                 continue
-            if proto in ("udp", "stun") and UDP in pkt:
-                u = pkt[UDP]
-                if tag not in bytes(u.payload):
-                    continue
-                if u.dport == port:
-                    requests += 1
-                elif u.sport == port:
-                    replies += 1
-            elif proto == "tcp" and TCP in pkt:
-                # each TCP probe is a connection: its SYN is the request, the SYN-ACK the reply
-                t = pkt[TCP]
-                flags = int(t.flags)
-                if t.dport == port and flags & 0x12 == 0x02:
-                    requests += 1
-                elif t.sport == port and flags & 0x12 == 0x12:
-                    replies += 1
+            if pkt.dport == port:
+                requests += 1
+            elif pkt.sport == port:
+                replies += 1
+        elif proto == "tcp" and pkt.proto == 6:
+            # each TCP probe is a connection: its SYN is the request, the SYN-ACK the reply
+            if pkt.dport == port and pkt.flags & 0x12 == 0x02:
+                requests += 1
+            elif pkt.sport == port and pkt.flags & 0x12 == 0x12:
+                replies += 1
     return requests, replies
 
 
@@ -171,24 +160,15 @@ def stun_header(payload: bytes) -> tuple[str, str, bytes, int | None] | None:
 def stun_messages(pcap: Path, port: int) -> list[tuple[str, str, bytes, int | None, str]]:
     """Every STUN message over UDP to or from ``port`` in a capture:
     (method, class, transaction id, error code, "src-ip:src-port")."""
-    from scapy.layers.inet import IP, UDP
-    from scapy.utils import PcapReader
+    from .pcap import packets
 
     out = []
-    try:
-        reader = PcapReader(str(pcap))
-    except (OSError, EOFError):
-        return out
-    with reader:
-        for pkt in reader:
-            if IP not in pkt or UDP not in pkt:
-                continue
-            u = pkt[UDP]
-            if port not in (u.sport, u.dport):
-                continue
-            h = stun_header(bytes(u.payload))
-            if h is not None:
-                out.append(h + (f"{pkt[IP].src}:{u.sport}",))
+    for pkt in packets(pcap):
+        if pkt.proto != 17 or port not in (pkt.sport, pkt.dport):
+            continue
+        h = stun_header(pkt.payload)
+        if h is not None:
+            out.append(h + (f"{pkt.src}:{pkt.sport}",))
     return out
 
 

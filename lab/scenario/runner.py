@@ -143,6 +143,7 @@ class _Call:
                                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()
+        self.started = time.monotonic() - run.t0
         self.deadline = time.monotonic() + self.MAX_S
 
     def _read(self) -> None:
@@ -177,6 +178,8 @@ class _Call:
         obs["times"] = {"ice_start": ice, "first_candidate": None if first is None or ice is None else first - ice,
                         "error": None if err is None or ice is None else err - ice, "talking": talking}
         run.result.observations[self.key] = obs
+        if self.lines:      # the softphone process's start (Python, aiortc): lab overhead, not the call's
+            run.result.timings[f"agent_start.{self.step.name}"] = self.lines[0][0] - self.started
         for t, e in events:
             if e["kind"] in ("state", "error") or (e["kind"] == "candidate" and e["name"] == "relay"):
                 what = e["name"] if e["kind"] != "error" else f"{e['name']} ({e.get('softphone_error')})"
@@ -205,6 +208,7 @@ class Runner:
         self._added_rules: dict[str, dict[int, float]] = {}  # firewall -> rule number -> when added
         self._turn_logs: dict[str, list[dict]] = {}          # TURN host -> its transaction log
         self.t0_wall = 0.0                                    # time.time() when the timeline started
+        self._mark = 0.0                                      # the last lap's end (timings)
 
     def event(self, source: str, what: str) -> None:
         self.result.events.append(Event(time.monotonic() - self.t0, source, what))
@@ -276,26 +280,38 @@ class Runner:
         s = self.scenario
         t_start = time.monotonic()
         tmp = None
+        lap = self._lap
         try:
             with Network(self._topology()) as net:
                 self.network = net
                 self.result.timings["build"] = time.monotonic() - t_start
+                for k, v in net.timings.items():        # where the build's time went
+                    self.result.timings[f"build.{k}"] = v
+                self._mark = time.monotonic()
                 self._start_responders()
+                lap("responders")
                 points = self._capture_points() if s.capture == "auto" else []
                 if points:
                     if self.pcap_dir is None:
                         tmp = Path(tempfile.mkdtemp(prefix="icelab-pcap-"))
                     self.captures = Captures(self.pcap_dir or tmp)
                     self.captures.start(net, points)
+                lap("captures_start")
                 self.progress(f"{s.name}: running the timeline")
                 self._timeline()
+                self._mark = time.monotonic()
                 self._read_turn_logs()
+                lap("turn_logs")
                 if self.captures:
                     self.captures.stop()
+                lap("captures_stop")
                 self._firewall_counters()
+                lap("firewall_counters")
                 self.network = None
+            lap("teardown")
             self.result.timings["total"] = time.monotonic() - t_start
             self._diagnose()
+            lap("diagnose")
         except (RuntimeError, LabError) as exc:
             self.result.error = str(exc)
         finally:
@@ -309,6 +325,12 @@ class Runner:
         else:
             self.result.verdict = "fail"
         return self.result
+
+    def _lap(self, name: str) -> None:
+        """Time since the previous lap, into ``timings`` (result.json): where a run's time goes."""
+        now = time.monotonic()
+        self.result.timings[name] = now - self._mark
+        self._mark = now
 
     def _firewall_counters(self) -> None:
         """Each firewall's rules with what they counted during the run (lab/net/firewall.py)."""

@@ -82,3 +82,20 @@ def test_turn_log_rows_of_the_call_and_their_summary():
     assert [r["t"] for r in rows] == [0.5, 0.6]
     assert turn_log_summary(rows, "turn") == "TURN's log on turn: 2 Allocate (1 error 401, 1 success)"
     assert turn_log_summary([], "turn") == "TURN's log on turn has no transaction from the agent"
+
+
+def test_the_capture_reader_agrees_with_scapy(tmp_path):
+    from scapy.layers.inet import TCP
+    from scapy.layers.inet6 import IPv6
+    from scapy.layers.l2 import ARP, Ether
+    from lab.scenario.pcap import packets
+    pkts = [Ether() / IP(src="10.0.0.1", dst="10.0.0.2") / UDP(sport=5000, dport=3478) / b"hello",
+            Ether() / IP(src="10.0.0.2", dst="10.0.0.1") / TCP(sport=443, dport=40000, flags="SA"),
+            Ether() / IPv6() / UDP(sport=1, dport=2), Ether() / ARP(),
+            Ether() / IP(src="10.0.0.3", dst="10.0.0.4", flags="MF") / UDP(sport=9, dport=9) / b"frag"]
+    wrpcap(str(tmp_path / "x.pcap"), pkts)
+    got = list(packets(tmp_path / "x.pcap"))
+    assert [(p.src, p.dst, p.proto, p.sport, p.dport) for p in got] == [
+        ("10.0.0.1", "10.0.0.2", 17, 5000, 3478), ("10.0.0.2", "10.0.0.1", 6, 443, 40000)]
+    assert got[0].payload == b"hello" and got[1].flags == 0x12
+    assert list(packets(tmp_path / "missing.pcap")) == []
