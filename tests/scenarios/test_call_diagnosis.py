@@ -92,7 +92,7 @@ def test_the_capture_reader_agrees_with_scapy(tmp_path):
     pkts = [Ether() / IP(src="10.0.0.1", dst="10.0.0.2") / UDP(sport=5000, dport=3478) / b"hello",
             Ether() / IP(src="10.0.0.2", dst="10.0.0.1") / TCP(sport=443, dport=40000, flags="SA"),
             Ether() / IPv6() / UDP(sport=1, dport=2), Ether() / ARP(),
-            Ether() / IP(src="10.0.0.3", dst="10.0.0.4", flags="MF") / UDP(sport=9, dport=9) / b"frag"]
+            Ether() / IP(src="10.0.0.3", dst="10.0.0.4", frag=10, proto=17) / b"a later fragment"]
     wrpcap(str(tmp_path / "x.pcap"), pkts)
     got = list(packets(tmp_path / "x.pcap"))
     assert [(p.src, p.dst, p.proto, p.sport, p.dport) for p in got] == [
