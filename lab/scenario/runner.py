@@ -126,12 +126,16 @@ class _Call:
 
     MAX_S = 90.0
 
-    def __init__(self, run: "Runner", step: Step):
+    def __init__(self, run: "Runner", step: Step, network=None):
+        """Start the softphone process; it imports what it needs (about 0.6 s of Python and
+        aiortc) and waits: ``go()`` at the step's time places the call. The runner starts
+        it while the lab's services start (Network.before_services)."""
         import threading
         spec = step.spec
         self.step = step
         self.key = f"call:{step.name}"
-        d = run.network.state.dir
+        network = network or run.network
+        d = network.state.dir
         cfg = d / f"agent-{step.name}.json"
         from lab.model.units import parse_duration
         cfg.write_text(json.dumps({"call": str(d / "calls" / f"{step.name}.json"), "ca": str(d / "pki" / "ca.pem"),
@@ -139,18 +143,35 @@ class _Call:
         self.lines: list[tuple[float, dict]] = []
         self.stderr = b""
         self.run = run
-        self.proc = run.network.node(spec.from_).popen([sys.executable, "-m", "lab.agent", "--config", str(cfg)],
-                                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self.ready = threading.Event()
+        self.proc = network.node(spec.from_).popen(
+            [sys.executable, "-m", "lab.agent", "--wait", "--config", str(cfg)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()
-        self.started = time.monotonic() - run.t0
+        self.started = 0.0
         self.deadline = time.monotonic() + self.MAX_S
+
+    def go(self) -> "_Call":
+        """Place the call now (the step's time)."""
+        self.started = time.monotonic() - self.run.t0
+        self.deadline = time.monotonic() + self.MAX_S
+        try:
+            self.proc.stdin.write(b"go\n")
+            self.proc.stdin.close()
+        except (BrokenPipeError, ValueError):
+            pass            # it died while waiting: finish() reports its stderr
+        self.proc.stdin = None      # communicate() must not flush it again
+        return self
 
     def _read(self) -> None:
         for raw in self.proc.stdout:
             try:
                 item = json.loads(raw)
             except ValueError:
+                continue
+            if item.get("ready"):
+                self.ready.set()
                 continue
             self.lines.append((time.monotonic() - self.run.t0, item))
 
@@ -178,7 +199,7 @@ class _Call:
         obs["times"] = {"ice_start": ice, "first_candidate": None if first is None or ice is None else first - ice,
                         "error": None if err is None or ice is None else err - ice, "talking": talking}
         run.result.observations[self.key] = obs
-        if self.lines:      # the softphone process's start (Python, aiortc): lab overhead, not the call's
+        if self.lines:      # from 'go' to the softphone's first event: lab overhead, not the call's
             run.result.timings[f"agent_start.{self.step.name}"] = self.lines[0][0] - self.started
         for t, e in events:
             if e["kind"] in ("state", "error") or (e["kind"] == "candidate" and e["name"] == "relay"):
@@ -209,6 +230,7 @@ class Runner:
         self._turn_logs: dict[str, list[dict]] = {}          # TURN host -> its transaction log
         self.t0_wall = 0.0                                    # time.time() when the timeline started
         self._mark = 0.0                                      # the last lap's end (timings)
+        self._warm: dict[str, _Call] = {}                     # softphones started, waiting for their step
 
     def event(self, source: str, what: str) -> None:
         self.result.events.append(Event(time.monotonic() - self.t0, source, what))
@@ -281,8 +303,10 @@ class Runner:
         t_start = time.monotonic()
         tmp = None
         lap = self._lap
+        network = Network(self._topology())
+        network.before_services = self._start_softphones
         try:
-            with Network(self._topology()) as net:
+            with network as net:
                 self.network = net
                 self.result.timings["build"] = time.monotonic() - t_start
                 for k, v in net.timings.items():        # where the build's time went
@@ -308,6 +332,9 @@ class Runner:
                 self._firewall_counters()
                 lap("firewall_counters")
                 self.network = None
+                for c in self._warm.values():      # calls the timeline never reached
+                    c.proc.kill()
+                    c.proc.wait()
             lap("teardown")
             self.result.timings["total"] = time.monotonic() - t_start
             self._diagnose()
@@ -325,6 +352,12 @@ class Runner:
         else:
             self.result.verdict = "fail"
         return self.result
+
+    def _start_softphones(self, network) -> None:
+        """Each call's softphone process, started while the services start (it waits)."""
+        for step in self.scenario.steps:
+            if step.action == "call":
+                self._warm[step.name] = _Call(self, step, network)
 
     def _lap(self, name: str) -> None:
         """Time since the previous lap, into ``timings`` (result.json): where a run's time goes."""
@@ -457,7 +490,7 @@ class Runner:
             if step.action == "probe":
                 pending.append(_Probe(self, step))
             elif step.action == "call":
-                pending.append(_Call(self, step))
+                pending.append((self._warm.pop(step.name, None) or _Call(self, step)).go())
             elif step.action == "link":
                 self._link(step)
             elif step.action == "flush-conntrack":
