@@ -277,9 +277,11 @@ def turn_log_summary(rows: list[dict], turn: str) -> str:
         f"{sum(d.values())} {m} (" + ", ".join(f"{n} {o}" for o, n in sorted(d.items())) + ")" for m, d in by.items())
 
 
-def call_sentence(d: dict, log: str | None, backend: str | None) -> str:
+def call_sentence(d: dict, log: str | None, backend: str | None, error: str | None = None) -> str:
     """Why a call failed, in one sentence from the evidence: captures, counters, the TURN log."""
     words = d.get("requests_where", d.get("where", ""))
+    if words.startswith("no Allocate requests left") and error not in (None, "ice_collection_timeout"):
+        return f"the softphone sent no Allocate request: it failed ({error}) before gathering candidates"
     if d.get("replies_where"):
         words += f"; {d['replies_where']}"
     if log is not None:

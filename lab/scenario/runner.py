@@ -453,7 +453,7 @@ class Runner:
                 summary = turn_log_summary(rows, turn)
             obs["transactions"] = d
             if not obs.get("reached_talking"):
-                obs["diagnosis"] = call_sentence(d, summary, self.result.turn_backend)
+                obs["diagnosis"] = call_sentence(d, summary, self.result.turn_backend, obs.get("softphone_error"))
 
     def _diagnose(self) -> None:
         if not self.captures:

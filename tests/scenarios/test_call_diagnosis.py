@@ -99,3 +99,12 @@ def test_the_capture_reader_agrees_with_scapy(tmp_path):
         ("10.0.0.1", "10.0.0.2", 17, 5000, 3478), ("10.0.0.2", "10.0.0.1", 6, 443, 40000)]
     assert got[0].payload == b"hello" and got[1].flags == 0x12
     assert list(packets(tmp_path / "missing.pcap")) == []
+
+
+def test_a_softphone_that_never_gathered_is_not_blamed_on_the_network():
+    from lab.scenario.diagnose import call_sentence
+    d = {"requests_where": "no Allocate requests left agent1"}
+    assert call_sentence(d, None, "embedded", "signalling_connection_failure") == (
+        "the softphone sent no Allocate request: it failed (signalling_connection_failure) before gathering candidates")
+    assert call_sentence(d, "TURN's log on turn has no transaction from the agent", "embedded",
+                         "ice_collection_timeout").startswith("no Allocate requests left agent1; TURN's log")
