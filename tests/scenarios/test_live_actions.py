@@ -49,3 +49,23 @@ def test_rules_deleted_and_added_on_the_live_firewall_keep_the_other_counters(tm
     assert rules[9]["packets"] == 3     # default drop, outbound: every packet of the middle probe (none is established)
     o = r.observations["probe:deleted"]
     assert "dropped inside fw; rule 9 (default drop, outbound) dropped 3 packets" in o["requests_where"], o
+
+
+@pytest.mark.root
+def test_a_call_failed_by_a_turn_fault_is_explained_by_turns_log(tmp_path):
+    r = run_scenario(load_scenario(ENGINE / "turn-allocate-error.yaml"), out_dir=tmp_path)
+    assert r.verdict == "pass", (r.error, [c.to_dict() for c in r.checks])
+    o = r.observations["call:agent1"]
+    assert "0 reached" not in o["diagnosis"] and "reached turn; " in o["diagnosis"], o["diagnosis"]
+    assert "error 508" in o["diagnosis"], o["diagnosis"]
+    assert any(row["code"] == 508 for row in o["transactions"]["turn_log"])
+    assert (tmp_path / "turn-allocate-error" / "turn-turn.transactions.jsonl").exists()
+
+
+def test_verify_refuses_faults_on_coturn_before_building_anything():
+    import subprocess
+    import sys
+    r = subprocess.run([sys.executable, "-m", "lab.cli", "verify", "tests/scenarios/engine", "-k", "turn-faults",
+                        "--turn-backend", "coturn", "-o", ""], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "needs the embedded TURN backend" in r.stderr and "(--turn-backend coturn)" in r.stderr

@@ -43,6 +43,8 @@ def test_the_seed_set_passes_with_either_turn_backend(tmp_path, backend):
     why = no_return["observations"]["call:agent1"]["diagnosis"]
     assert re.search(r"\d+ reached turn; \d+ answers left turn, .* 0 reached agent1: dropped inside fw; "
                      r"rule \d+ \(default drop, inbound\)", why), why
+    # the topology picture marks the call's path and where its packets stopped
+    assert "the call's packets stop here" in (tmp_path / "udp3478-blocked" / "topology.svg").read_text()
     if backend == "embedded":
         assert "TURN's log on turn: " in why and "Allocate (" in why
         assert "TURN transaction log" in (tmp_path / "stateless-no-return" / "report.md").read_text()
