@@ -290,14 +290,14 @@ def _scenario_files(paths: list[str]) -> list[str]:
     return files
 
 
-def _load_scenarios(files: list[str], lab: str | None = None):
+def _load_scenarios(files: list[str], lab: str | None = None, turn_backend: str | None = None):
     """Every scenario checked before anything is built; all problems of all files at once."""
     from lab.model import InputError
     from lab.scenario.load import load_scenario
     loaded, problems = [], []
     for f in files:
         try:
-            loaded.append(load_scenario(f, lab))
+            loaded.append(load_scenario(f, lab, turn_backend))
         except InputError as exc:
             problems += exc.problems
     if problems:
@@ -326,7 +326,7 @@ def _run_all(scenarios, args) -> list:
 
 def cmd_run(args) -> int:
     from lab.report.scenario import verdict_table
-    scenarios = _load_scenarios(_scenario_files(args.files), args.name)
+    scenarios = _load_scenarios(_scenario_files(args.files), args.name, args.turn_backend)
     try:
         results = _run_all(scenarios, args)
     except (KeyboardInterrupt, _Terminate):
@@ -359,6 +359,8 @@ def _run_parallel(scenarios, args) -> list:
         lab = f"{s.topology.name[:11]}-p{slot}"
         try:
             argv = [sys.executable, "-m", "lab.cli", "run", s.file, "--name", lab, "--json", "-o", args.out or ""]
+            if args.turn_backend:
+                argv += ["--turn-backend", args.turn_backend]
             r = subprocess.run(argv, capture_output=True, text=True)
         finally:
             slots.put(slot)
@@ -368,7 +370,8 @@ def _run_parallel(scenarios, args) -> list:
             res = Result(s, lab, error=f"the run failed: {r.stderr.strip()[-300:]}")
             return res
         res = Result(s, lab, d["verdict"], [Check(**c) for c in d["checks"]], d["observations"],
-                     [Event(**e) for e in d["events"]], d["timings"], d["error"], pcaps=d.get("pcaps", {}))
+                     [Event(**e) for e in d["events"]], d["timings"], d["error"], pcaps=d.get("pcaps", {}),
+                     turn_backend=d.get("turn_backend"))
         mark = {"pass": "[green]PASS[/]", "fail": "[red]FAIL[/]", "error": "[yellow]ERROR[/]"}[res.verdict]
         err.print(f"{mark} {s.name} ({res.timings.get('total', 0):.1f} s, lab {lab})")
         return res
@@ -386,20 +389,21 @@ def cmd_verify(args) -> int:
         err.print(f"[red]no scenario files found[/]" + (f" matching '{args.k}'" if args.k else "")
                   + "\n    hint: scenarios are YAML files in scenarios/")
         return EXIT_INPUT
-    scenarios = _load_scenarios(files)
+    scenarios = _load_scenarios(files, turn_backend=args.turn_backend)
     try:
         results = _run_parallel(scenarios, args) if args.parallel > 1 else _run_all(scenarios, args)
     except (KeyboardInterrupt, _Terminate):
         return 130
     out.print(verdict_table(results))
     if args.junit:
-        junit(results, args.junit)
+        junit(results, args.junit, backend_in_names=bool(args.turn_backend))
         err.print(f"wrote {args.junit}")
     if args.out:
         from lab.report.index import write_index
         err.print(f"wrote {write_index(results, args.out)} and summary.csv beside it")
     bad = [r for r in results if r.verdict != "pass"]
-    out.print(f"{len(results) - len(bad)} passed, {len(bad)} failed")
+    out.print(f"{len(results) - len(bad)} passed, {len(bad)} failed"
+              + (f" (TURN backend: {args.turn_backend})" if args.turn_backend else ""))
     return EXIT_FAIL if bad else EXIT_OK
 def _running_node(lab: str, node: str):
     """(state, node state) of a running lab's node, or an exit status after saying why."""
@@ -633,6 +637,8 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--name", help="run under another lab name")
     s.add_argument("-o", "--out", default="out", help="report folder (default: out/); '' for none")
     s.add_argument("--json", action="store_true", help="results as JSON on stdout")
+    s.add_argument("--turn-backend", choices=("embedded", "coturn"),
+                   help="run every scenario's TURN server on this backend, whatever its topology says")
     s.set_defaults(func=cmd_run)
 
     s = sub.add_parser("verify", help="run a set of scenarios: exit 0 if every verdict is pass, else 1")
@@ -642,6 +648,8 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--parallel", type=int, default=1, metavar="N",
                    help="run N scenarios at once, each in a lab of its own name")
     s.add_argument("-o", "--out", default="out", help="report folder (default: out/)")
+    s.add_argument("--turn-backend", choices=("embedded", "coturn"),
+                   help="run the whole set against this TURN backend, whatever the scenarios' topologies say")
     s.set_defaults(func=cmd_verify)
 
     s = sub.add_parser("fw", help="a firewall/nat node's rules with packet counters; or flush its conntrack")

@@ -82,7 +82,14 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m lab.agent", description="place one emulated softphone call")
     ap.add_argument("--config", required=True)
     ap.add_argument("--text", action="store_true", help="a human-readable timeline instead of JSON lines")
+    ap.add_argument("--wait", action="store_true", help=(
+        "start (imports done), print {\"ready\": true}, then wait for a line on stdin before reading the "
+        "config and calling: a scenario starts its softphones while the lab's services start"))
     args = ap.parse_args(argv)
+    if args.wait:
+        print(json.dumps({"ready": True}), flush=True)
+        if not sys.stdin.readline():
+            return 2        # the runner went away before the call's time
     try:
         call_id, info, ctx, opts = load(args.config)
     except ConfigError as exc:

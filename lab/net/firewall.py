@@ -210,13 +210,16 @@ def hits(pid: int) -> dict[int, int]:
     return {c.number: c.packets for c in counters(pid) if c.number is not None}
 
 
-def add_rule(pid: int, node: str, policy: FirewallPolicy, rule: Rule) -> Rule:
-    """Add a rule at run time, just before the default rule of its direction; it gets the
-    next free number. ``rule.src``/``dst`` are nft words (addresses, prefixes, @set)."""
+def add_rule(pid: int, node: str, policy: FirewallPolicy, rule: Rule, before: int | None = None) -> Rule:
+    """Add a rule at run time, just before the default rule of its direction (or before rule
+    number ``before``, of the same direction); it gets the next free number.
+    ``rule.src``/``dst`` are nft words (addresses, prefixes, @set)."""
     existing = counters(pid)
     rule.number = max((c.number or 0 for c in existing), default=0) + 1
     default = next((c for c in existing if c.table == TABLE and c.chain == rule.direction
-                    and c.name.startswith("default ")), None)
+                    and (c.number == before if before is not None else c.name.startswith("default "))), None)
+    if before is not None and default is None:
+        raise RuntimeError(f"no rule {before} in the {rule.direction} chain")
     where = ["position", str(default.handle)] if default else []
     verb = "insert" if default else "add"
     text = ""
@@ -228,10 +231,23 @@ def add_rule(pid: int, node: str, policy: FirewallPolicy, rule: Rule) -> Rule:
     return rule
 
 
-def add(network, node: str, spec: dict) -> Rule:
+def add(network, node: str, spec: dict, before: int | None = None) -> Rule:
     """Add a rule written like the YAML ones to a running lab's firewall, e.g.
     ``add(net, "fw", {"name": "linux return", "direction": "inbound", "action": "accept",
     "proto": "udp", "src": "connect", "sport": 3478, "port": "32768-61000"})``.
     Raises ValueError for a rule that would not validate."""
     rule = rule_from_spec(network.topo, node, spec)
-    return add_rule(network.node(node).pid, node, network.topo.nodes[node].policy, rule)
+    return add_rule(network.node(node).pid, node, network.topo.nodes[node].policy, rule, before)
+
+
+def delete_rule(pid: int, policy: FirewallPolicy, which: int | str) -> RuleCounter:
+    """Delete one rule of the node's icelab table by number or name, in place (every other
+    rule keeps its counter); return its last counter."""
+    found = [c for c in counters(pid) if c.table == TABLE and c.number is not None
+             and (c.number == which if isinstance(which, int) else c.name == which)]
+    if len(found) != 1:
+        raise RuntimeError(f"no single rule {which!r} in the live table ({len(found)} found)")
+    c = found[0]
+    nft(pid, "delete", "rule", "inet", TABLE, c.chain, "handle", str(c.handle))
+    policy.rules[:] = [r for r in policy.rules if r.number != c.number]
+    return c

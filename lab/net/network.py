@@ -17,7 +17,7 @@ import signal
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 from mininet.net import Mininet
 
@@ -68,6 +68,9 @@ class Network:
     vpn: object = None                            # lab.net.vpn.VpnRun when the lab has tunnels
     vdi: object = None                            # lab.net.vdi: desktop name -> display server
     services: list = field(default_factory=list)  # lab.net.services.RunningService
+    #: called with the network once it forwards, before the services start (a scenario
+    #: starts its softphone processes there, so that their start-up overlaps the services')
+    before_services: Any = None
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -139,6 +142,8 @@ class Network:
             self.progress("starting virtual desktops")
             vdi.start(self)
         from . import services      # the hosts' services (TURN, ...): see lab/net/services.py
+        if self.before_services is not None:
+            self.before_services(self)
         t2 = time.monotonic()
         self.services = services.start(self) if self.start_services else []
         self.timings["services"] = time.monotonic() - t2

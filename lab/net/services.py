@@ -75,6 +75,8 @@ class RunningService:
     log_path: Path
     listens: list[tuple[str, str, int]]
     ready_timeout: float
+    argv: list[str] = field(default_factory=list)     # what was started (a restart runs it again)
+    env: dict = field(default_factory=dict)
 
 
 def start(net, progress=None) -> list[RunningService]:
@@ -108,7 +110,7 @@ def start(net, progress=None) -> list[RunningService]:
                                                   stderr=subprocess.STDOUT, env=env)
             progress(f"started {service} on {node.name} (pid {proc.pid})")
             started.append(RunningService(service, node.name, proc, spec.config, cfg_path, log_path,
-                                          list(spec.listens), spec.ready_timeout))
+                                          list(spec.listens), spec.ready_timeout, argv, env))
     pending = list(started)
     t0 = time.monotonic()
     while pending:

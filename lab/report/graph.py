@@ -31,14 +31,32 @@ ZONE_COLOURS = ["#eff6ff", "#fefce8", "#f0fdf4", "#fdf2f8", "#f5f3ff", "#ecfeff"
 COL_W, ROW_H = 3.0, 1.45
 
 
-def render(topo: Topology, output: str | Path) -> Path:
+def render(topo: Topology, output: str | Path, mark: dict | None = None) -> Path:
+    """``mark``: a path to draw over the links (``{"path": [node, ...]}``, lans between
+    nodes found on their own) and where packets stopped on it (``"stopped_at": {"node": fw}``
+    or ``{"link": [a, b]}``), as a scenario's report shows a failed call."""
     out = Path(output)
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix.lower() == ".dot":
         out.write_text(to_dot(topo))
     else:
-        _draw(topo, out)
+        _draw(topo, out, mark)
     return out
+
+
+def path_edges(topo: Topology, path: list[str]) -> set[frozenset]:
+    """The links a path of nodes crosses, with the lans between consecutive nodes."""
+    linked = {frozenset((l.a.node, l.b.node)) for l in topo.links}
+    edges: set[frozenset] = set()
+    for u, v in zip(path, path[1:]):
+        if frozenset((u, v)) in linked:
+            edges.add(frozenset((u, v)))
+            continue
+        for lan in (n.name for n in topo.nodes.values() if n.kind == "lan"):
+            if frozenset((u, lan)) in linked and frozenset((lan, v)) in linked:
+                edges |= {frozenset((u, lan)), frozenset((lan, v))}
+                break
+    return edges
 
 
 def _style_key(node: Node) -> str:
@@ -100,7 +118,7 @@ def layout(topo: Topology) -> dict[str, tuple[float, float]]:
 # -- matplotlib ----------------------------------------------------------------------
 
 
-def _draw(topo: Topology, out: Path) -> None:
+def _draw(topo: Topology, out: Path, mark: dict | None = None) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -150,6 +168,10 @@ def _draw(topo: Topology, out: Path) -> None:
         w = STYLE["lan"][2] / 2
         return (x - w if toward[0] < x else x + w), min(max(toward[1], lo + 0.1), hi - 0.1)
 
+    on_path = path_edges(topo, mark["path"]) if mark and mark.get("path") else set()
+    stop = (mark or {}).get("stopped_at") or {}
+    stop_link = frozenset(stop["link"]) if "link" in stop else None
+
     # links, with each end's address next to its node and a p2p subnet in the middle
     for link in topo.links:
         pa, pb = pos[link.a.node], pos[link.b.node]
@@ -165,6 +187,12 @@ def _draw(topo: Topology, out: Path) -> None:
 
         ax.add_patch(PathPatch(MPath([(xa, ya), (cx, cy), (xb, yb)], [MPath.MOVETO, MPath.CURVE3, MPath.CURVE3]),
                                fc="none", ec="#64748b", lw=1.4, zorder=2))
+        if frozenset((link.a.node, link.b.node)) in on_path:       # the marked path, under the labels
+            ax.add_patch(PathPatch(MPath([(xa, ya), (cx, cy), (xb, yb)], [MPath.MOVETO, MPath.CURVE3, MPath.CURVE3]),
+                                   fc="none", ec="#2563eb", lw=4, alpha=0.55, zorder=2))
+        if stop_link == frozenset((link.a.node, link.b.node)):
+            mx, my = at(0.4)        # beside the subnet label in the middle
+            ax.plot([mx], [my], marker="X", ms=16, color="#dc2626", mec="white", zorder=7)
         p2p = link.a.node not in bars and link.b.node not in bars
         # on a point-to-point link one end's address stands above the line, the other's below,
         # and the subnet on the line between them
@@ -204,6 +232,10 @@ def _draw(topo: Topology, out: Path) -> None:
                 color="#111827", zorder=6)
         sub = node.label or _subtitle(node)
         ax.text(x, y - 0.17, sub, ha="center", va="center", fontsize=6.8, color="#374151", zorder=6)
+        if stop.get("node") == node.name:       # where the marked path's packets stopped
+            ax.plot([x + w / 2], [y + h / 2], marker="X", ms=16, color="#dc2626", mec="white", zorder=7)
+            ax.text(x, y + h / 2 + 0.12, mark.get("label", "packets stop here"), ha="center", va="bottom",
+                    fontsize=7.5, color="#dc2626", weight="bold", zorder=7)
 
     title = f"lab {topo.name}" + (f": {topo.description}" if topo.description else "")
     ax.set_title(title, fontsize=11, loc="left", color="#0f172a")

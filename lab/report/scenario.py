@@ -14,14 +14,14 @@ MARK = {"pass": "[green]PASS[/]", "fail": "[red]FAIL[/]", "error": "[yellow]ERRO
 def verdict_table(results: list) -> Table:
     """One row per scenario; broken/fixed pairs next to each other."""
     t = Table(title="icelab scenarios", title_justify="left", show_lines=True)
-    for col in ("scenario", "variant", "verdict", "what was seen", "time"):
+    for col in ("scenario", "variant", "TURN", "verdict", "what was seen", "time"):
         t.add_column(col, overflow="fold")
     for r in sorted(results, key=lambda r: (r.scenario.pair or r.scenario.name, r.scenario.variant != "broken")):
         seen = "\n".join(f"{'✓' if c.status == 'pass' else '✗' if c.status == 'fail' else '?'} {c.title}: {c.observed}"
                          for c in r.checks)
         if r.error:
             seen = f"[yellow]{r.error}[/]\n" + seen
-        t.add_row(r.scenario.name, r.scenario.variant or "", MARK[r.verdict], seen,
+        t.add_row(r.scenario.name, r.scenario.variant or "", r.turn_backend or "-", MARK[r.verdict], seen,
                   f"{r.timings.get('total', 0):.1f} s")
     return t
 
@@ -54,14 +54,72 @@ def markdown(result) -> str:
         if result.pcaps:
             lines += ["Captures (open them in Wireshark): " + ", ".join(
                 f"[{k}](pcap/{Path(v).name})" for k, v in sorted(result.pcaps.items())), ""]
+    lines += _calls_markdown(result)
     lines += ["", "## Timeline", "", "| t | source | event |", "|---|---|---|"]
     for e in result.events:
         lines.append(f"| {e.t:.3f} s | {e.source} | {e.what} |")
     lines += ["", "![timeline](timeline.svg)", "", "## Topology", "", "![topology](topology.svg)", "",
-              f"Lab `{result.lab}` from `{s.topology.file}`; scenario file `{s.file}`.",
+              f"Lab `{result.lab}` from `{s.topology.file}`; scenario file `{s.file}`"
+              + (f"; TURN backend: {result.turn_backend}." if result.turn_backend else "."),
               f"Build {result.timings.get('build', 0):.2f} s, timeline {result.timings.get('timeline', 0):.2f} s, "
               f"total {result.timings.get('total', 0):.2f} s.", ""]
     return "\n".join(lines)
+
+
+def _calls(result) -> list[tuple[str, dict]]:
+    return [(k, o) for k, o in result.observations.items() if k.startswith("call:") and o.get("transactions")]
+
+
+def _calls_markdown(result) -> list[str]:
+    """Per call: its STUN/TURN transactions at each capture point, and TURN's log of them."""
+    lines: list[str] = []
+    for key, o in _calls(result):
+        t = o["transactions"]
+        if not lines:
+            lines += ["", "## Where the calls' STUN/TURN packets went", ""]
+        if o.get("diagnosis"):
+            lines += [f"**{key} failed:** {o['diagnosis']}.", ""]
+        else:
+            lines += [f"**{key}**: {t.get('requests_where', '')}" + (f"; {t['replies_where']}" if t.get("replies_where") else "")
+                      + ".", ""]
+        if t.get("points"):
+            lines += ["| capture point | Allocate requests | all requests | answers | transactions |", "|---|---|---|---|---|"]
+            for p in t["points"]:
+                lines.append(f"| {p['at']} ({p['direction']}) | {p['requests'].get('Allocate', 0)} | "
+                             f"{_per_method(p['requests'])} | {_per_method(p['answers'])} | {p['transactions']} |")
+            lines.append("")
+        if "turn_log" in t:
+            rows = t["turn_log"]
+            lines += [f"TURN transaction log ({len(rows)} lines from the agent" + (", first 40" if len(rows) > 40 else "")
+                      + "):", "", "| t | client | transport | method | outcome | code | latency |", "|---|---|---|---|---|---|---|"]
+            for r in rows[:40]:
+                lines.append(f"| {r['t']:.3f} s | {r['client']} | {r['transport']} | {r['method']} | {r['outcome']} | "
+                             f"{r.get('code') or ''} | {r['latency_ms']} ms |")
+            lines.append("")
+        elif result.turn_backend == "coturn":
+            lines += ["coturn keeps no transaction log here: what TURN answered is known from the captures only.", ""]
+    return lines
+
+
+def _per_method(d: dict) -> str:
+    return ", ".join(f"{m} {n}" for m, n in d.items()) or "0"
+
+
+def topology_mark(result) -> dict | None:
+    """What the topology picture marks: the path of the first failed call and where its
+    packets stopped; else the first probe whose packets died inside a node."""
+    for _key, o in _calls(result):
+        t = o["transactions"]
+        if not o.get("reached_talking") and t.get("path"):
+            return {"path": t["path"], "stopped_at": t.get("stopped_at"), "label": "the call's packets stop here"}
+    for _key, o in result.observations.items():
+        for where in ("requests_where", "replies_where"):
+            text = o.get(where, "") if isinstance(o, dict) else ""
+            if "dropped inside " in text and o.get("requests_path"):
+                nodes = list(dict.fromkeys(p["at"].split(":")[0] for p in o["requests_path"]))
+                node = text.rsplit("dropped inside ", 1)[1].split()[0].rstrip(";,.")
+                return {"path": nodes, "stopped_at": {"node": node}, "label": "the probe's packets stop here"}
+    return None
 
 
 def write(result, out_dir: str | Path) -> Path:
@@ -71,13 +129,15 @@ def write(result, out_dir: str | Path) -> Path:
     (d / "result.json").write_text(json.dumps(result.to_dict(), indent=2) + "\n")
     (d / "report.md").write_text(markdown(result))
     (d / "report.html").write_text(html(result))
-    render(result.scenario.topology, d / "topology.svg")
+    render(result.scenario.topology, d / "topology.svg", topology_mark(result))
     timeline_chart(result, d / "timeline.svg")
     return d
 
 
-def junit(results: list, path: str | Path) -> Path:
-    """JUnit XML: a test case per scenario; a failed check is a failure, an error an error."""
+def junit(results: list, path: str | Path, backend_in_names: bool = False) -> Path:
+    """JUnit XML: a test case per scenario; a failed check is a failure, an error an error.
+    ``backend_in_names``: 'udp3478-open[coturn]', so that runs against both TURN backends
+    can be told apart when CI merges their reports."""
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     fails = sum(r.verdict == "fail" for r in results)
@@ -86,7 +146,8 @@ def junit(results: list, path: str | Path) -> Path:
     out = ['<?xml version="1.0" encoding="UTF-8"?>',
            f'<testsuite name="icelab" tests="{len(results)}" failures="{fails}" errors="{errors}" time="{total:.3f}">']
     for r in results:
-        name = escape(r.scenario.name, {'"': "&quot;"})
+        shown = r.scenario.name + (f"[{r.turn_backend}]" if backend_in_names and r.turn_backend else "")
+        name = escape(shown, {'"': "&quot;"})
         out.append(f'  <testcase classname="icelab.{escape(r.scenario.pair or "scenario")}" name="{name}" '
                    f'file="{escape(r.scenario.file)}" time="{r.timings.get("total", 0):.3f}">')
         text = "\n".join(f"[{c.status}] {c.title}: {c.observed}" + (f" ({c.meaning})" if c.meaning else "")
@@ -170,6 +231,25 @@ def html(result) -> str:
         paths += (f"<h3>{h(key)}: {h(o['proto'])} {h(o['to'])}:{o['port']}</h3><p>{h(o.get('requests_where', ''))}; "
                   f"{h(o.get('replies_where', ''))}.</p><table><tr><th>capture point</th><th>requests</th>"
                   f"<th>replies</th></tr>{cells}</table>")
+    calls = ""
+    for key, o in _calls(result):
+        t = o["transactions"]
+        head = (f"<p><b>{h(key)} failed:</b> {h(o['diagnosis'])}.</p>" if o.get("diagnosis") else
+                f"<p><b>{h(key)}</b>: {h(t.get('requests_where', ''))}{'; ' + h(t['replies_where']) if t.get('replies_where') else ''}.</p>")
+        cells = "".join(f"<tr><td>{h(p['at'])} ({p['direction']})</td><td>{p['requests'].get('Allocate', 0)}</td>"
+                        f"<td>{h(_per_method(p['requests']))}</td><td>{h(_per_method(p['answers']))}</td>"
+                        f"<td>{p['transactions']}</td></tr>" for p in t.get("points", []))
+        calls += head + ("<table><tr><th>capture point</th><th>Allocate requests</th><th>all requests</th><th>answers</th>"
+                         f"<th>transactions</th></tr>{cells}</table>" if cells else "")
+        if "turn_log" in t:
+            logrows = "".join(f"<tr><td>{r['t']:.3f} s</td><td>{h(r['client'])}</td><td>{h(r['transport'])}</td>"
+                              f"<td>{h(r['method'])}</td><td>{h(r['outcome'])}</td><td>{r.get('code') or ''}</td>"
+                              f"<td>{r['latency_ms']} ms</td></tr>" for r in t["turn_log"][:40])
+            calls += (f"<p>TURN transaction log ({len(t['turn_log'])} lines from the agent):</p><table><tr><th>t</th>"
+                      "<th>client</th><th>transport</th><th>method</th><th>outcome</th><th>code</th><th>latency</th></tr>"
+                      f"{logrows}</table>")
+        elif result.turn_backend == "coturn":
+            calls += "<p>coturn keeps no transaction log here: what TURN answered is known from the captures only.</p>"
     pcaps = ", ".join(f"<a href='pcap/{h(Path(v).name)}'>{h(k)}</a>" for k, v in sorted(result.pcaps.items()))
     events = "".join(f"<tr><td>{e.t:.3f} s</td><td>{h(e.source)}</td><td>{h(e.what)}</td></tr>" for e in result.events)
     return f"""<!doctype html>
@@ -188,9 +268,10 @@ img {{ max-width: 100%; border: 1px solid #e2e8f0 }} .claim {{ background: #f1f5
 {f"<p><b>The run could not complete:</b> {h(result.error)}</p>" if result.error else ""}
 <h2>Expectations</h2><table><tr><th></th><th>expectation</th><th>observed</th><th>what it means</th></tr>{rows}</table>
 {f"<h2>Where packets went</h2>{paths}<p>Captures (Wireshark): {pcaps}</p>" if paths else ""}
+{f"<h2>Where the calls' STUN/TURN packets went</h2>{calls}" if calls else ""}
 <h2>Timeline</h2><img src="timeline.svg" alt="timeline"><table><tr><th>t</th><th>source</th><th>event</th></tr>{events}</table>
 <h2>Topology</h2><img src="topology.svg" alt="topology">
-<p>Lab <code>{h(result.lab)}</code> from <code>{h(s.topology.file)}</code>; scenario <code>{h(s.file)}</code>.
+<p>Lab <code>{h(result.lab)}</code> from <code>{h(s.topology.file)}</code>; scenario <code>{h(s.file)}</code>{f"; TURN backend: {h(result.turn_backend)}" if result.turn_backend else ""}.
 Build {result.timings.get('build', 0):.2f} s, timeline {result.timings.get('timeline', 0):.2f} s, total {result.timings.get('total', 0):.2f} s.</p>
 </body></html>
 """

@@ -1,4 +1,4 @@
-"""Where packets died: the captures along each probe's path, read with scapy.
+"""Where packets died: the captures along each probe's and call's path (read by pcap.py).
 
 For each probe the runner captured every interface its packets cross, in both directions
 (``lab.model.routing.hops``). Requests are the probe's packets towards the destination port,
@@ -44,35 +44,24 @@ def path_points(topo: Topology, src: str, dst_address) -> list[Point] | None:
 
 def count_probe_packets(pcap: Path, run_id: str, proto: str, port: int) -> tuple[int, int]:
     """(requests, replies) of one probe run in a capture file."""
-    from scapy.layers.inet import IP, TCP, UDP
-    from scapy.utils import PcapReader
+    from .pcap import packets
 
     requests = replies = 0
     tag = run_id.encode()
-    try:
-        reader = PcapReader(str(pcap))
-    except (OSError, EOFError):
-        return 0, 0
-    with reader:
-        for pkt in reader:
-            if IP not in pkt:
+    for pkt in packets(pcap):
+        if proto in ("udp", "stun") and pkt.proto == 17:
+            if tag not in pkt.payload:
                 continue
-            if proto in ("udp", "stun") and UDP in pkt:
-                u = pkt[UDP]
-                if tag not in bytes(u.payload):
-                    continue
-                if u.dport == port:
-                    requests += 1
-                elif u.sport == port:
-                    replies += 1
-            elif proto == "tcp" and TCP in pkt:
-                # each TCP probe is a connection: its SYN is the request, the SYN-ACK the reply
-                t = pkt[TCP]
-                flags = int(t.flags)
-                if t.dport == port and flags & 0x12 == 0x02:
-                    requests += 1
-                elif t.sport == port and flags & 0x12 == 0x12:
-                    replies += 1
+            if pkt.dport == port:
+                requests += 1
+            elif pkt.sport == port:
+                replies += 1
+        elif proto == "tcp" and pkt.proto == 6:
+            # each TCP probe is a connection: its SYN is the request, the SYN-ACK the reply
+            if pkt.dport == port and pkt.flags & 0x12 == 0x02:
+                requests += 1
+            elif pkt.sport == port and pkt.flags & 0x12 == 0x12:
+                replies += 1
     return requests, replies
 
 
@@ -137,3 +126,166 @@ def blame_rules(obs: dict, observations: dict) -> None:
         if blamed:
             obs[key.replace("_where", "_dropped_by")] = [r["sentence"] for r in blamed]
             obs[key] = text + "; " + "; ".join(r["sentence"] for r in blamed[:2])
+
+
+# -- calls: STUN/TURN transactions along the path (RFC 8489 section 5, RFC 8656) ------------
+
+STUN_COOKIE = b"\x21\x12\xa4\x42"
+METHODS = {1: "Binding", 3: "Allocate", 4: "Refresh", 6: "Send", 7: "Data", 8: "CreatePermission",
+           9: "ChannelBind"}
+CLASSES = ("request", "indication", "success", "error")
+
+
+def stun_header(payload: bytes) -> tuple[str, str, bytes, int | None] | None:
+    """(method, class, transaction id, error code) of a STUN message, or None for anything
+    else (ChannelData, media). RFC 8489 section 5: the method's bits are interleaved with
+    the class's C0 and C1; the ERROR-CODE attribute (0x0009) is class * 100 + number."""
+    if len(payload) < 20 or payload[0] & 0xC0 or payload[4:8] != STUN_COOKIE:
+        return None
+    t = int.from_bytes(payload[0:2], "big")
+    method = (t & 0x000F) | ((t & 0x00E0) >> 1) | ((t & 0x3E00) >> 2)
+    cls = CLASSES[((t & 0x0100) >> 7) | ((t & 0x0010) >> 4)]
+    code = None
+    if cls == "error":
+        i, end = 20, min(len(payload), 20 + int.from_bytes(payload[2:4], "big"))
+        while i + 4 <= end:
+            atype, alen = int.from_bytes(payload[i:i + 2], "big"), int.from_bytes(payload[i + 2:i + 4], "big")
+            if atype == 0x0009 and i + 8 <= end:
+                code = (payload[i + 6] & 0x07) * 100 + payload[i + 7]
+                break
+            i += 4 + alen + (-alen % 4)
+    return METHODS.get(method, f"0x{method:03x}"), cls, payload[8:20], code
+
+
+def stun_messages(pcap: Path, port: int) -> list[tuple[str, str, bytes, int | None, str]]:
+    """Every STUN message over UDP to or from ``port`` in a capture:
+    (method, class, transaction id, error code, "src-ip:src-port")."""
+    from .pcap import packets
+
+    out = []
+    for pkt in packets(pcap):
+        if pkt.proto != 17 or port not in (pkt.sport, pkt.dport):
+            continue
+        h = stun_header(pkt.payload)
+        if h is not None:
+            out.append(h + (f"{pkt.src}:{pkt.sport}",))
+    return out
+
+
+def _count(msgs, tids: set, classes: tuple[str, ...]) -> dict[str, int]:
+    by: dict[str, int] = {}
+    for method, cls, tid, _code, _src in msgs:
+        if tid in tids and cls in classes:
+            by[method] = by.get(method, 0) + 1
+    return by
+
+
+def diagnose_call(topo: Topology, agent: str, turn: str, pcaps: dict[str, Path], port: int = 3478) -> dict:
+    """The call's STUN/TURN transactions at each capture point between the agent and TURN:
+    requests are the agent's (its transaction IDs, as it sent them, so NAT cannot hide
+    them), answers the TURN server's to those. Returns the per-point counts, the clients
+    TURN saw ("ip:port", after any NAT), and one sentence on how far the Allocates got."""
+    forward = path_points(topo, agent, topo.address_of(turn))
+    if forward is None:
+        return {"where": f"{agent} has no route to {turn}"}
+    backward = [Point(p.node, p.interface, "out" if p.direction == "in" else "in") for p in reversed(forward)]
+    read = {p.label: stun_messages(pcaps[p.label], port) for p in forward if p.label in pcaps}
+    first = forward[0]
+    if first.label not in read:
+        return {"where": "no capture on the agent's interface"}
+    # the softphone's sockets are those that sent an Allocate: a probe's STUN Bindings from the
+    # same host are not the call's
+    sockets = {src for m, cls, _t, _c, src in read[first.label] if cls == "request" and m == "Allocate"}
+    tids = {tid for _m, cls, tid, _c, src in read[first.label] if cls == "request" and src in sockets}
+    allocs = {tid for m, cls, tid, _c, _s in read[first.label] if cls == "request" and m == "Allocate"}
+    points = []
+    for p in forward:
+        if p.label in read:
+            msgs = read[p.label]
+            points.append({"at": p.label, "direction": p.direction, "requests": _count(msgs, tids, ("request",)),
+                           "answers": _count(msgs, tids, ("success", "error")),
+                           "transactions": len({tid for _m, cls, tid, _c, _s in msgs if tid in tids and cls == "request"})})
+    last = forward[-1]
+    clients = sorted({src for m, cls, tid, _c, src in read.get(last.label, []) if cls == "request" and tid in tids})
+    codes: dict[str, int] = {}
+    for m, cls, tid, code, _src in read.get(last.label, []) + read.get(first.label, []):
+        if tid in allocs and cls == "error" and code is not None:
+            codes[str(code)] = codes.get(str(code), 0) + 1
+    out = {"points": points, "clients_at_turn": clients, "allocate_transactions": len(allocs)}
+    fwd = [(p, counts) for p in forward if p.label in read
+           for counts in [next(x for x in points if x["at"] == p.label)]]
+    req = [(p, c["requests"].get("Allocate", 0)) for p, c in fwd]
+    ans_by = {c["at"]: c["answers"].get("Allocate", 0) for _p, c in fwd}
+    ans = [(p, ans_by[p.label]) for p in backward if p.label in ans_by]
+    out["path"] = [p.node for p in forward if p.direction == "out"] + [forward[-1].node]
+    what = "Allocate requests"
+    if req and req[0][1] > len(allocs):
+        what += f" ({len(allocs)} transaction{'s' if len(allocs) != 1 else ''} and {'their' if len(allocs) != 1 else 'its'} " \
+                "retransmissions)"
+    out["requests_where"], stop = _hops_sentence(req, what)
+    if req and req[-1][1] > 0:
+        if ans and ans[0][1]:
+            out["replies_where"], stop = _hops_sentence(ans, "answers")
+        else:
+            out["replies_where"], stop = f"{turn} sent no answer to them", {"node": turn}
+    if stop:
+        out["stopped_at"] = stop
+    return out
+
+
+def _hops_sentence(counts: list[tuple[Point, int]], what: str) -> tuple[str, dict | None]:
+    """'37 Allocate requests left agent1, 37 reached fw, 0 reached turn: dropped inside fw',
+    and where they stopped: {"node": fw} or {"link": [a, b]} (None when they got through)."""
+    if not counts:
+        return f"no capture of the {what}", None
+    start, n = counts[0]
+    if n == 0:
+        return f"no {what} left {start.node}", {"node": start.node}
+    words = [f"{n} {what} left {start.node}"]
+    for i in range(1, len(counts)):
+        p, c = counts[i]
+        prev, pc = counts[i - 1]
+        if c == 0:
+            dest = counts[-1][0].node
+            if prev.node == p.node:       # arrived, never left: the node dropped them
+                return ", ".join(words) + f", 0 reached {dest}: dropped inside {p.node}", {"node": p.node}
+            return (", ".join(words) + f", 0 reached {p.node}: lost on the link from {prev.node}",
+                    {"link": [prev.node, p.node]})
+        if p.direction == "in":
+            words.append(f"{c} reached {p.node}")
+    end, c = counts[-1]
+    return ", ".join(words) + ("" if c == n else ": some were lost on the way"), None
+
+
+def turn_log_rows(entries: list[dict], clients: list[str], t0_wall: float) -> list[dict]:
+    """The TURN transaction log's lines from the call's clients (as TURN saw them), with
+    ``t`` on the scenario's clock."""
+    want = set(clients)
+    return [dict(e, t=round(e["t"] - t0_wall, 3)) for e in entries if e.get("client") in want]
+
+
+def turn_log_summary(rows: list[dict], turn: str) -> str:
+    """'TURN's log on turn: 9 Allocate (5 error 401, 4 success), 2 CreatePermission (2 success)'."""
+    if not rows:
+        return f"TURN's log on {turn} has no transaction from the agent"
+    by: dict[str, dict[str, int]] = {}
+    for r in rows:
+        outcome = f"{r['outcome']} {r['code']}" if r.get("code") else r["outcome"]
+        d = by.setdefault(r["method"], {})
+        d[outcome] = d.get(outcome, 0) + 1
+    return f"TURN's log on {turn}: " + ", ".join(
+        f"{sum(d.values())} {m} (" + ", ".join(f"{n} {o}" for o, n in sorted(d.items())) + ")" for m, d in by.items())
+
+
+def call_sentence(d: dict, log: str | None, backend: str | None, error: str | None = None) -> str:
+    """Why a call failed, in one sentence from the evidence: captures, counters, the TURN log."""
+    words = d.get("requests_where", d.get("where", ""))
+    if words.startswith("no Allocate requests left") and error not in (None, "ice_collection_timeout"):
+        return f"the softphone sent no Allocate request: it failed ({error}) before gathering candidates"
+    if d.get("replies_where"):
+        words += f"; {d['replies_where']}"
+    if log is not None:
+        words += "; " + log
+    elif backend == "coturn":
+        words += "; coturn keeps no transaction log here, so what TURN answered is known from the captures only"
+    return words

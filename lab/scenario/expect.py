@@ -98,6 +98,8 @@ def _call(e: Expectation, obs: dict) -> tuple[bool | None, str]:
     times = obs.get("times") or {}
     if times.get("error") is not None:
         words += f" {format_duration(times['error'])} after the ICE state began"
+    if obs.get("diagnosis"):
+        words += f": {obs['diagnosis']}"
     if times.get("first_candidate") is not None:
         words += f"; first relay candidate after {format_duration(times['first_candidate'])}"
     ok = True

@@ -22,7 +22,7 @@ from lab.model.errors import InputError, Problem, did_you_mean, format_path
 from lab.model.loader import Located, load_yaml
 from lab.model.schema import _kind_of, _translate
 from lab.model.topology import Topology
-from lab.model.units import Bound, parse_bound, parse_duration, parse_percent_bound
+from lab.model.units import Bound, format_duration, parse_bound, parse_duration, parse_percent_bound
 from lab.model.validate import resolve
 
 from . import schema as S
@@ -99,6 +99,7 @@ class Step:
     path: Path_
     line: int | None
     name: str | None = None      # what expectations call it
+    before: int | None = None    # rule steps: the number of the rule an added rule goes before
 
 
 @dataclass
@@ -140,17 +141,25 @@ class Scenario:
         return next((s for s in self.steps if s.action == action and s.name == name), None)
 
 
-def load_scenario(path: str | Path, lab_name: str | None = None) -> Scenario:
-    """Read and check a scenario and its topology; raise InputError with every problem."""
+def load_scenario(path: str | Path, lab_name: str | None = None, turn_backend: str | None = None) -> Scenario:
+    """Read and check a scenario and its topology; raise InputError with every problem.
+    ``turn_backend`` (embedded, coturn) overrides the TURN backend of the scenario's topology
+    and its own overrides (``icelab verify --turn-backend``): a whole set against one backend."""
     doc = load_yaml(path)
-    return _Checker(doc, lab_name).run()
+    return _Checker(doc, lab_name, turn_backend).run()
+
+
+TURN_BACKENDS = ("embedded", "coturn")
 
 
 class _Checker:
-    def __init__(self, doc: Located, lab_name: str | None):
+    def __init__(self, doc: Located, lab_name: str | None, turn_backend: str | None = None):
         self.doc = doc
         self.lab_name = lab_name
+        self.turn_backend = turn_backend
         self.problems: list[Problem] = []
+        self._turn_stopped: dict[str, bool] = {}
+        self._rules: dict[str, list[tuple[int, str, str]]] = {}
 
     def err(self, path: Path_, message: str, hint: str | None = None) -> None:
         self.problems.append(self.doc.problem(path, message, hint))
@@ -213,7 +222,14 @@ class _Checker:
         except InputError as exc:
             self.problems += exc.problems
             return None
-        merged = Overlay(base, self.doc, ("topology", "overrides"), ref.overrides) if ref.overrides else base
+        overrides = ref.overrides
+        if self.turn_backend:
+            overrides = copy.deepcopy(overrides)
+            services = overrides.setdefault("services", {})
+            if isinstance(services, dict):
+                turn = services.get("turn")
+                services["turn"] = dict(turn if isinstance(turn, dict) else {}, backend=self.turn_backend)
+        merged = Overlay(base, self.doc, ("topology", "overrides"), overrides) if overrides else base
         try:
             return resolve(merged, self.lab_name or top.lab)
         except InputError as exc:
@@ -225,6 +241,7 @@ class _Checker:
     def _timeline(self, items: list[Any], topo: Topology | None) -> list[Step]:
         steps: list[Step] = []
         names: dict[tuple[str, str], Path_] = {}
+        parsed: list[Step] = []
         for i, raw in enumerate(items):
             path = ("timeline", i)
             if not isinstance(raw, dict):
@@ -264,11 +281,14 @@ class _Checker:
                 self.problems += [_translate(e, self.doc, path + (action,), model, tuple(e["loc"]))
                                   for e in exc.errors()]
                 continue
-            step = Step(at, action, spec, path + (action,), self.doc.line(path))
+            parsed.append(Step(at, action, spec, path + (action,), self.doc.line(path)))
+        # meaning in time order: what a TURN or rule step may do depends on the steps before it
+        for step in sorted(parsed, key=lambda st: st.at):
+            path, action = step.path[:-1], step.action
             if topo is not None and not self._check_step(step, topo):
                 continue
             key = (action, step.name)
-            if step.name and key in names:
+            if step.name and key in names and action in S.EXPECT_KEYS:
                 self.err(path + (action, "name"), f"a {action} named '{step.name}' is already at "
                          f"{format_path(names[key])}", "give each a name of its own with 'name:'")
                 continue
@@ -324,7 +344,137 @@ class _Checker:
                          did_you_mean(spec.node, [n.name for n in topo.nodes.values() if n.forwards], "firewalls, nats and routers"))
                 return False
             step.name = spec.node
+        if step.action == "turn":
+            return self._turn(topo, step)
+        if step.action == "rule":
+            return self._rule(topo, step)
         return True
+
+    def _turn(self, topo: Topology, step: Step) -> bool:
+        """A TURN action: one verb, on a host that runs turn, possible with its backend, in an
+        order that makes sense (start only a stopped server, nothing else on one)."""
+        spec, path = step.spec, step.path
+        node = topo.nodes.get(spec.node)
+        if node is None or "turn" not in node.services:
+            turns = [n.name for n in topo.hosts() if "turn" in n.services]
+            self.err(path + ("node",), f"'{spec.node}' does not run the turn service",
+                     did_you_mean(spec.node, turns, "TURN hosts") or "name the host with 'services: [turn]'")
+            return False
+        verbs = spec.verbs
+        if len(verbs) != 1:
+            self.err(path, "the turn step does nothing" if not verbs else
+                     f"one thing per turn step, not {len(verbs)} ({', '.join(verbs)})",
+                     "write one of 'stop: true', 'start: true', 'restart: true', 'faults: {...}', "
+                     "'expire_permissions: true'" if not verbs else "split them into steps with the same 'at'")
+            return False
+        verb = verbs[0]
+        backend = (topo.services.get("turn") or {}).get("backend", "embedded")
+        if backend == "coturn" and verb in ("faults", "expire_permissions"):
+            self.err(path + (verb,), f"'{verb}' needs the embedded TURN backend; this lab runs coturn, which has "
+                     "no control socket" + (" (--turn-backend coturn)" if self.turn_backend else ""),
+                     "with coturn use 'stop', 'start' or 'restart'; or run this scenario on the embedded backend")
+            return False
+        if verb == "faults":
+            from lab.services.turn.faults import Faults
+            try:
+                Faults.from_dict(spec.faults)
+            except (ValueError, TypeError) as exc:
+                self.err(path + ("faults",), f"not a fault set: {exc}",
+                         "see docs/turn.md, 'Faults': drop, delay, error, stop_relay, permission_lifetime")
+                return False
+        # the server's state along the timeline (steps at one time in file order)
+        stopped = self._turn_stopped.setdefault(spec.node, False)
+        if verb == "start" and not stopped:
+            self.err(path + ("start",), f"the TURN server on {spec.node} is running at {format_duration(step.at)}",
+                     "start it again only after a step that stops it")
+            return False
+        if verb != "start" and verb != "stop" and stopped:
+            self.err(path + (verb,), f"the TURN server on {spec.node} is stopped at {format_duration(step.at)}",
+                     "add a 'start: true' step before this one")
+            return False
+        if verb == "stop" and stopped:
+            self.err(path + ("stop",), f"the TURN server on {spec.node} is stopped already",
+                     "stop it once; 'start: true' brings it back")
+            return False
+        self._turn_stopped[spec.node] = verb == "stop" or (stopped and verb != "start")
+        step.name = f"{spec.node}-{verb.replace('_', '-')}"
+        return True
+
+    def _rule(self, topo: Topology, step: Step) -> bool:
+        """A rule added to or deleted from a firewall's live table; the numbers and names
+        the step can use are those the timeline has left at that time."""
+        from lab.model.firewall import FwRule, rule_from_spec
+        spec, path = step.spec, step.path
+        node = topo.nodes.get(spec.node)
+        pol = getattr(node, "policy", None)
+        if node is None or node.kind != "firewall" or pol is None or pol.ruleset is not None:
+            fws = [n.name for n in topo.nodes.values() if n.kind == "firewall"]
+            why = "has its own nftables file (rules are changed there)" if pol is not None and \
+                getattr(pol, "ruleset", None) is not None else "is not a firewall"
+            self.err(path + ("node",), f"'{spec.node}' {why}",
+                     did_you_mean(spec.node, fws, "firewalls") or "name a node with 'kind: firewall' and rules")
+            return False
+        if (spec.add is None) == (spec.delete is None):
+            self.err(path, "a rule step either adds or deletes one rule",
+                     "write 'add: {name: ..., direction: inbound, action: accept, ...}' or 'delete: NAME-OR-NUMBER'")
+            return False
+        rules = self._rules.setdefault(spec.node, [(r.number, r.name, r.direction) for r in pol.rules])
+        if spec.add is not None:
+            try:
+                FwRule.model_validate(spec.add)
+            except ValidationError as exc:
+                self.problems += [_translate(e, self.doc, path + ("add",), FwRule, tuple(e["loc"]))
+                                  for e in exc.errors()]
+                return False
+            try:
+                rule = rule_from_spec(topo, spec.node, spec.add)
+            except ValueError as exc:
+                msg, _, hint = str(exc).partition(" (hint: ")
+                self.err(path + ("add",), f"the rule cannot be added to {spec.node}: {msg}",
+                         hint.rstrip(")") if hint else "write it as in the topology's rules (docs/firewall.md)")
+                return False
+            number = max((n for n, _, _ in rules), default=0) + 1
+            if spec.before is not None:
+                at = self._find_rule(spec.node, rules, spec.before, path + ("before",), step.at)
+                if at is None:
+                    return False
+                if at[2] != rule.direction:
+                    self.err(path + ("before",), f"rule {at[0]} ({at[1]}) is {at[2]}, the new rule {rule.direction}",
+                             "a rule goes before one of its own direction")
+                    return False
+                step.before = at[0]
+            rules.append((number, rule.name, rule.direction))
+            step.name = f"{spec.node}-add-r{number}"
+            return True
+        if spec.before is not None:
+            self.err(path + ("before",), "'before' places a rule that is added", "leave it out when deleting")
+            return False
+        found = self._find_rule(spec.node, rules, spec.delete, path + ("delete",), step.at)
+        if found is None:
+            return False
+        if found[1].startswith("default "):
+            self.err(path + ("delete",), f"rule {found[0]} ({found[1]}) is the default of its direction "
+                     "and cannot be deleted", "add a rule before it instead")
+            return False
+        rules.remove(found)
+        step.name = f"{spec.node}-delete-r{found[0]}"
+        return True
+
+    def _find_rule(self, node: str, rules: list, want, path: Path_, at: float):
+        """The one rule (number, name, direction) called ``want`` (a number or a name)."""
+        found = [r for r in rules if (r[0] == want if isinstance(want, int) else r[1] == want)]
+        if not found:
+            listed = ", ".join(f"{n} ({name})" for n, name, _ in rules)
+            import difflib
+            close = difflib.get_close_matches(str(want), [r[1] for r in rules], 1) if isinstance(want, str) else []
+            self.err(path, f"{node} has no rule {want!r} at {format_duration(at)}",
+                     (f"did you mean '{close[0]}'? " if close else "") + f"its rules then: {listed}")
+            return None
+        if len(found) > 1:
+            self.err(path, f"{len(found)} rules of {node} are named {want!r}",
+                     "name it by number: " + ", ".join(str(r[0]) for r in found))
+            return None
+        return found[0]
 
     def _link(self, topo: Topology, step: Step) -> bool:
         from lab.model.impairment import parse_fields

@@ -53,11 +53,13 @@ class Result:
     error: str | None = None
     report_dir: str | None = None
     pcaps: dict[str, str] = field(default_factory=dict)    # "node:interface" -> file
+    turn_backend: str | None = None      # embedded / coturn; None: the lab runs no TURN server
 
     def to_dict(self) -> dict:
         s = self.scenario
         return {"scenario": s.name, "file": s.file, "title": s.title, "claim": s.claim, "pair": s.pair,
-                "variant": s.variant, "lab": self.lab, "verdict": self.verdict, "error": self.error,
+                "variant": s.variant, "lab": self.lab, "turn_backend": self.turn_backend,
+                "verdict": self.verdict, "error": self.error,
                 "timings": {k: round(v, 3) for k, v in self.timings.items()},
                 "checks": [c.to_dict() for c in self.checks],
                 "observations": self.observations, "events": [e.to_dict() for e in self.events],
@@ -124,12 +126,16 @@ class _Call:
 
     MAX_S = 90.0
 
-    def __init__(self, run: "Runner", step: Step):
+    def __init__(self, run: "Runner", step: Step, network=None):
+        """Start the softphone process; it imports what it needs (about 0.6 s of Python and
+        aiortc) and waits: ``go()`` at the step's time places the call. The runner starts
+        it while the lab's services start (Network.before_services)."""
         import threading
         spec = step.spec
         self.step = step
         self.key = f"call:{step.name}"
-        d = run.network.state.dir
+        network = network or run.network
+        d = network.state.dir
         cfg = d / f"agent-{step.name}.json"
         from lab.model.units import parse_duration
         cfg.write_text(json.dumps({"call": str(d / "calls" / f"{step.name}.json"), "ca": str(d / "pki" / "ca.pem"),
@@ -138,17 +144,35 @@ class _Call:
         self.lines: list[tuple[float, dict]] = []
         self.stderr = b""
         self.run = run
-        self.proc = run.network.node(spec.from_).popen([sys.executable, "-m", "lab.agent", "--config", str(cfg)],
-                                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self.ready = threading.Event()
+        self.proc = network.node(spec.from_).popen(
+            [sys.executable, "-m", "lab.agent", "--wait", "--config", str(cfg)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()
+        self.started = 0.0
         self.deadline = time.monotonic() + self.MAX_S
+
+    def go(self) -> "_Call":
+        """Place the call now (the step's time)."""
+        self.started = time.monotonic() - self.run.t0
+        self.deadline = time.monotonic() + self.MAX_S
+        try:
+            self.proc.stdin.write(b"go\n")
+            self.proc.stdin.close()
+        except (BrokenPipeError, ValueError):
+            pass            # it died while waiting: finish() reports its stderr
+        self.proc.stdin = None      # communicate() must not flush it again
+        return self
 
     def _read(self) -> None:
         for raw in self.proc.stdout:
             try:
                 item = json.loads(raw)
             except ValueError:
+                continue
+            if item.get("ready"):
+                self.ready.set()
                 continue
             self.lines.append((time.monotonic() - self.run.t0, item))
 
@@ -176,6 +200,8 @@ class _Call:
         obs["times"] = {"ice_start": ice, "first_candidate": None if first is None or ice is None else first - ice,
                         "error": None if err is None or ice is None else err - ice, "talking": talking}
         run.result.observations[self.key] = obs
+        if self.lines:      # from 'go' to the softphone's first event: lab overhead, not the call's
+            run.result.timings[f"agent_start.{self.step.name}"] = self.lines[0][0] - self.started
         for t, e in events:
             if e["kind"] in ("state", "error") or (e["kind"] == "candidate" and e["name"] == "relay"):
                 what = e["name"] if e["kind"] != "error" else f"{e['name']} ({e.get('softphone_error')})"
@@ -191,7 +217,7 @@ class Runner:
     def __init__(self, scenario: Scenario, progress: Progress = lambda m: None, out_dir: Path | None = None):
         self.scenario = scenario
         self.progress = progress
-        self.result = Result(scenario, scenario.topology.name)
+        self.result = Result(scenario, scenario.topology.name, turn_backend=turn_backend(scenario.topology))
         self.network: Network | None = None
         self.t0 = 0.0
         self._responders: dict[tuple[str, str, int], str] = {}
@@ -200,6 +226,12 @@ class Runner:
         # removed at the end of the run
         self.pcap_dir = (Path(out_dir) / scenario.name / "pcap") if out_dir else None
         self.captures: Captures | None = None
+        self._deleted_rules: dict[str, list[dict]] = {}    # firewall -> last counters of deleted rules
+        self._added_rules: dict[str, dict[int, float]] = {}  # firewall -> rule number -> when added
+        self._turn_logs: dict[str, list[dict]] = {}          # TURN host -> its transaction log
+        self.t0_wall = 0.0                                    # time.time() when the timeline started
+        self._mark = 0.0                                      # the last lap's end (timings)
+        self._warm: dict[str, _Call] = {}                     # softphones started, waiting for their step
 
     def event(self, source: str, what: str) -> None:
         self.result.events.append(Event(time.monotonic() - self.t0, source, what))
@@ -271,25 +303,43 @@ class Runner:
         s = self.scenario
         t_start = time.monotonic()
         tmp = None
+        lap = self._lap
+        network = Network(self._topology())
+        network.before_services = self._start_softphones
         try:
-            with Network(self._topology()) as net:
+            with network as net:
                 self.network = net
                 self.result.timings["build"] = time.monotonic() - t_start
+                for k, v in net.timings.items():        # where the build's time went
+                    self.result.timings[f"build.{k}"] = v
+                self._mark = time.monotonic()
                 self._start_responders()
+                lap("responders")
                 points = self._capture_points() if s.capture == "auto" else []
                 if points:
                     if self.pcap_dir is None:
                         tmp = Path(tempfile.mkdtemp(prefix="icelab-pcap-"))
                     self.captures = Captures(self.pcap_dir or tmp)
                     self.captures.start(net, points)
+                lap("captures_start")
                 self.progress(f"{s.name}: running the timeline")
                 self._timeline()
+                self._mark = time.monotonic()
+                self._read_turn_logs()
+                lap("turn_logs")
                 if self.captures:
                     self.captures.stop()
+                lap("captures_stop")
                 self._firewall_counters()
+                lap("firewall_counters")
                 self.network = None
+                for c in self._warm.values():      # calls the timeline never reached
+                    c.proc.kill()
+                    c.proc.wait()
+            lap("teardown")
             self.result.timings["total"] = time.monotonic() - t_start
             self._diagnose()
+            lap("diagnose")
         except (RuntimeError, LabError) as exc:
             self.result.error = str(exc)
         finally:
@@ -304,6 +354,18 @@ class Runner:
             self.result.verdict = "fail"
         return self.result
 
+    def _start_softphones(self, network) -> None:
+        """Each call's softphone process, started while the services start (it waits)."""
+        for step in self.scenario.steps:
+            if step.action == "call":
+                self._warm[step.name] = _Call(self, step, network)
+
+    def _lap(self, name: str) -> None:
+        """Time since the previous lap, into ``timings`` (result.json): where a run's time goes."""
+        now = time.monotonic()
+        self.result.timings[name] = now - self._mark
+        self._mark = now
+
     def _firewall_counters(self) -> None:
         """Each firewall's rules with what they counted during the run (lab/net/firewall.py)."""
         from lab.net import firewall
@@ -315,8 +377,11 @@ class Runner:
             except RuntimeError as exc:
                 self.result.observations[f"firewall:{node.name}"] = {"error": str(exc)}
                 continue
+            added = self._added_rules.get(node.name, {})
             self.result.observations[f"firewall:{node.name}"] = {
-                "rules": [dict(r.to_dict(), action=r.action, sentence=r.sentence()) for r in rules]}
+                "rules": [dict(r.to_dict(), action=r.action, sentence=r.sentence(),
+                               **({"added_at": added[r.number]} if r.number in added else {})) for r in rules]
+                + self._deleted_rules.get(node.name, [])}
 
     def _link(self, step: Step) -> None:
         """Impairments changed now (lab/net/shaping.py): effective within milliseconds."""
@@ -346,11 +411,57 @@ class Runner:
             plans[st.name] = plan
         return topo
 
+    def _read_turn_logs(self) -> None:
+        """The embedded TURN servers' transaction logs (lab/services/turn/log.py), read while
+        the lab is up; a control request first flushes what the server still buffers.
+        coturn keeps no such log."""
+        from lab.services.turn.faults import control
+        from lab.services.turn.log import read
+        for rs in self.network.services:
+            if rs.service != "turn" or rs.config.get("backend", "embedded") != "embedded" or not rs.config.get("log"):
+                continue
+            if rs.proc.poll() is None and rs.config.get("control"):
+                try:
+                    control(rs.config["control"], {"status": True}, timeout=2)
+                except OSError:
+                    pass
+            try:
+                self._turn_logs[rs.node] = read(rs.config["log"])
+            except (OSError, ValueError):
+                continue
+            if self.pcap_dir is not None:
+                self.pcap_dir.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy(rs.config["log"], self.pcap_dir.parent / f"turn-{rs.node}.transactions.jsonl")
+
+    def _diagnose_calls(self, pcaps: dict) -> None:
+        """For each call: its STUN/TURN transactions at each capture point, the rules that
+        dropped them, TURN's log of them; for a failed call one sentence from all that."""
+        from .diagnose import call_sentence, diagnose_call, turn_log_rows, turn_log_summary
+        topo = self.scenario.topology
+        turn = next((n.name for n in topo.nodes.values() if n.kind == "host" and "turn" in n.services), None)
+        if turn is None:
+            return
+        for step in self.scenario.steps:
+            obs = self.result.observations.get(f"call:{step.name}") if step.action == "call" else None
+            if not obs or "error" in obs:
+                continue
+            d = diagnose_call(topo, step.spec.from_, turn, pcaps)
+            blame_rules(d, self.result.observations)
+            summary = None
+            if turn in self._turn_logs:
+                rows = turn_log_rows(self._turn_logs[turn], d.get("clients_at_turn", []), self.t0_wall)
+                d["turn_log"] = rows
+                summary = turn_log_summary(rows, turn)
+            obs["transactions"] = d
+            if not obs.get("reached_talking"):
+                obs["diagnosis"] = call_sentence(d, summary, self.result.turn_backend, obs.get("softphone_error"))
+
     def _diagnose(self) -> None:
         if not self.captures:
             return
         from ipaddress import ip_address
         pcaps = self.captures.files()
+        self._diagnose_calls(pcaps)
         if self.pcap_dir is not None:
             self.result.pcaps = {k: str(v) for k, v in pcaps.items()}
         for p in self.probes:
@@ -369,6 +480,7 @@ class Runner:
     def _timeline(self) -> None:
         s = self.scenario
         self.t0 = time.monotonic()
+        self.t0_wall = time.time()
         self.event("runner", "timeline starts")
         pending: list[_Probe] = []
         for step in s.steps:
@@ -379,13 +491,25 @@ class Runner:
             if step.action == "probe":
                 pending.append(_Probe(self, step))
             elif step.action == "call":
-                pending.append(_Call(self, step))
+                pending.append((self._warm.pop(step.name, None) or _Call(self, step)).go())
             elif step.action == "link":
                 self._link(step)
             elif step.action == "flush-conntrack":
                 from lab.net.nat import flush_conntrack
                 flush_conntrack(self.network.node(step.spec.node).pid)
                 self.event(f"conntrack:{step.name}", "flushed (a firewall or NAT reboot)")
+            elif step.action == "turn":
+                from .live import turn_action
+                self.event(f"turn:{step.spec.node}", turn_action(self.network, step.spec))
+            elif step.action == "rule":
+                from .live import rule_action
+                what, number, gone = rule_action(self.network, step.spec, step.before)
+                now = round(time.monotonic() - self.t0, 3)
+                if gone is not None:
+                    self._deleted_rules.setdefault(step.spec.node, []).append(dict(gone, deleted_at=now))
+                else:
+                    self._added_rules.setdefault(step.spec.node, {})[number] = now
+                self.event(f"rule:{step.spec.node}", what)
         end = self.t0 + s.duration if s.duration is not None else None
         while pending:
             self._poll(pending, until=time.monotonic() + 0.05)
@@ -406,6 +530,13 @@ class Runner:
             if left <= 0:
                 return
             time.sleep(min(left, 0.01))
+
+
+def turn_backend(topo) -> str | None:
+    """The TURN backend a lab runs (embedded or coturn), None when no host runs turn."""
+    if not any("turn" in n.services for n in topo.nodes.values() if n.kind == "host"):
+        return None
+    return (topo.services.get("turn") or {}).get("backend", "embedded")
 
 
 def run_scenario(scenario: Scenario, progress: Progress = lambda m: None, out_dir: Path | None = None) -> Result:

@@ -102,11 +102,47 @@ class NodeAction(Strict):
     node: str
 
 
+class TurnAction(Strict):
+    """Do something to a TURN server at run time; exactly one of the fields:
+    ``stop`` (the process ends: no answers at all, the kernel answers ICMP port unreachable),
+    ``start`` (a stopped server starts again), ``restart`` (every allocation and nonce lost:
+    embedded through its control socket, coturn by restarting the process), ``faults`` (the
+    fault set from now on, docs/turn.md; embedded only), ``expire_permissions`` (every
+    permission gone now; embedded only)."""
+
+    node: str = Field(description="the host running the turn service")
+    stop: bool | None = None
+    start: bool | None = None
+    restart: bool | None = None
+    faults: dict[str, Any] | None = Field(None, description="a fault set as in docs/turn.md; {} clears it")
+    expire_permissions: bool | None = None
+
+    @property
+    def verbs(self) -> list[str]:
+        return [k for k in ("stop", "start", "restart", "faults", "expire_permissions")
+                if getattr(self, k) not in (None, False)]
+
+
+class RuleAction(Strict):
+    """Change a firewall's rules at run time: ``add`` a rule written as in the topology
+    (``{name, direction, action, proto, src, dst, port, sport, log}``), placed before the
+    default rule of its direction; or ``delete`` one by its name or number. The nftables
+    table is changed in place: every other rule keeps its counter."""
+
+    node: str = Field(description="the firewall")
+    add: dict[str, Any] | None = Field(None, description="a rule as in the topology's 'rules'")
+    delete: str | int | None = Field(None, description="a rule's name or number (as 'icelab fw show' lists them)")
+    before: str | int | None = Field(None, description=(
+        "with add: place it before this rule (name or number, same direction) instead of before the default"))
+
+
 ACTION_MODELS: dict[str, type[BaseModel]] = {
     "probe": Probe,
     "call": Call,
     "link": LinkChange,
     "flush-conntrack": NodeAction,
+    "turn": TurnAction,
+    "rule": RuleAction,
 }
 #: actions the lab cannot perform yet -> the issue that brings them
 PENDING_ACTIONS: dict[str, int] = {}

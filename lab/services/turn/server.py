@@ -398,6 +398,7 @@ class TurnServer:
     # -- faults, live ------------------------------------------------------------------
 
     def control(self, req: dict) -> dict:
+        self.log.flush()            # whoever asks may read the log next: nothing left in the buffer
         if "faults" in req:
             self.faults = Faults.from_dict(req["faults"])
         if req.get("expire_permissions"):
