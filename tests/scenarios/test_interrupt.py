@@ -19,17 +19,20 @@ pytestmark = pytest.mark.root
 def test_interrupted_mid_call_leaves_nothing(repo, tmp_path, sig, argv):
     p = subprocess.Popen([sys.executable, "-m", "lab.cli", *argv, "-o", str(tmp_path)], cwd=repo,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
-    # wait until a softphone is gathering (the broken call takes 8 s), then interrupt
+    # wait until a softphone process runs, then interrupt mid-call
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        ps = subprocess.run(["pgrep", "-f", "-a", "lab.agent --config"], capture_output=True, text=True).stdout
+        ps = subprocess.run(["pgrep", "-f", "-a", "python -m lab.agent"], capture_output=True, text=True).stdout
         if ps.strip():
             break
         assert p.poll() is None, p.communicate()
         time.sleep(0.1)
     else:
         pytest.fail("no softphone started within 30 s")
-    time.sleep(0.5)
+    # softphones start while the lab's services start, then wait for their step: give the
+    # lab time to come up and the call (8 s until it fails) time to be gathering
+    time.sleep(3.5)
+    assert p.poll() is None, "the run ended before it could be interrupted mid-call"
     # signal the whole group, as a terminal's Ctrl-C or a CI runner's timeout does
     os.killpg(p.pid, sig)
     out, errs = p.communicate(timeout=60)
