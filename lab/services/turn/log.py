@@ -11,17 +11,26 @@ writes them all at once.
 
 from __future__ import annotations
 
+import atexit
 import json
 import time
 from typing import IO
+
+
+# one %-format per line: much cheaper than json.dumps of a dict (same JSON; numbers keep
+# three decimals)
+_LINE = ('{"t": %.3f, "client": %s, "transport": "%s", "method": "%s", "outcome": "%s", "code": %s, '
+         '"latency_ms": %.3f%s')
 
 
 class TransactionLog:
     def __init__(self, path: str | None):
         self._f: IO[str] | None = open(path, "a", buffering=1 << 16) if path else None
         self._pending: list[tuple] = []
-        self._users: dict[str, str] = {}        # user -> its JSON string (escaped once)
+        self._users: dict[str, str] = {}        # user -> the end of its lines (escaped once)
         self._clients: dict[tuple, str] = {}    # client address -> its JSON string
+        if self._f is not None:
+            atexit.register(self.close)         # what is pending when the server is stopped
 
     def write(self, client: tuple, transport: str, method: str, outcome: str, code: int | None,
               started: float, user: str | None = None) -> None:
@@ -42,20 +51,19 @@ class TransactionLog:
             if len(clients) > 100000:
                 clients.clear()
             lines = []
+            add = lines.append
             for mono, client, transport, method, outcome, code, started, user in pending:
                 c = clients.get(client)
                 if c is None:
                     c = clients[client] = json.dumps(f"{client[0]}:{client[1]}")
-                tail = "}\n"
-                if user is not None:
-                    u = users.get(user)
-                    if u is None:
-                        u = users[user] = json.dumps(user)
-                    tail = f', "user": {u}}}\n'
-                lines.append(f'{{"t": {round(mono + offset, 3)}, "client": {c}, "transport": "{transport}", '
-                             f'"method": "{method}", "outcome": "{outcome}", '
-                             f'"code": {"null" if code is None else code}, '
-                             f'"latency_ms": {round((mono - started) * 1000, 3)}{tail}')
+                if user is None:
+                    tail = "}\n"
+                else:
+                    tail = users.get(user)
+                    if tail is None:
+                        tail = users[user] = f', "user": {json.dumps(user)}}}\n'
+                add(_LINE % (mono + offset, c, transport, method, outcome, "null" if code is None else code,
+                             (mono - started) * 1000, tail))
             self._f.write("".join(lines))
         self._f.flush()
 

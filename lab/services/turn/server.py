@@ -45,6 +45,7 @@ class TurnServer:
         self.reserved: dict[bytes, tuple] = {}   # RESERVATION-TOKEN -> (port, socket, until)
         self.alt_sender = None      # set by transports when RFC 5780 is on: (src addr) -> send
         self.stats = {"requests": 0, "relayed_in": 0, "relayed_out": 0, "discarded": 0}
+        self._realm = cfg.realm.encode()
         self._handlers = {stun.ALLOCATE: self._allocate, stun.REFRESH: self._refresh,
                           stun.CREATE_PERMISSION: self._create_permission, stun.CHANNEL_BIND: self._channel_bind}
 
@@ -100,9 +101,9 @@ class TurnServer:
             store = self.allocs.get(conn.key) if msg.method == stun.ALLOCATE else None
             self._respond(msg, conn, stun.SUCCESS, attrs, key, started, "success", None, user=user, store=store)
         except Reject as r:
-            attrs = [(stun.ERROR_CODE, stun.error_code(r.code))] + r.attrs
+            attrs = [(stun.ERROR_CODE, _error_code(r.code))] + r.attrs
             if r.code in (401, 438):
-                attrs += [(stun.REALM, self.cfg.realm.encode()), (stun.NONCE, self.creds.nonce().encode())]
+                attrs += [(stun.REALM, self._realm), (stun.NONCE, self.creds.nonce().encode())]
                 key = None if r.code == 401 else key
             self._respond(msg, conn, stun.ERROR, attrs, key, started, "error", r.code, user=user)
         except stun.ParseError:
@@ -156,7 +157,7 @@ class TurnServer:
         if self.creds.nonce_state(nonce_s) != "ok":
             raise Reject(438)
         key = self.creds.key(username_s)
-        if key is None or realm != self.cfg.realm.encode() or not stun.check_integrity(msg, key):
+        if key is None or realm != self._realm or not stun.check_integrity(msg, key):
             raise Reject(401)
         return username_s, key
 
@@ -400,7 +401,8 @@ class TurnServer:
             self.allocs.ports.give(port)
             sock.close()
         for a in self.allocs.by_key.values():
-            a.sweep(now)
+            if a.permissions or a.channels:
+                a.sweep(now)
         self.log.flush()
 
     def _delete(self, a: Allocation) -> None:
@@ -431,6 +433,17 @@ class TurnServer:
                 "faults": {"drop": self.faults.drop, "delay": self.faults.delay, "error": self.faults.error,
                            "stop_relay": self.faults.stop_relay,
                            "permission_lifetime": self.faults.permission_lifetime}}
+
+
+_error_codes: dict[int, bytes] = {}
+
+
+def _error_code(code: int) -> bytes:
+    """ERROR-CODE values, encoded once."""
+    v = _error_codes.get(code)
+    if v is None:
+        v = _error_codes[code] = stun.error_code(code)
+    return v
 
 
 _tid_counter = 0
