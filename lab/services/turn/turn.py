@@ -20,7 +20,7 @@ class CapacityError(Exception):
     """No relay port left (508)."""
 
 
-@dataclass
+@dataclass(slots=True)
 class Allocation:
     """RFC 8656 section 2.2: one relayed transport address for one client 5-tuple."""
 
