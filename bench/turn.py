@@ -90,9 +90,16 @@ class Server:
         self.addr = ("127.0.0.1", self.cfg.udp_port)
 
     def cpu(self) -> float:
-        """User + system seconds of the whole process (every thread)."""
-        f = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(f[11]) + int(f[12])) / TICK
+        """User + system seconds of the whole process (every thread) and of its worker
+        processes (``--workers``)."""
+        pids = [self.proc.pid]
+        for task in Path(f"/proc/{self.proc.pid}/task").iterdir():
+            pids += [int(p) for p in (task / "children").read_text().split()]
+        total = 0
+        for pid in pids:
+            f = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(f[11]) + int(f[12])
+        return total / TICK
 
     def status(self) -> dict[str, str]:
         lines = Path(f"/proc/{self.proc.pid}/status").read_text().splitlines()
@@ -276,8 +283,9 @@ def compare(args) -> None:
         try:
             for b in ("embedded", "coturn"):
                 (Path(d) / b).mkdir()
+                over = {"workers": args.workers} if b == "embedded" and args.workers > 1 else {}
                 servers[b] = Server(b, Path(d) / b, cpus,
-                                    relay_threads=args.coturn_relay_threads if b == "coturn" else None)
+                                    relay_threads=args.coturn_relay_threads if b == "coturn" else None, **over)
             threads = {b: s.status().get("Threads") for b, s in servers.items()}
             res = {b: {"rate": [], "cpu": [], "client": [], "pps": [], "pcpu": []} for b in servers}
             for s in servers.values():        # warm-up, not counted: first sockets, first ports, caches
@@ -323,6 +331,8 @@ def compare(args) -> None:
           f"| {spread(ratio['pps'], '{:.2f}')} |")
     print(f"| server CPU per allocation (us) | {spread(e['cpu'])} | {spread(c['cpu'])} | "
           f"{med(e['cpu']) / med(c['cpu']):.2f} | |")
+    print(f"| allocations per second of server CPU | {spread([1e6 / x for x in e['cpu']])} | "
+          f"{spread([1e6 / x for x in c['cpu']])} | {med(c['cpu']) / med(e['cpu']):.2f} | |")
     print(f"| server CPU per relayed packet (us) | {spread(e['pcpu'], '{:.1f}')} | {spread(c['pcpu'], '{:.1f}')} | "
           f"{med(e['pcpu']) / med(c['pcpu']):.2f} | |")
     print(f"| client CPU while allocating (% of a core) | {spread(e['client'])} | {spread(c['client'])} | | |")
@@ -395,6 +405,8 @@ def main() -> None:
     ap.add_argument("--no-pin", action="store_true", help="let the scheduler place everything")
     ap.add_argument("--coturn-relay-threads", type=int, default=None,
                     help="coturn's relay-threads (default: coturn's own choice; 0: in the listener thread)")
+    ap.add_argument("--workers", type=int, default=1,
+                    help="the embedded server's worker processes (SO_REUSEPORT), all on the server CPU")
     ap.add_argument("--soak", type=float, default=0, help="soak for this many seconds instead")
     ap.add_argument("--refresh", type=float, default=60.0, help="soak: refresh interval")
     ap.add_argument("--lifetime", type=int, default=120, help="soak: the server's allocation lifetime")
