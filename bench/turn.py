@@ -89,14 +89,17 @@ class Server:
         wait_listening(self.cfg, self.proc, self.logfile)
         self.addr = ("127.0.0.1", self.cfg.udp_port)
 
-    def cpu(self) -> float:
-        """User + system seconds of the whole process (every thread) and of its worker
-        processes (``--workers``)."""
+    def _pids(self) -> list[int]:
         pids = [self.proc.pid]
         for task in Path(f"/proc/{self.proc.pid}/task").iterdir():
             pids += [int(p) for p in (task / "children").read_text().split()]
+        return pids
+
+    def cpu(self) -> float:
+        """User + system seconds of the whole process (every thread) and of its worker
+        processes (``--workers``)."""
         total = 0
-        for pid in pids:
+        for pid in self._pids():
             f = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
             total += int(f[11]) + int(f[12])
         return total / TICK
@@ -287,7 +290,7 @@ def compare(args) -> None:
                 servers[b] = Server(b, Path(d) / b, cpus,
                                     relay_threads=args.coturn_relay_threads if b == "coturn" else None, **over)
             threads = {b: s.status().get("Threads") for b, s in servers.items()}
-            res = {b: {"rate": [], "cpu": [], "client": [], "pps": [], "pcpu": []} for b in servers}
+            res = {b: {"rate": [], "cpu": [], "client": [], "pps": [], "pcpu": [], "busy": []} for b in servers}
             for s in servers.values():        # warm-up, not counted: first sockets, first ports, caches
                 release(allocate_many(s.addr, args.allocations // 2)[0])
                 relay_pps(s.addr, 0.5)
@@ -298,6 +301,7 @@ def compare(args) -> None:
                     c0, t0 = s.cpu(), os.times()
                     allocs, took = allocate_many(s.addr, args.allocations)
                     c1, t1 = s.cpu(), os.times()
+                    res[b]["busy"].append((c1 - c0) / took * 100)
                     res[b]["rate"].append(args.allocations / took)
                     res[b]["cpu"].append((c1 - c0) / args.allocations * 1e6)
                     res[b]["client"].append((t1.user + t1.system - t0.user - t0.system) / took * 100)
@@ -335,6 +339,7 @@ def compare(args) -> None:
           f"{spread([1e6 / x for x in c['cpu']])} | {med(c['cpu']) / med(e['cpu']):.2f} | |")
     print(f"| server CPU per relayed packet (us) | {spread(e['pcpu'], '{:.1f}')} | {spread(c['pcpu'], '{:.1f}')} | "
           f"{med(e['pcpu']) / med(c['pcpu']):.2f} | |")
+    print(f"| server CPU used while allocating (% of its core) | {spread(e['busy'])} | {spread(c['busy'])} | | |")
     print(f"| client CPU while allocating (% of a core) | {spread(e['client'])} | {spread(c['client'])} | | |")
 
 
