@@ -327,7 +327,7 @@ def compare(args) -> None:
           f"load average {os.getloadavg()[0]:.1f}; {time.strftime('%Y-%m-%d %H:%M')} UTC")
     print(f"{args.runs} rounds, {args.allocations} allocations and {args.seconds:.0f} s of relaying per round "
           f"and server; {pin}; coturn relay-threads {rt} ({threads['coturn']} threads), embedded "
-          f"{threads['embedded']} thread(s). Median (min-max).\n")
+          f"{args.workers} process(es) of {threads['embedded']} thread(s). Median (min-max).\n")
     print("| | embedded | coturn | ratio of medians | ratio per round |\n|---|---|---|---|---|")
     print(f"| allocations/s | {spread(e['rate'])} | {spread(c['rate'])} | {med(e['rate']) / med(c['rate']):.2f} "
           f"| {spread(ratio['rate'], '{:.2f}')} |")
