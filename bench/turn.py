@@ -21,8 +21,14 @@ Allocate (REST credentials), 64 in flight. Relayed packets: 4 allocations with a
 each; the client sends 100-byte ChannelData as fast as it can for ``--seconds``, counted at
 the peer (client -> relay -> peer).
 
+Options: ``--runs`` rounds (7), ``--allocations`` per round (3,000), ``--seconds`` of
+relaying per round (3), ``--coturn-relay-threads N``, ``--workers N`` (the embedded
+server's processes, all on the server CPU), ``--no-pin``.
+
 The soak (1,000 allocations held with refreshes for 10 minutes, none lost) is a by-hand
-run: `PYTHONPATH=$PWD .venv/bin/python bench/turn.py --soak 600 --allocations 1000`.
+run: `PYTHONPATH=$PWD .venv/bin/python bench/turn.py --soak 600 --allocations 1000`
+(``--refresh`` interval, 60 s; ``--lifetime``, the server's allocation lifetime, 120 s;
+``--backend coturn`` soaks coturn instead). See docs/benchmarks.md.
 """
 
 from __future__ import annotations
