@@ -372,7 +372,7 @@ def soak(args) -> None:
                   f"refreshed every {args.refresh:.0f} s for {args.soak:.0f} s; server RSS {rss0} before, "
                   f"{s.status()['VmRSS']} after", flush=True)
             t0 = time.monotonic()
-            worst = {"refreshed": n, "channels": n, "relayed": n, "held": n}
+            worst = {"refreshed": n, "channels": n, "relayed": n, "held": n if s.cfg.control else None}
             while (left := args.soak - (time.monotonic() - t0)) > 0:
                 time.sleep(min(args.refresh, left))
                 r0 = time.monotonic()
@@ -389,15 +389,16 @@ def soak(args) -> None:
                         got["relayed"] += 1
                 except socket.timeout:
                     pass
-                got["held"] = control(s.cfg.control, {"status": True})["allocations"] if s.cfg.control else n
-                worst = {k: min(v, got[k]) for k, v in worst.items()}
+                # coturn has no control socket: its own count is not known here
+                got["held"] = control(s.cfg.control, {"status": True})["allocations"] if s.cfg.control else None
+                worst = {k: v if v is None else min(v, got[k]) for k, v in worst.items()}
                 st = s.status()
                 print(f"t={time.monotonic() - t0:.0f} s: refreshed {got['refreshed']}/{n} and channels "
                       f"{got['channels']}/{n} in {took:.2f} s, relayed {got['relayed']}/{n}, server holds "
                       f"{got['held']}; RSS {st['VmRSS']} (peak {st['VmHWM']}), CPU {s.cpu() - cpu0:.1f} s so far",
                       flush=True)
             wall = time.monotonic() - t0
-            lost = n - min(worst.values())
+            lost = n - min(v for v in worst.values() if v is not None)
             print(f"\nresult: {'none lost' if not lost else f'LOST {lost}'} (worst round: {worst}); "
                   f"server CPU {s.cpu() - cpu0:.1f} s over {wall:.0f} s ({(s.cpu() - cpu0) / wall * 100:.2f} % "
                   f"of a core); peak RSS {s.status()['VmHWM']}")
