@@ -13,7 +13,11 @@ import hmac
 import ipaddress
 import socket
 import struct
-from dataclasses import dataclass, field
+
+try:        # OpenSSL's one-shot HMAC without the Python frame of hmac.digest around it
+    from _hashlib import hmac_digest as _hmac_digest
+except ImportError:     # pragma: no cover - a Python built without OpenSSL
+    _hmac_digest = hmac.digest
 
 MAGIC = 0x2112A442
 MAGIC_BYTES = struct.pack("!I", MAGIC)
@@ -80,30 +84,53 @@ class ParseError(ValueError):
     """Not a well-formed STUN message: discard it."""
 
 
-@dataclass
 class Message:
     """A parsed message: attributes keep their raw values (decode with the helpers)."""
 
-    method: int
-    cls: int
-    tid: bytes
-    attrs: list[tuple[int, bytes]] = field(default_factory=list)
-    raw: bytes = b""
-    #: offset of MESSAGE-INTEGRITY in ``raw`` (None when absent)
-    integrity_at: int | None = None
+    __slots__ = ("method", "cls", "tid", "attrs", "raw", "integrity_at", "fingerprinted", "_index", "_indexed")
+
+    def __init__(self, method: int, cls: int, tid: bytes, attrs: list | None = None, raw: bytes = b"",
+                 integrity_at: int | None = None, fingerprinted: bool = False):
+        self.method = method
+        self.cls = cls
+        self.tid = tid
+        self.attrs: list[tuple[int, bytes]] = attrs if attrs is not None else []
+        self.raw = raw
+        #: offset of MESSAGE-INTEGRITY in ``raw`` (None when absent)
+        self.integrity_at = integrity_at
+        #: the message ended with a (correct) FINGERPRINT
+        self.fingerprinted = fingerprinted
+        self._index: dict[int, bytes] | None = None
+        self._indexed = 0
+
+    def __repr__(self) -> str:
+        return f"Message({self.name}, cls={self.cls}, tid={self.tid.hex()}, attrs={self.attrs!r})"
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Message) and (self.method, self.cls, self.tid, self.attrs) == \
+            (other.method, other.cls, other.tid, other.attrs)
 
     def get(self, atype: int) -> bytes | None:
-        for t, v in self.attrs:
-            if t == atype:
-                return v
-        return None
+        """The first attribute of this type (RFC 8489 section 14: later ones are ignored)."""
+        index = self._index
+        if index is None or self._indexed != len(self.attrs):
+            index = self._reindex()
+        return index.get(atype)
 
     def has(self, atype: int) -> bool:
-        return any(t == atype for t, _ in self.attrs)
+        return self.get(atype) is not None
+
+    def _reindex(self) -> dict[int, bytes]:
+        # a request is asked for up to 8 attributes: one dict instead of 8 scans
+        index: dict[int, bytes] = {}
+        for t, v in reversed(self.attrs):
+            index[t] = v
+        self._index, self._indexed = index, len(self.attrs)
+        return index
 
     @property
     def name(self) -> str:
-        return METHOD_NAMES.get(self.method, f"0x{self.method:03x}")
+        return METHOD_NAMES.get(self.method) or f"0x{self.method:03x}"
 
 
 def message_type(method: int, cls: int) -> int:
@@ -123,45 +150,66 @@ def is_stun(data: bytes) -> bool:
     return len(data) >= HEADER and data[0] < 0x40 and data[4:8] == MAGIC_BYTES
 
 
+# The server parses and encodes every message in Python: the struct formats are compiled
+# once, and the type <-> (method, class) mapping is a table lookup, not bit twiddling.
+_unpack_hh = struct.Struct("!HH").unpack_from
+_pack_hh = struct.Struct("!HH").pack
+_pack_h = struct.Struct("!H").pack
+_pack_hhi = struct.Struct("!HHI").pack
+_unpack_i = struct.Struct("!I").unpack_from
+_TYPE = {(m, c): message_type(m, c) for m in METHOD_NAMES for c in range(4)}
+_SPLIT = {t: mc for mc, t in _TYPE.items()}
+_PAD = (b"", b"\x00\x00\x00", b"\x00\x00", b"\x00")      # by length % 4
+_MI_HEAD = _pack_hh(MESSAGE_INTEGRITY, 20)
+_FP_HEAD = _pack_hh(FINGERPRINT, 4)
+
+
 def parse(data: bytes) -> Message:
     """RFC 8489 sections 5, 14 and 6.3: header, attribute TLVs with 32-bit padding,
     nothing but FINGERPRINT after MESSAGE-INTEGRITY, FINGERPRINT last and correct."""
-    if len(data) < HEADER:
+    n = len(data)
+    if n < HEADER:
         raise ParseError("shorter than a header")
-    t, length = struct.unpack_from("!HH", data)
+    t, length = _unpack_hh(data)
     if t & 0xC000 or data[4:8] != MAGIC_BYTES:
         raise ParseError("not STUN")
-    if length % 4 or HEADER + length != len(data):
+    if length & 3 or HEADER + length != n:
         raise ParseError("length does not match")
-    method, cls = split_type(t)
-    msg = Message(method, cls, bytes(data[8:20]), raw=bytes(data))
+    if type(data) is not bytes:
+        data = bytes(data)
+    mc = _SPLIT.get(t)
+    method, cls = mc if mc is not None else split_type(t)
+    attrs: list[tuple[int, bytes]] = []
+    msg = Message(method, cls, data[8:20], attrs, data)
+    append = attrs.append
     pos = HEADER
-    after_integrity = False
-    while pos < len(data):
-        if pos + 4 > len(data):
+    integrity_at = None
+    while pos < n:
+        if pos + 4 > n:
             raise ParseError("truncated attribute header")
-        atype, alen = struct.unpack_from("!HH", data, pos)
+        atype, alen = _unpack_hh(data, pos)
         end = pos + 4 + alen
-        if end > len(data):
+        if end > n:
             raise ParseError("attribute runs past the message")
         if atype == FINGERPRINT:
-            if alen != 4 or end != len(data):
+            if alen != 4 or end != n:
                 raise ParseError("FINGERPRINT not last")
-            if struct.unpack_from("!I", data, pos + 4)[0] != fingerprint(data[:pos]):
+            if _unpack_i(data, pos + 4)[0] != fingerprint(data[:pos]):
                 raise ParseError("bad FINGERPRINT")
-        elif after_integrity and atype != MESSAGE_INTEGRITY_SHA256:
+            msg.fingerprinted = True
+        elif integrity_at is not None and atype != MESSAGE_INTEGRITY_SHA256:
             # RFC 8489 section 14.5: attributes after MESSAGE-INTEGRITY are ignored;
             # we refuse them outright (no legitimate client sends them)
             raise ParseError("attribute after MESSAGE-INTEGRITY")
         if atype == MESSAGE_INTEGRITY:
             if alen != 20:
                 raise ParseError("MESSAGE-INTEGRITY of the wrong size")
-            msg.integrity_at = pos
-            after_integrity = True
-        msg.attrs.append((atype, bytes(data[pos + 4:end])))
-        pos = end + (-alen % 4)
-    if pos != len(data):
+            integrity_at = pos
+        append((atype, data[pos + 4:end]))
+        pos = end + (-alen & 3)
+    if pos != n:
         raise ParseError("padding runs past the message")
+    msg.integrity_at = integrity_at
     return msg
 
 
@@ -179,31 +227,44 @@ def long_term_key(username: str, realm: str, password: str) -> bytes:
 def check_integrity(msg: Message, key: bytes) -> bool:
     """RFC 8489 section 14.5: HMAC-SHA1 over the message up to MESSAGE-INTEGRITY, with
     the header's length adjusted to end just after it."""
-    if msg.integrity_at is None:
-        return False
     at = msg.integrity_at
-    head = bytearray(msg.raw[:at])
-    struct.pack_into("!H", head, 2, at - HEADER + 24)
-    expect = hmac.new(key, bytes(head), hashlib.sha1).digest()
-    return hmac.compare_digest(expect, msg.raw[at + 4:at + 24])
+    if at is None:
+        return False
+    raw = msg.raw
+    # a one-shot HMAC: a fraction of hmac.new()'s Python overhead
+    expect = _hmac_digest(key, raw[:2] + _pack_h(at - HEADER + 24) + raw[4:at], "sha1")
+    return hmac.compare_digest(expect, raw[at + 4:at + 24])
 
 
 def encode(method: int, cls: int, tid: bytes, attrs: list[tuple[int, bytes]],
            key: bytes | None = None, add_fingerprint: bool = False) -> bytes:
     """RFC 8489 section 5/14: build a message, then MESSAGE-INTEGRITY and FINGERPRINT."""
-    body = bytearray()
+    parts = []
+    add = parts.append
     for atype, value in attrs:
-        body += struct.pack("!HH", atype, len(value)) + value + b"\x00" * (-len(value) % 4)
-    head = struct.pack("!HHI", message_type(method, cls), len(body), MAGIC) + tid
-    out = bytearray(head + body)
+        ln = len(value)
+        add(_pack_hh(atype, ln))
+        add(value)
+        if ln & 3:
+            add(_PAD[ln & 3])
+    body = b"".join(parts)
+    blen = len(body)
+    mtype = _TYPE.get((method, cls))
+    if mtype is None:
+        mtype = message_type(method, cls)
     if key is not None:
-        struct.pack_into("!H", out, 2, len(body) + 24)
-        mac = hmac.new(key, bytes(out), hashlib.sha1).digest()
-        out += struct.pack("!HH", MESSAGE_INTEGRITY, 20) + mac
+        out = _pack_hhi(mtype, blen + 24, MAGIC) + tid + body
+        out += _MI_HEAD + _hmac_digest(key, out, "sha1")
+        blen += 24
+    else:
+        out = _pack_hhi(mtype, blen, MAGIC) + tid + body
     if add_fingerprint:
-        struct.pack_into("!H", out, 2, len(out) - HEADER + 8)
-        out += struct.pack("!HHI", FINGERPRINT, 4, fingerprint(bytes(out)))
-    return bytes(out)
+        out = out[:2] + _pack_h(blen + 8) + out[4:]
+        out += _FP_HEAD + _pack_i(fingerprint(out))
+    return out
+
+
+_pack_i = struct.Struct("!I").pack
 
 
 # -- attribute values ---------------------------------------------------------------

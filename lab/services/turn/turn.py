@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ipaddress
 import random
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -19,7 +20,7 @@ class CapacityError(Exception):
     """No relay port left (508)."""
 
 
-@dataclass
+@dataclass(slots=True)
 class Allocation:
     """RFC 8656 section 2.2: one relayed transport address for one client 5-tuple."""
 
@@ -78,39 +79,49 @@ class Allocation:
 
 
 class PortPool:
-    """Relay ports: one per allocation, picked at random from [low, high] (RFC 8656
-    section 7.2 recommends random choice)."""
+    """Relay ports: one per allocation, in random order (RFC 8656 section 7.2 recommends
+    random choice). The free ports wait in a shuffled queue: a port is taken from the
+    front and goes back at the end when freed, so a port is not reused soon after its
+    allocation ended (late packets of the old one do not reach the new), and taking one
+    costs the same however busy the range is. A port some other program holds (the bind
+    fails) goes to the back as well; 508 comes after one pass over the free ports."""
 
     def __init__(self, low: int, high: int):
         self.low, self.high = low, high
+        ports = list(range(low, high + 1))
+        random.shuffle(ports)
+        self.free: deque[int] = deque(ports)
         self.used: set[int] = set()
 
     def take(self, try_bind: Callable[[int], Any], even: bool = False) -> tuple[int, Any]:
-        size = self.high - self.low + 1
-        for _ in range(64):
-            if len(self.used) >= size:
-                break
-            p = random.randint(self.low, self.high)
-            if even:
-                p &= ~1
-            if p in self.used or p < self.low:
+        free, used = self.free, self.used
+        for _ in range(len(free)):
+            p = free.popleft()
+            if p in used:
+                continue        # taken meanwhile as the odd half of an EVEN-PORT pair: give() re-queues it
+            if even and p & 1:
+                free.append(p)
                 continue
             sock = try_bind(p)
-            if sock is not None:
-                self.used.add(p)
-                return p, sock
-        # the range is nearly full: walk it once before giving up
-        for p in range(self.low, self.high + 1):
-            if p in self.used or (even and p % 2):
+            if sock is None:
+                free.append(p)
                 continue
-            sock = try_bind(p)
-            if sock is not None:
-                self.used.add(p)
-                return p, sock
+            used.add(p)
+            return p, sock
         raise CapacityError()
 
+    def claim(self, port: int) -> bool:
+        """Take a given port (the one after an EVEN-PORT R=1 allocation); False if in use.
+        Its stale queue entry is skipped when reached."""
+        if port in self.used or not self.low <= port <= self.high:
+            return False
+        self.used.add(port)
+        return True
+
     def give(self, port: int) -> None:
-        self.used.discard(port)
+        if port in self.used:
+            self.used.remove(port)
+            self.free.append(port)
 
 
 class PeerACL:
