@@ -30,7 +30,8 @@ def lab_service(ctx) -> "object":
     agent_urls = [urls[k] for k in opts.get("ice_servers", ["udp"])]
     ip = str(ctx.addresses[0])
     config = {"turn_secret": t.get("secret") or "", "agent_turn_urls": agent_urls,
-              "edge_turn_urls": [urls["udp"]], "ca_dir": str(ctx.run_dir / "pki"),
+              "edge_turn_urls": [urls["udp"]], "edge_candidates": opts.get("edge_candidates", "relay"),
+              "ca_dir": str(ctx.run_dir / "pki"),
               "server_name": ip, "server_ips": [str(a) for a in ctx.addresses], "listen": "0.0.0.0",
               "port": int(opts.get("port", 443)), "media_info_dir": str(ctx.run_dir / "calls"),
               "calls": {k: dict(v) for k, v in (opts.get("calls") or {}).items()}}
