@@ -26,6 +26,8 @@ def lab_service(ctx) -> "object":
     t = dict(topo.services.get("turn") or {})
     urls = {"udp": f"turn:{turn_ip}:{t.get('udp_port', 3478)}?transport=udp",
             "tcp": f"turn:{turn_ip}:{t.get('tcp_port', 3478)}?transport=tcp",
+            # plain TCP on the TLS port: what gets through an office that allows only TCP 443
+            "tcp443": f"turn:{turn_ip}:{t.get('tls_port', 443)}?transport=tcp",
             "tls": f"turns:{turn_ip}:{t.get('tls_port', 443)}?transport=tcp"}
     agent_urls = [urls[k] for k in opts.get("ice_servers", ["udp"])]
     ip = str(ctx.addresses[0])
