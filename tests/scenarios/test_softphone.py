@@ -52,6 +52,32 @@ def test_every_scenario_has_its_coturn_twin_and_loads():
     assert sorted(p.stem for p in DIR.glob("*.yaml")) == sorted([*SOURCES, *(f"{n}-coturn" for n in SOURCES)])
 
 
+def test_call_checks_need_both_ends_and_say_what_they_saw():
+    from lab.scenario.expect import evaluate
+    from lab.scenario.load import load_scenario
+    s = load_scenario(DIR / "open-path.yaml")
+    s.expectations = [e for e in s.expectations if e.target == "open"]
+    q = {"packets_sent": 70, "packets_received": 68, "packets_lost": 0, "heard_hz": 1000.0, "heard_dbfs": -16.0,
+         "silent_audio": False, "relay": "turn:203.0.113.2:3478/udp", "relay_transport": "udp"}
+    good = {"state": "DisconnectedState", "reached_talking": True, "quality": q, "local_candidates": 1,
+            "times": {"first_candidate": 0.09}, "timeline": [{"t": 0.0}],
+            "far_end": {"heard_hz": 600.0, "heard_dbfs": -17.0, "packets_received": 70, "packets_lost": 0}}
+    [c] = evaluate(s, {"call:open": good})
+    assert c.status == "pass" and "the caller leg received 70 (600.0 Hz)" in c.observed, c.observed
+    # the caller heard nothing: audio did not flow both ways
+    deaf = dict(good, far_end={"heard_hz": 0.0, "heard_dbfs": None, "packets_received": 0, "packets_lost": 0})
+    assert evaluate(s, {"call:open": deaf})[0].status == "fail"
+    # what the caller heard is unknown: never a pass
+    assert evaluate(s, {"call:open": {k: v for k, v in good.items() if k != "far_end"}})[0].status == "error"
+    # one packet lost towards the caller, or audio relayed over TCP: fail, and the words say so
+    lossy = dict(good, far_end=dict(good["far_end"], packets_lost=1))
+    c = evaluate(s, {"call:open": lossy})[0]
+    assert c.status == "fail" and "lost 0 to the agent, 1 to the caller" in c.observed
+    tcp = dict(good, quality=dict(q, relay_transport="tcp"))
+    c = evaluate(s, {"call:open": tcp})[0]
+    assert c.status == "fail" and "relayed over TCP" in c.observed
+
+
 def _events(result: dict, call: str) -> list[dict]:
     return result["observations"][f"call:{call}"]["timeline"]
 
