@@ -6,7 +6,8 @@ before it opens is opened again, ``CONNECT_MAX_RETRIES`` attempts in all (the li
 ``PendingConnectState.channelDown``: ``++retries < CONNECT_MAX_RETRIES``, so 3 means the
 first attempt and 2 more), and the whole connecting phase is bounded by
 ``DEFAULT_CONNECT_TIMEOUT`` (each new attempt gets what is left of it). ``invite`` waits
-``MAX_INVITE_DELAY`` for the answer; ``accept`` is sent without waiting; ``bye`` waits ``MAX_ACCEPT_BYE_DELAY``.
+``MAX_INVITE_DELAY`` for the answer; ``accept`` is sent without waiting; ``bye`` waits
+``MAX_ACCEPT_BYE_DELAY``.
 """
 
 from __future__ import annotations
@@ -55,12 +56,13 @@ class SignallingChannel:
         """Open the WebSocket, or raise SIGNALLING_CONNECTION_FAILURE."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        attempt = 0
+        attempt = made = 0
         while True:
             remaining = deadline - loop.time()
             if remaining <= 0:
                 break
             self.timeline.add("signalling", "connecting", attempt=attempt, url=self.url.split("?")[0])
+            made = attempt + 1
             try:
                 kw: dict[str, Any] = {"ssl": self.ssl} if self.url.startswith("wss:") else {}
                 if self.server_hostname and "ssl" in kw:
@@ -82,8 +84,7 @@ class SignallingChannel:
             self._reader = asyncio.ensure_future(self._read())
             return
         raise RTCError(errors.SIGNALLING_CONNECTION_FAILURE,
-                       f"WebSocket not open after {attempt + (0 if attempt >= max_retries else 1)} attempt(s) "
-                       f"within {timeout:.1f} s")
+                       f"WebSocket not open after {made} attempt(s) within {timeout:.1f} s")
 
     async def _read(self) -> None:
         try:
