@@ -6,6 +6,7 @@ each active call costs, with every call's audio verified (the far end hears the 
 Everything runs in ONE Python process (agent and media edge sides of every call, with
 opus encode/decode both ways), against Debian's coturn on 127.0.0.1. In a lab the agents
 and the cloud run in different namespaces and processes; this measures the per-call cost.
+``bench/calls_lab.py`` does the same in a lab built for real (numbers in docs/benchmarks.md).
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 DEFAULT_GUM_TIMEOUT = 10.0           # DEFAULT_GUM_TIMEOUT_MS: getUserMedia -> GUM_TIMEOUT_FAILURE
 DEFAULT_ICE_TIMEOUT = 8.0            # DEFAULT_ICE_TIMEOUT_MS: ICE collection ends
 DEFAULT_CONNECT_TIMEOUT = 10.0       # DEFAULT_CONNECT_TIMEOUT_MS: signalling WebSocket open
-CONNECT_MAX_RETRIES = 3              # reconnects after a failed WebSocket, then SIGNALLING_CONNECTION_FAILURE
+CONNECT_MAX_RETRIES = 3              # WebSocket attempts in all (signaling.js: ++retries < 3), then SIGNALLING_CONNECTION_FAILURE
 MAX_INVITE_DELAY = 5.0               # MAX_INVITE_DELAY_MS: no answer -> SIGNALLING_HANDSHAKE_FAILURE
 MAX_ACCEPT_BYE_DELAY = 2.0           # MAX_ACCEPT_BYE_DELAY_MS: wait for the bye response
 DEFAULT_ICE_CANDIDATE_POOL_SIZE = 1

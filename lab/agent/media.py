@@ -90,6 +90,7 @@ class AgentMedia:
         self.pwd = secrets.token_hex(12)
         self.cname = secrets.token_hex(8)
         self.ice_state = "new"
+        self.relays: list[Relay] = []
 
     def fingerprint(self) -> str:
         fp = self.certificate.getFingerprints()[0]
@@ -100,6 +101,7 @@ class AgentMedia:
         """Connectivity checks, DTLS, then audio both ways; ``on_event`` marks each step."""
         desc = SessionDescription.parse(answer_sdp)
         m = desc.media[0]
+        self.relays = list(relays)
         conn = RelayConnection(relays, local_username=self.ufrag, local_password=self.pwd)
         self.gatherer = RelayIceGatherer(conn)
         await self.gatherer.gather()

@@ -115,6 +115,12 @@ class RelayPeer:
         q["heard_hz"] = round(freq, 1)
         q["heard_dbfs"] = round(level, 1) if level != float("-inf") else None
         q["ice_state"] = self.media.ice_state
+        # the relay that carried the call: checks touch every pair, the media only the selected one
+        relays = self.media.relays
+        if relays and any(r.transport.packets_sent for r in relays):
+            used = max(relays, key=lambda r: r.transport.packets_sent)
+            q["relay"] = used.url.label
+            q["relay_transport"] = "tls" if used.url.secure else used.url.transport
         # what the real softphone would not notice: Talking, but nothing (audible) arrives
         q["silent_audio"] = q["packets_received"] == 0 or level < SILENCE_DBFS
         return q

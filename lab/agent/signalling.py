@@ -2,9 +2,12 @@
 (connect-rtc-js ``src/signaling.js``; reference softphone.md "Signalling").
 
 ``connect`` opens ``<signalingEndpoint>?callId=..&contactCtx=..``; a WebSocket that fails
-before it opens is retried up to ``CONNECT_MAX_RETRIES`` times, and the whole connecting
-phase is bounded by ``DEFAULT_CONNECT_TIMEOUT``. ``invite`` waits ``MAX_INVITE_DELAY`` for
-the answer; ``accept`` is sent without waiting; ``bye`` waits ``MAX_ACCEPT_BYE_DELAY``.
+before it opens is opened again, ``CONNECT_MAX_RETRIES`` attempts in all (the library's
+``PendingConnectState.channelDown``: ``++retries < CONNECT_MAX_RETRIES``, so 3 means the
+first attempt and 2 more), and the whole connecting phase is bounded by
+``DEFAULT_CONNECT_TIMEOUT`` (each new attempt gets what is left of it). ``invite`` waits
+``MAX_INVITE_DELAY`` for the answer; ``accept`` is sent without waiting; ``bye`` waits
+``MAX_ACCEPT_BYE_DELAY``.
 """
 
 from __future__ import annotations
@@ -53,12 +56,13 @@ class SignallingChannel:
         """Open the WebSocket, or raise SIGNALLING_CONNECTION_FAILURE."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        attempt = 0
+        attempt = made = 0
         while True:
             remaining = deadline - loop.time()
             if remaining <= 0:
                 break
             self.timeline.add("signalling", "connecting", attempt=attempt, url=self.url.split("?")[0])
+            made = attempt + 1
             try:
                 kw: dict[str, Any] = {"ssl": self.ssl} if self.url.startswith("wss:") else {}
                 if self.server_hostname and "ssl" in kw:
@@ -72,14 +76,15 @@ class SignallingChannel:
                 self.timeline.add("signalling", "connect_failed", attempt=attempt,
                                   reason=f"{type(exc).__name__}: {exc}")
                 attempt += 1
-                if attempt > max_retries:
+                # signaling.js: `++this._retries < CONNECT_MAX_RETRIES` -> 3 attempts in all
+                if attempt >= max_retries:
                     break
                 continue
             self.timeline.add("signalling", "connected", attempt=attempt)
             self._reader = asyncio.ensure_future(self._read())
             return
         raise RTCError(errors.SIGNALLING_CONNECTION_FAILURE,
-                       f"WebSocket not open after {attempt} retries / {timeout:.1f} s")
+                       f"WebSocket not open after {made} attempt(s) within {timeout:.1f} s")
 
     async def _read(self) -> None:
         try:

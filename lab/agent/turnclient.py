@@ -67,6 +67,7 @@ class RelayTransport:
         self.mapped = mapped
         self._tasks: set[asyncio.Task] = set()
         self._closing = False
+        self.packets_sent = 0   # datagrams sent through the allocation: which relay carried the media
 
     def attach(self, protocol: asyncio.DatagramProtocol) -> None:
         self.client.receiver = protocol
@@ -81,6 +82,7 @@ class RelayTransport:
     def sendto(self, data: bytes, addr: tuple[str, int]) -> None:
         if self.is_closing():
             return
+        self.packets_sent += 1
         task = asyncio.ensure_future(self.client.send_data(data, addr))
         self._tasks.add(task)
         task.add_done_callback(self._done)

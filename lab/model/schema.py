@@ -164,10 +164,15 @@ class SignallingOptions(Strict):
     edge (docs/softphone.md)."""
 
     port: int = Field(443, ge=1, le=65535, description="wss listener")
-    ice_servers: list[Literal["udp", "tcp", "tls"]] = Field(
+    ice_servers: list[Literal["udp", "tcp", "tcp443", "tls"]] = Field(
         default_factory=lambda: ["udp"],
         description="TURN URLs the softphone is given: udp = turn:<turn>:3478?transport=udp (what Connect "
-                    "sends), tcp = turn:<turn>:3478?transport=tcp, tls = turns:<turn>:443?transport=tcp")
+                    "sends), tcp = turn:<turn>:3478?transport=tcp, tcp443 = turn:<turn>:443?transport=tcp (plain "
+                    "TCP to the TLS port, which both TURN backends serve), tls = turns:<turn>:443?transport=tcp")
+    edge_candidates: Literal["relay", "host"] = Field(
+        "relay", description="the media edge's ICE candidates: relay = through the lab's TURN (the agent's and the "
+                             "edge's relays meet inside the TURN host); host = the signalling host's own address, so "
+                             "the far side of the agent's relay crosses the cloud network (docs/softphone.md)")
     calls: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="calls the cloud expects: id -> {behaviour, answer_delay, contact_ctx}; "
                                           "scenarios fill this in")

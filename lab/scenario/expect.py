@@ -14,6 +14,8 @@ from lab.model.units import format_duration
 
 from .load import Expectation, Scenario
 
+SILENCE_DBFS = -40.0   # as the agent (lab/agent/peer.py): below this the audio counts as silence
+
 
 @dataclass
 class Check:
@@ -97,11 +99,19 @@ def _call(e: Expectation, obs: dict) -> tuple[bool | None, str]:
         words = f"failed with {obs.get('softphone_error') or obs.get('rtc_error') or 'no error'}"
     times = obs.get("times") or {}
     if times.get("error") is not None:
-        words += f" {format_duration(times['error'])} after the ICE state began"
+        state = times.get("error_state")
+        state = "the ICE state" if state in (None, "ConnectSignalingAndIceCollectionState") else state
+        words += f" {format_duration(times['error'])} after {state} began"
     if obs.get("diagnosis"):
         words += f": {obs['diagnosis']}"
     if times.get("first_candidate") is not None:
         words += f"; first relay candidate after {format_duration(times['first_candidate'])}"
+    far = obs.get("far_end")
+    if far is not None and obs.get("reached_talking"):
+        words += (f"; the caller leg received {far.get('packets_received')}"
+                  + (f" ({far.get('heard_hz')} Hz)" if far.get("packets_received") else ""))
+    if q.get("relay_transport"):
+        words += f"; audio relayed over {q['relay_transport'].upper()} to TURN"
     ok = True
     if spec.outcome is not None:
         got = ("silent" if silent else "talking") if obs.get("reached_talking") else "failed"
@@ -109,7 +119,24 @@ def _call(e: Expectation, obs: dict) -> tuple[bool | None, str]:
     if spec.error is not None:
         ok &= obs.get("softphone_error") == spec.error
     if spec.audio is not None:
-        ok &= (obs.get("reached_talking") and not silent) == spec.audio
+        agent_heard = bool(obs.get("reached_talking")) and not silent
+        if spec.audio and agent_heard and far is None:
+            return None, words + "; what the caller leg heard is unknown (the media edge logged no hangup)"
+        far_heard = bool(far) and bool(far.get("packets_received")) and (far.get("heard_dbfs") or -999) > SILENCE_DBFS
+        ok &= (agent_heard and far_heard) == spec.audio
+    if spec.candidates is not None:
+        words += f"; {obs.get('local_candidates')} relay candidate(s)"
+        ok &= obs.get("local_candidates") == spec.candidates
+    if spec.relay_transport is not None:
+        if not q.get("relay_transport"):
+            return False, words + "; no relay carried audio"
+        ok &= q["relay_transport"] == spec.relay_transport
+    if spec.max_lost is not None:
+        if not obs.get("reached_talking") or far is None:
+            return False, words + "; no audio to count losses in"
+        lost = (q.get("packets_lost") or 0, far.get("packets_lost") or 0)
+        words += f"; lost {lost[0]} to the agent, {lost[1]} to the caller"
+        ok &= max(lost) <= spec.max_lost
     for key, label in (("error_at", "error"), ("first_candidate", "first_candidate")):
         if key in e.bounds:
             value = times.get(label)

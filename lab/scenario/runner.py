@@ -195,10 +195,17 @@ class _Call:
         obs = dict(outcome, timeline=[e for _, e in events])
         ice = next((e["t"] for _, e in events if e["kind"] == "state" and e["name"] == ICE_STATE), None)
         first = next((e["t"] for _, e in events if e["kind"] == "candidate" and e["name"] == "relay"), None)
-        err = next((e["t"] for _, e in events if e["kind"] == "error"), None)
+        err = next((e for _, e in events if e["kind"] == "error"), None)
         talking = next((e["t"] for _, e in events if e["kind"] == "state" and e["name"] == "TalkingState"), None)
+        # an error is timed from the start of the state it failed in: that is when the softphone's
+        # timer for it started (ICE and connect timers: the ICE state; the invite timer: InviteAnswerState)
+        failed_in = err and next((e["t"] for _, e in events if e["kind"] == "state" and e["name"] == err.get("state")),
+                                 None)
         obs["times"] = {"ice_start": ice, "first_candidate": None if first is None or ice is None else first - ice,
-                        "error": None if err is None or ice is None else err - ice, "talking": talking}
+                        "error": None if err is None or failed_in is None else err["t"] - failed_in,
+                        "error_state": err and err.get("state"), "talking": talking}
+        if outcome.get("reached_talking"):
+            obs["far_end"] = run.far_end(self.step.name)
         run.result.observations[self.key] = obs
         if self.lines:      # from 'go' to the softphone's first event: lab overhead, not the call's
             run.result.timings[f"agent_start.{self.step.name}"] = self.lines[0][0] - self.started
@@ -235,6 +242,29 @@ class Runner:
 
     def event(self, source: str, what: str) -> None:
         self.result.events.append(Event(time.monotonic() - self.t0, source, what))
+
+    def far_end(self, call_id: str, wait: float = 3.0) -> dict | None:
+        """What the cloud's caller leg received from the agent on call ``call_id`` (the media
+        edge logs it when the call is hung up, just after it answers the agent's ``bye``)."""
+        logs = [rs.log_path for rs in getattr(self.network, "services", None) or [] if rs.service == "signalling"]
+        deadline = time.monotonic() + wait
+        while logs:
+            for log in logs:
+                try:
+                    lines = log.read_text(errors="replace").splitlines()
+                except OSError:
+                    continue
+                for line in reversed(lines):
+                    if f'"callId": "{call_id}"' in line and '"event": "hangup"' in line:
+                        try:
+                            item = json.loads(line)
+                        except ValueError:
+                            continue
+                        return {k: item.get(k) for k in ("heard_hz", "heard_dbfs", "packets_received", "packets_lost")}
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        return None
 
     def address_of(self, to: str) -> str:
         topo = self.scenario.topology

@@ -176,10 +176,18 @@ class CallExpect(_Expect):
     call: str = Field(description="the call's name")
     outcome: Literal["talking", "failed", "silent"] | None = None
     error: str | None = Field(None, description="the softphone error type, e.g. ice_collection_timeout")
-    error_at: str | None = Field(None, description="when the error comes, after the ICE state begins: '8s +/- 0.2s'")
+    error_at: str | None = Field(None, description=(
+        "when the error comes, after the state it failed in began (when its timer started: the ICE state for "
+        "ice_collection_timeout and signalling_connection_failure, InviteAnswerState for "
+        "signalling_handshake_failure): '8s +/- 0.2s'"))
     first_candidate: str | None = Field(None, description="bound on the first relay candidate after the ICE state begins: '< 300ms'")
     setup: str | None = Field(None, description="bound on the time from the call's start to Talking")
-    audio: bool | None = Field(None, description="audio flowed both ways (true) or not (false) once Talking")
+    audio: bool | None = Field(None, description=(
+        "audio flowed both ways (true: the agent heard the caller and the caller leg heard the agent) or not (false)"))
+    candidates: int | None = Field(None, ge=0, description="relay candidates the softphone had when ICE collection ended")
+    relay_transport: Literal["udp", "tcp", "tls"] | None = Field(
+        None, description="how the agent reached the TURN relay that carried the call's audio")
+    max_lost: int | None = Field(None, ge=0, description="audio packets lost at most, in each direction")
     loss: str | None = Field(None, description=(
         "bound on audio packet loss once Talking, the worse of the two directions: '< 1%'"))
     jitter: str | None = Field(None, description="bound on the agent's received audio jitter (RFC 3550): '< 30ms'")

@@ -85,7 +85,7 @@ class FakeSignalling:
                 await asyncio.sleep(t)
                 if kind == "ok":
                     return
-                if self.attempts > max_retries:
+                if self.attempts >= max_retries:   # 3 attempts in all, as signaling.js
                     raise RTCError(errors.SIGNALLING_CONNECTION_FAILURE, "retries exhausted")
         try:
             await asyncio.wait_for(attempts(), timeout)

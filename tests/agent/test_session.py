@@ -67,7 +67,7 @@ def test_timers_side_by_side():
             call(FakePeer(candidates_at=(), complete_at=0.2)),
             # 3: invite answered after 6 s: handshake failure at 5 s
             call(sig=FakeSignalling(answer_delay=6.0)),
-            # 4: every WebSocket attempt fails fast: 1 + 3 retries then connection failure
+            # 4: every WebSocket attempt fails fast: 3 attempts in all (signaling.js), then connection failure
             call(sig=FakeSignalling(connect_attempts=[("fail", 0.05)] * 10)),
             # 5: the WebSocket never opens: connection failure at the 10 s connect timeout
             call(sig=FakeSignalling(connect_attempts=())),
@@ -98,7 +98,7 @@ def test_timers_side_by_side():
     assert retries.rtc_error == errors.SIGNALLING_CONNECTION_FAILURE
     assert retries.softphone_error == "signalling_connection_failure"
     assert since(retries, errors.SIGNALLING_CONNECTION_FAILURE, S.CONNECT_SIGNALING_AND_ICE_COLLECTION) == \
-        pytest.approx(4 * 0.05, abs=TOL)
+        pytest.approx(3 * 0.05, abs=TOL)
 
     assert connect_hang.rtc_error == errors.SIGNALLING_CONNECTION_FAILURE
     assert since(connect_hang, errors.SIGNALLING_CONNECTION_FAILURE, S.CONNECT_SIGNALING_AND_ICE_COLLECTION) == \

@@ -105,10 +105,10 @@ def test_signalling_mock(tmp_path):
     assert any(e.get("error", {}).get("code") == 403 for e in denied.timeline if e["kind"] == "signalling")
     assert nobody.rtc_error == errors.CALL_NOT_FOUND and nobody.softphone_error is None
 
-    # connection failures: refused -> 1 + 3 retries, quickly; silent peer -> the 10 s timeout
+    # connection failures: refused -> 3 attempts in all (signaling.js), quickly; silent peer -> the 10 s timeout
     for out in (refused, untrusted, wrong_path):
         assert out.rtc_error == errors.SIGNALLING_CONNECTION_FAILURE
-        assert len([e for e in out.timeline if e["name"] == "connect_failed"]) == 4
+        assert len([e for e in out.timeline if e["name"] == "connect_failed"]) == 3
         assert since(out, errors.SIGNALLING_CONNECTION_FAILURE, S.CONNECT_SIGNALING_AND_ICE_COLLECTION) < 2
     assert hung.rtc_error == errors.SIGNALLING_CONNECTION_FAILURE
     assert since(hung, errors.SIGNALLING_CONNECTION_FAILURE, S.CONNECT_SIGNALING_AND_ICE_COLLECTION) == \

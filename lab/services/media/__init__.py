@@ -26,11 +26,14 @@ def lab_service(ctx) -> "object":
     t = dict(topo.services.get("turn") or {})
     urls = {"udp": f"turn:{turn_ip}:{t.get('udp_port', 3478)}?transport=udp",
             "tcp": f"turn:{turn_ip}:{t.get('tcp_port', 3478)}?transport=tcp",
+            # plain TCP on the TLS port: what gets through an office that allows only TCP 443
+            "tcp443": f"turn:{turn_ip}:{t.get('tls_port', 443)}?transport=tcp",
             "tls": f"turns:{turn_ip}:{t.get('tls_port', 443)}?transport=tcp"}
     agent_urls = [urls[k] for k in opts.get("ice_servers", ["udp"])]
     ip = str(ctx.addresses[0])
     config = {"turn_secret": t.get("secret") or "", "agent_turn_urls": agent_urls,
-              "edge_turn_urls": [urls["udp"]], "ca_dir": str(ctx.run_dir / "pki"),
+              "edge_turn_urls": [urls["udp"]], "edge_candidates": opts.get("edge_candidates", "relay"),
+              "ca_dir": str(ctx.run_dir / "pki"),
               "server_name": ip, "server_ips": [str(a) for a in ctx.addresses], "listen": "0.0.0.0",
               "port": int(opts.get("port", 443)), "media_info_dir": str(ctx.run_dir / "calls"),
               "calls": {k: dict(v) for k, v in (opts.get("calls") or {}).items()}}

@@ -34,6 +34,7 @@ class CloudConfig:
     port: int = 443
     server_ips: list[str] = field(default_factory=lambda: ["127.0.0.1"])
     edge_turn_urls: list[str] = field(default_factory=list)
+    edge_candidates: str = "relay"       # relay (through TURN) or host (the edge's own address)
     media_info_dir: str | None = None
     calls: dict[str, dict[str, Any]] = field(default_factory=dict)  # callId -> CallPlan fields
 
@@ -53,7 +54,9 @@ class ConnectCloud:
         issued = self.ca.issue("signalling", dns=[cfg.server_name], ips=cfg.server_ips)
         edge_urls = cfg.edge_turn_urls or cfg.agent_turn_urls[:1]
         edge_info = media_info(turn_urls=edge_urls, turn_secret=cfg.turn_secret, signalling_endpoint="", user="edge")
-        self.edge = MediaEdge(call_config(edge_info)["iceServers"], log=log)
+        if cfg.edge_candidates not in ("relay", "host"):
+            raise ValueError(f"edge_candidates must be relay or host, not {cfg.edge_candidates!r}")
+        self.edge = MediaEdge(call_config(edge_info)["iceServers"], log=log, candidates=cfg.edge_candidates)
         self.signalling = SignallingServer(answerer=self.edge.answer, ssl=issued.server_context(),
                                            on_accept=self.edge.accept, on_bye=self.edge.hangup, log=log)
         self.port = cfg.port

@@ -69,8 +69,14 @@ def _answer_sdp(sdp: str) -> tuple[str, list[dict[str, Any]]]:
 
 
 class MediaEdge:
-    def __init__(self, ice_servers: list[dict[str, Any]], log: TextIO | None = sys.stdout):
+    """``candidates``: ``relay`` gathers relay-only through the lab's TURN; ``host`` offers the
+    edge's own addresses (a media server with a public address, as a cloud's are), so the
+    agent's relay sends to it across the network and a firewall on the way can drop it."""
+
+    def __init__(self, ice_servers: list[dict[str, Any]], log: TextIO | None = sys.stdout,
+                 candidates: str = "relay"):
         self.ice_servers = ice_servers
+        self.candidates = candidates
         self.calls: dict[str, EdgeCall] = {}
         self.heard: dict[str, tuple[float, float]] = {}  # what each ended call's caller heard last
         self.log = log
@@ -81,6 +87,9 @@ class MediaEdge:
             self.log.flush()
 
     def _config(self) -> RTCConfiguration:
+        if self.candidates == "host":
+            # an empty list, not None: None would make aiortc use a public STUN server
+            return RTCConfiguration(iceServers=[])
         servers = [RTCIceServer(urls=s["urls"], username=s.get("username"), credential=s.get("credential"))
                    for s in self.ice_servers]
         return RTCConfiguration(iceServers=servers, iceTransportPolicy=RTCIceTransportPolicy.RELAY)
@@ -131,9 +140,29 @@ class MediaEdge:
             if call.caller_hears:
                 self.heard[call_id] = call.caller_hears.heard() if call.accepted.is_set() else (0.0, float("-inf"))
                 call.caller_hears.stop()
+            received = await _received(call.pc)
             await call.pc.close()
-            self._log(event="hangup", callId=call_id)
+            # what the caller leg heard of the agent: the far half of "audio both ways"
+            hz, db = self.heard.get(call_id, (0.0, float("-inf")))
+            self._log(event="hangup", callId=call_id, heard_hz=round(hz, 1),
+                      heard_dbfs=None if db == float("-inf") else round(db, 1), **received)
 
     async def close(self) -> None:
         for call_id in list(self.calls):
             await self.hangup(call_id)
+
+
+async def _received(pc: RTCPeerConnection) -> dict[str, Any]:
+    """Audio packets the edge received from the agent, and how many were lost (RTP sequence
+    numbers, aiortc's inbound statistics)."""
+    out: dict[str, Any] = {"packets_received": 0, "packets_lost": 0}
+    for receiver in pc.getReceivers():
+        try:
+            report = await receiver.getStats()
+        except Exception:  # noqa: BLE001 - a receiver that never started has no statistics
+            continue
+        for s in report.values():
+            if type(s).__name__ == "RTCInboundRtpStreamStats":
+                out["packets_received"] += s.packetsReceived
+                out["packets_lost"] += s.packetsLost
+    return out
