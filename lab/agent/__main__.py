@@ -8,7 +8,8 @@ Config (JSON)::
      "ca": "run/ca/ca.pem",             # the lab CA the agent trusts (wss:, turns:)
      "profile": "chrome",               # or "aiortc-default"
      "talk_time": 3.0, "media": true,
-     "timers": {"ice": 8.0}}            # optional overrides of lab.agent.constants.Timers
+     "timers": {"ice": 8.0},            # optional overrides of lab.agent.constants.Timers
+     "vdi": {"mode": "redirected", "desktop": "192.0.2.5", "port": 1494}}   # optional (lab/agent/vdi.py)
 """
 
 from __future__ import annotations
@@ -66,8 +67,15 @@ def load(path: str) -> tuple[str, dict, ssl.SSLContext | None, CallOptions]:
             ctx = ssl.create_default_context(cafile=str(ca))
         except (OSError, ssl.SSLError) as exc:
             raise ConfigError(f"{path}: ca: cannot load {ca}: {exc}")
+    vdi = None
+    if doc.get("vdi") is not None:
+        from .vdi import VdiOptions
+        try:
+            vdi = VdiOptions.from_dict(doc["vdi"])
+        except (ValueError, TypeError, AttributeError) as exc:
+            raise ConfigError(f"{path}: {exc}")
     opts = CallOptions(profile=profile, talk_time=float(doc.get("talk_time", 3.0)),
-                       media=bool(doc.get("media", True)), timers=Timers(**timers))
+                       media=bool(doc.get("media", True)), timers=Timers(**timers), vdi=vdi)
     return call["callId"], call["mediaInfo"], ctx, opts
 
 

@@ -97,7 +97,8 @@ def _call(e: Expectation, obs: dict) -> tuple[bool | None, str]:
         words = f"failed with {obs.get('softphone_error') or obs.get('rtc_error') or 'no error'}"
     times = obs.get("times") or {}
     if times.get("error") is not None:
-        words += f" {format_duration(times['error'])} after the ICE state began"
+        since = "the call began" if times.get("error_from") == "call" else "the ICE state began"
+        words += f" {format_duration(times['error'])} after {since}"
     if times.get("first_candidate") is not None:
         words += f"; first relay candidate after {format_duration(times['first_candidate'])}"
     ok = True
@@ -121,6 +122,8 @@ def _call(e: Expectation, obs: dict) -> tuple[bool | None, str]:
         if good is None:
             return None, words
         ok &= good
+    if obs.get("vdi"):
+        words += vdi_words(obs["vdi"])
     if "setup" in e.bounds:
         t = times.get("talking")
         start = (obs.get("timeline") or [{}])[0].get("t", 0.0)
@@ -168,3 +171,16 @@ def _quality(e: Expectation, obs: dict, q: dict) -> tuple[bool | None, str] | No
         words += f"; audio {key} {shown}"
         ok &= e.bounds[key].holds(value)
     return ok, words
+
+
+def vdi_words(v: dict) -> str:
+    """A VDI call's mode and the mouth-to-ear estimate of both places the engine can run."""
+    words = f"; VDI {v['mode']} (softphone on {v['engine_on']})"
+    m = v.get("mouth_to_ear") or {}
+    if "error" in m:
+        return words + f"; mouth-to-ear not estimated: {m['error']}"
+    if m:
+        words += (f"; mouth-to-ear about {m['in-desktop']['total_ms']:.0f} ms with the softphone in the desktop "
+                  f"(display channel {m['in-desktop']['display_ms']:.1f} ms), "
+                  f"{m['redirected']['total_ms']:.0f} ms redirected")
+    return words

@@ -132,12 +132,17 @@ class _Call:
         d = run.network.state.dir
         cfg = d / f"agent-{step.name}.json"
         from lab.model.units import parse_duration
-        cfg.write_text(json.dumps({"call": str(d / "calls" / f"{step.name}.json"), "ca": str(d / "pki" / "ca.pem"),
-                                   "talk_time": parse_duration(spec.talk)[0], "profile": spec.profile}))
+        agent_cfg = {"call": str(d / "calls" / f"{step.name}.json"), "ca": str(d / "pki" / "ca.pem"),
+                     "talk_time": parse_duration(spec.talk)[0], "profile": spec.profile}
+        self.engine = engine_node(run.scenario.topology, spec)      # where the softphone runs
+        if spec.vdi is not None:
+            client = run.scenario.topology.nodes[spec.from_].vdi
+            agent_cfg["vdi"] = {"mode": spec.vdi, "desktop": str(client.address), "port": client.port}
+        cfg.write_text(json.dumps(agent_cfg))
         self.lines: list[tuple[float, dict]] = []
         self.stderr = b""
         self.run = run
-        self.proc = run.network.node(spec.from_).popen([sys.executable, "-m", "lab.agent", "--config", str(cfg)],
+        self.proc = run.network.node(self.engine).popen([sys.executable, "-m", "lab.agent", "--config", str(cfg)],
                                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()
@@ -172,8 +177,14 @@ class _Call:
         first = next((e["t"] for _, e in events if e["kind"] == "candidate" and e["name"] == "relay"), None)
         err = next((e["t"] for _, e in events if e["kind"] == "error"), None)
         talking = next((e["t"] for _, e in events if e["kind"] == "state" and e["name"] == "TalkingState"), None)
+        # an error before any ICE state (the VDI plug-in's) is timed from the call's start
+        start = events[0][1]["t"] if events else 0.0
         obs["times"] = {"ice_start": ice, "first_candidate": None if first is None or ice is None else first - ice,
-                        "error": None if err is None or ice is None else err - ice, "talking": talking}
+                        "error": None if err is None else err - (start if ice is None else ice),
+                        "error_from": "call" if ice is None else "ice", "talking": talking}
+        if self.step.spec.vdi is not None:
+            from lab.net.vdi import call_observation
+            obs["vdi"] = call_observation(run.network, self.step.spec.from_, self.step.spec.vdi, self.engine)
         run.result.observations[self.key] = obs
         for t, e in events:
             if e["kind"] in ("state", "error") or (e["kind"] == "candidate" and e["name"] == "relay"):
@@ -184,6 +195,14 @@ class _Call:
 
 
 ICE_STATE = "ConnectSignalingAndIceCollectionState"
+
+
+def engine_node(topo, spec) -> str:
+    """Where a call's softphone runs: the host itself, or under VDI without redirection the
+    thin client's virtual desktop (docs/vdi.md)."""
+    if spec.vdi in ("in-desktop", "redirect-unavailable"):
+        return topo.nodes[spec.from_].vdi.desktop
+    return spec.from_
 
 
 class Runner:
@@ -217,7 +236,7 @@ class Runner:
             if step.action == "probe":
                 path = path_points(topo, step.spec.from_, ip_address(self.address_of(step.spec.to)))
             elif step.action == "call" and turn:      # the softphone's media goes to TURN
-                path = path_points(topo, step.spec.from_, topo.address_of(turn))
+                path = path_points(topo, engine_node(topo, step.spec), topo.address_of(turn))
             for p in path or []:
                 points[(p.node, p.interface)] = None
         return list(points)

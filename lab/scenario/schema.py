@@ -75,6 +75,11 @@ class Call(Strict):
         "answer", description="how the cloud answers the invite (silent: never)")
     answer_delay: str = Field("0s", description="how long the cloud waits before answering the invite")
     wrong_token: bool = Field(False, description="hand the agent a contact token the cloud does not expect (403)")
+    vdi: Literal["in-desktop", "redirected", "redirect-unavailable"] | None = Field(None, description=(
+        "from a thin client (a host with 'vdi:'): in-desktop, the softphone runs in the virtual desktop; "
+        "redirected, its RTC engine runs on the thin client and signalling stays in the desktop; "
+        "redirect-unavailable, the plug-in is not ready in 10 s (vdi_redir_not_supported). "
+        "Without it the softphone runs on the host itself (docs/vdi.md)"))
 
 
 class LinkChange(BaseModel):
@@ -138,7 +143,9 @@ class CallExpect(_Expect):
     call: str = Field(description="the call's name")
     outcome: Literal["talking", "failed", "silent"] | None = None
     error: str | None = Field(None, description="the softphone error type, e.g. ice_collection_timeout")
-    error_at: str | None = Field(None, description="when the error comes, after the ICE state begins: '8s +/- 0.2s'")
+    error_at: str | None = Field(None, description=(
+        "when the error comes, after the ICE state begins (after the call's start for an error before "
+        "any ICE state, such as the VDI plug-in's): '8s +/- 0.2s'"))
     first_candidate: str | None = Field(None, description="bound on the first relay candidate after the ICE state begins: '< 300ms'")
     setup: str | None = Field(None, description="bound on the time from the call's start to Talking")
     audio: bool | None = Field(None, description="audio flowed both ways (true) or not (false) once Talking")
