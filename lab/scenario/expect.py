@@ -150,7 +150,7 @@ def audio_loss(q: dict) -> float | None:
 
 def _quality(e: Expectation, obs: dict, q: dict) -> tuple[bool | None, str] | None:
     """Audio quality bounds: measured once Talking, from the softphone's RTP/RTCP statistics."""
-    keys = [k for k in ("loss", "jitter", "rtt") if k in e.bounds]
+    keys = [k for k in ("loss", "jitter", "jitter_max", "rtt") if k in e.bounds]
     if not keys:
         return None
     if not obs.get("reached_talking"):
@@ -168,7 +168,7 @@ def _quality(e: Expectation, obs: dict, q: dict) -> tuple[bool | None, str] | No
             why = ("no RTCP receiver report came back during the call: talk longer"
                    if key == "rtt" else "the softphone reported no audio statistics")
             return None, words + f"; audio {key} could not be measured ({why})"
-        words += f"; audio {key} {shown}"
+        words += f"; audio {key.replace('_', ' ')} {shown}"
         ok &= e.bounds[key].holds(value)
     return ok, words
 

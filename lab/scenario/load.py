@@ -410,7 +410,7 @@ class _Checker:
                 self.err(path, "the expectation checks nothing",
                          "add what must hold, e.g. 'reached: true'" if kind == "probe" else "add e.g. 'outcome: talking'")
                 continue
-            for key in ("rtt", "error_at", "first_candidate", "setup", "jitter", "loss"):
+            for key in ("rtt", "error_at", "first_candidate", "setup", "jitter", "jitter_max", "loss"):
                 text = getattr(spec, key, None)
                 if text is None:
                     continue

@@ -152,6 +152,9 @@ class CallExpect(_Expect):
     loss: str | None = Field(None, description=(
         "bound on audio packet loss once Talking, the worse of the two directions: '< 1%'"))
     jitter: str | None = Field(None, description="bound on the agent's received audio jitter (RFC 3550): '< 30ms'")
+    jitter_max: str | None = Field(None, description=(
+        "bound on the worst of that jitter sampled every 100 ms while talking (the RFC 3550 estimate "
+        "forgets a burst within about a second): '>= 5ms'"))
     rtt: str | None = Field(None, description="bound on the media round-trip time from RTCP: '< 300ms'")
 
 
