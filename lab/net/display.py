@@ -127,15 +127,28 @@ def _handle(conn: socket.socket) -> None:
         conn.close()
 
 
-def serve(port: int) -> None:
+def listener(port: int, host: str = "0.0.0.0") -> socket.socket:
     srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    srv.bind(("0.0.0.0", port))
+    srv.bind((host, port))
     srv.listen(16)
-    print(f"listening on {port}", flush=True)
+    return srv
+
+
+def serve_forever(srv: socket.socket) -> None:
+    """Accept thin clients until the socket is closed; one thread per connection."""
     while True:
-        conn, _ = srv.accept()
+        try:
+            conn, _ = srv.accept()
+        except OSError:
+            return
         threading.Thread(target=_handle, args=(conn,), daemon=True).start()
+
+
+def serve(port: int) -> None:
+    srv = listener(port)
+    print(f"listening on {srv.getsockname()[1]}", flush=True)
+    serve_forever(srv)
 
 
 def _recv_exact(conn: socket.socket, n: int) -> bytes:

@@ -312,7 +312,7 @@ class _Checker:
                     ok = False
             if ok and spec.vdi is not None and topo.nodes[spec.from_].vdi is None:
                 self.err(path + ("vdi",), f"'{spec.from_}' is not a thin client, so it has no VDI mode",
-                         f"give the host 'vdi: {{desktop: NAME}}' in the topology, or leave 'vdi' out")
+                         "give the host 'vdi: {desktop: NAME}' in the topology, or leave 'vdi' out")
                 ok = False
             if not any("signalling" in n.services for n in topo.nodes.values()):
                 self.err(path, "a call needs a host with the signalling service (and one with turn)",
