@@ -54,6 +54,8 @@ def markdown(result) -> str:
         if result.pcaps:
             lines += ["Captures (open them in Wireshark): " + ", ".join(
                 f"[{k}](pcap/{Path(v).name})" for k, v in sorted(result.pcaps.items())), ""]
+    from .vdi import markdown as vdi_markdown
+    lines += vdi_markdown(result.observations)
     lines += ["", "## Timeline", "", "| t | source | event |", "|---|---|---|"]
     for e in result.events:
         lines.append(f"| {e.t:.3f} s | {e.source} | {e.what} |")
