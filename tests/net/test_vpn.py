@@ -268,7 +268,6 @@ def test_real_calls_through_the_tunnels_on_the_underlay(tmp_path, monkeypatch):
     assert len(a3) > 50 and all(f"{CONCENTRATOR}.443" in l and "UDP" not in l for l in a3), a3[:5]
     assert any(f"IP {AGENT['agent2']}." in l and f"> {TURN}.3478: UDP" in l for l in a2), a2[:5]
     assert any(f"IP {AGENT['agent2']}." in l and f"> {SIGNALLING}.443:" in l for l in a2), a2[:5]
-    assert not [l for l in a2 if f"{CONCENTRATOR}.1194" in l and "length 0" in l]
     # TURN: the full tunnels arrive masqueraded to the concentrator, the split agent as itself
     sources = {l.split(" IP ")[1].split(" > ")[0].rsplit(".", 1)[0] for l in at_turn if f"> {TURN}.3478" in l}
     assert sources == {CONCENTRATOR, AGENT["agent2"]}, sources
