@@ -119,3 +119,18 @@ def test_redirected_call_signals_through_the_desktop(tmp_path, desktop):
     assert out.reached_talking and out.ok, out.timeline
     # the signalling WebSocket went through the desktop's virtual channel, once
     assert relayed and all(p == port for _, p in relayed), relayed
+
+
+def test_agent_config_vdi_is_checked(tmp_path):
+    import json
+    from lab.agent.__main__ import ConfigError, load
+    base = {"callId": "c", "mediaInfo": {"callConfigJson": "{}", "callContextToken": "t"}}
+    good = tmp_path / "good.json"
+    good.write_text(json.dumps(dict(base, vdi={"mode": "redirected", "desktop": "192.0.2.2", "port": 3389})))
+    assert load(str(good))[3].vdi == VdiOptions("redirected", "192.0.2.2", 3389)
+    for vdi, msg in (({"mode": "sideways"}, "vdi.mode: must be one of in-desktop, redirected"),
+                     ({"mode": "redirected"}, "vdi.desktop: the desktop's address is needed")):
+        bad = tmp_path / "bad.json"
+        bad.write_text(json.dumps(dict(base, vdi=vdi)))
+        with pytest.raises(ConfigError, match=msg):
+            load(str(bad))
