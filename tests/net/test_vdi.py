@@ -93,7 +93,7 @@ def test_vdi_modes_on_the_wire(tmp_path, monkeypatch):
     extra = [("home-router", "eth1"), ("turn", "eth0"), ("signalling", "eth0")]
     real = Runner._capture_points
     monkeypatch.setattr(Runner, "_capture_points", lambda self: list(dict.fromkeys(real(self) + extra)))
-    r = Runner(load_scenario(ROOT / "tests/scenarios/vdi-modes.yaml"), out_dir=tmp_path).run()
+    r = Runner(load_scenario(ROOT / "tests/net/scenarios/vdi-modes.yaml"), out_dir=tmp_path).run()
     assert r.verdict == "pass", [c.to_dict() for c in r.checks]
     o = r.observations
 
