@@ -9,7 +9,8 @@ Config (JSON)::
      "profile": "chrome",               # or "aiortc-default"
      "engine": "emulated",              # or "chromium": the real connect-rtc-js in headless Chromium
      "talk_time": 3.0, "media": true,
-     "timers": {"ice": 8.0}}            # optional overrides of lab.agent.constants.Timers
+     "timers": {"ice": 8.0},            # optional overrides of lab.agent.constants.Timers
+     "vdi": {"mode": "redirected", "desktop": "192.0.2.5", "port": 1494}}   # optional (lab/agent/vdi.py)
 """
 
 from __future__ import annotations
@@ -73,8 +74,17 @@ def load(path: str) -> tuple[str, dict, ssl.SSLContext | None, CallOptions]:
     engine = doc.get("engine", "emulated")
     if engine not in ENGINES:
         raise ConfigError(f"{path}: engine: must be one of {', '.join(ENGINES)}, not {engine!r}")
+    vdi = None
+    if doc.get("vdi") is not None:
+        from .vdi import VdiOptions
+        try:
+            vdi = VdiOptions.from_dict(doc["vdi"])
+        except (ValueError, TypeError, AttributeError) as exc:
+            raise ConfigError(f"{path}: {exc}")
+    if vdi is not None and engine != "emulated":
+        raise ConfigError(f"{path}: vdi: the VDI modes run the emulated softphone (engine: emulated)")
     opts = CallOptions(profile=profile, engine=engine, talk_time=float(doc.get("talk_time", 3.0)),
-                       media=bool(doc.get("media", True)), timers=Timers(**timers))
+                       media=bool(doc.get("media", True)), timers=Timers(**timers), vdi=vdi)
     return call["callId"], call["mediaInfo"], ctx, opts
 
 

@@ -174,6 +174,9 @@ def place_call(call_id: str, media_info: dict[str, Any], *, pki_dir: Path | None
                       "name": ev.pop("name", ""), **ev}
                 if ev["kind"] == "error":
                     ev["softphone_error"] = softphone_error_type(ev["name"])
+                    # the state it failed in (whose timer fired), as the emulated softphone reports it
+                    ev["state"] = next((e["name"] for e in reversed(events)
+                                        if e["kind"] == "state" and e["name"] != "FailedState"), None)
                 events.append(ev)
                 if stream is not None:
                     stream.write(json.dumps(ev) + "\n")

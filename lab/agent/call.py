@@ -3,6 +3,7 @@ browser-faithful peer and the LilyRTC channel (what ``python -m lab.agent`` runs
 
 from __future__ import annotations
 
+import asyncio
 import json
 import ssl as ssl_mod
 from dataclasses import dataclass, field
@@ -10,9 +11,10 @@ from typing import Any, TextIO
 
 from .constants import Timers
 from .peer import RelayPeer
-from .session import Outcome, RTCSession
+from .session import FAILED, Outcome, RTCSession
 from .signalling import SignallingChannel
 from .timeline import Timeline
+from . import vdi as vdi_mod
 
 
 @dataclass
@@ -22,6 +24,7 @@ class CallOptions:
     talk_time: float = 3.0
     media: bool = True
     timers: Timers = field(default_factory=Timers)
+    vdi: vdi_mod.VdiOptions | None = None     # under VDI: where the engine runs (lab/agent/vdi.py)
 
 
 async def place_call(call_id: str, info: dict[str, Any], *, ssl: ssl_mod.SSLContext | None,
@@ -30,8 +33,40 @@ async def place_call(call_id: str, info: dict[str, Any], *, ssl: ssl_mod.SSLCont
     tl = Timeline(stream=stream)
     tl.add("info", "call", callId=call_id, profile=options.profile, callType=info.get("callType"),
            iceServers=[u for s in cfg["iceServers"] for u in ([s["urls"]] if isinstance(s["urls"], str) else s["urls"])])
+    channel = None
+    if options.vdi is not None:
+        failed = await _vdi_strategy(options.vdi, options.timers, tl)
+        if failed is not None:
+            return failed
+        if options.vdi.mode == "redirected":
+            from urllib.parse import urlsplit
+            ep = urlsplit(cfg["signalingEndpoint"])
+            channel = vdi_mod.virtual_channel(options.vdi, ep.hostname, ep.port or 443)
     peer = RelayPeer(cfg["iceServers"], profile=options.profile, timeline=tl, ssl=ssl, media=options.media)
-    sig = SignallingChannel(cfg["signalingEndpoint"], call_id, info["callContextToken"], timeline=tl, ssl=ssl)
+    sig = SignallingChannel(cfg["signalingEndpoint"], call_id, info["callContextToken"], timeline=tl, ssl=ssl,
+                            channel=channel)
     session = RTCSession(peer, sig, call_context_token=info["callContextToken"], timeline=tl,
                          timers=options.timers, talk_time=options.talk_time)
     return await session.run()
+
+
+async def _vdi_strategy(opts: vdi_mod.VdiOptions, timers: Timers, tl: Timeline) -> Outcome | None:
+    """The CCP's VDI strategy before any RTC session: the plug-in must be ready within
+    ``timers.vdi_plugin`` (10 s) or Streams publishes vdi_redir_not_supported; an Outcome
+    then, None when the call may go on."""
+    tl.add("vdi", "strategy", mode=opts.mode, plugin_timeout=timers.vdi_plugin)
+    if opts.mode == "in-desktop":
+        return None
+    try:
+        if opts.mode == "redirect-unavailable":
+            # no plug-in answers: the wait ends on the plug-in timer
+            await asyncio.sleep(timers.vdi_plugin)
+            raise vdi_mod.PluginError(f"the plug-in did not become ready within {timers.vdi_plugin:g} s")
+        await vdi_mod.register_plugin(opts, timers.vdi_plugin)
+    except vdi_mod.PluginError as exc:
+        tl.add("error", vdi_mod.VDI_REDIR_NOT_SUPPORTED, softphone_error=vdi_mod.SOFTPHONE_ERROR,
+               detail=f"{vdi_mod.NOT_SUPPORTED_MESSAGE} ({exc})", state="VDIStrategy")
+        return Outcome(FAILED, None, vdi_mod.SOFTPHONE_ERROR, vdi_mod.NOT_SUPPORTED_MESSAGE,
+                       timeline=tl.as_list())
+    tl.add("vdi", "plugin_ready", desktop=opts.desktop, port=opts.port)
+    return None

@@ -17,6 +17,7 @@ MAX_ACCEPT_BYE_DELAY = 2.0           # MAX_ACCEPT_BYE_DELAY_MS: wait for the bye
 DEFAULT_ICE_CANDIDATE_POOL_SIZE = 1
 RTC_PEER_CONNECTION_IDLE_TIMEOUT = 60.0
 ICE_RESTART_RETRY_INTERVAL = 3.0
+VDI_PLUGIN_TIMEOUT = 10.0            # VDI plug-ins wait up to 10000 ms -> vdi_redir_not_supported
 
 # The peer connection the library builds (rtc_session.js); the lab's agent honours each one.
 PEER_CONNECTION_CONFIG = {
@@ -39,3 +40,4 @@ class Timers:
     connect_max_retries: int = CONNECT_MAX_RETRIES
     invite: float = MAX_INVITE_DELAY
     accept_bye: float = MAX_ACCEPT_BYE_DELAY
+    vdi_plugin: float = VDI_PLUGIN_TIMEOUT

@@ -21,6 +21,7 @@ from .turnclient import TurnURL
 
 
 SILENCE_DBFS = -40.0  # below this the received audio counts as silence
+JITTER_SAMPLE = 0.1   # s between jitter samples while talking
 
 
 def offer_sdp(ufrag: str, pwd: str, session_id: int | None = None, fingerprint: str | None = None) -> str:
@@ -107,10 +108,21 @@ class RelayPeer:
         tl.add("media", "connected", ice=self.media.ice_state)
 
     async def talk(self, duration: float) -> dict[str, Any]:
-        await asyncio.sleep(duration)
         if self.media is None:
+            await asyncio.sleep(duration)
             return {"audio": "not_emulated"}
+        # RFC 3550 jitter is a running estimate that forgets a burst within a second or so:
+        # sample it while talking so that the call's worst moment is kept too
+        loop = asyncio.get_running_loop()
+        end = loop.time() + duration
+        worst = None
+        while (left := end - loop.time()) > 0:
+            await asyncio.sleep(min(JITTER_SAMPLE, left))
+            j = (await self.media.stats()).get("jitter_ms")
+            if j is not None:
+                worst = j if worst is None else max(worst, j)
         q = await self.media.stats()
+        q["jitter_max_ms"] = worst
         freq, level = self.media.sink.heard() if self.media.sink else (0.0, float("-inf"))
         q["heard_hz"] = round(freq, 1)
         q["heard_dbfs"] = round(level, 1) if level != float("-inf") else None

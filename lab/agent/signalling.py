@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import ssl as ssl_mod
 import uuid
-from typing import Any
+from typing import Any, Awaitable, Callable
 from urllib.parse import quote
 
 from websockets.asyncio.client import connect as ws_connect
@@ -40,8 +41,11 @@ def signalling_url(endpoint: str, call_id: str, contact_ctx: str) -> str:
 
 class SignallingChannel:
     def __init__(self, endpoint: str, call_id: str, contact_ctx: str, *, timeline: Timeline,
-                 ssl: ssl_mod.SSLContext | None = None, server_hostname: str | None = None):
+                 ssl: ssl_mod.SSLContext | None = None, server_hostname: str | None = None,
+                 channel: Callable[[], Awaitable[socket.socket]] | None = None):
         self.url = signalling_url(endpoint, call_id, contact_ctx)
+        # a VDI virtual channel (lab/agent/vdi.py): each attempt's TCP connection comes from it
+        self.channel = channel
         self.ssl = ssl
         self.server_hostname = server_hostname
         self.timeline = timeline
@@ -67,8 +71,13 @@ class SignallingChannel:
                 kw: dict[str, Any] = {"ssl": self.ssl} if self.url.startswith("wss:") else {}
                 if self.server_hostname and "ssl" in kw:
                     kw["server_hostname"] = self.server_hostname
-                self.ws = await asyncio.wait_for(
-                    ws_connect(self.url, open_timeout=None, ping_interval=None, **kw), remaining)
+
+                async def open_ws():
+                    if self.channel is not None:
+                        kw["sock"] = await self.channel()
+                    return await ws_connect(self.url, open_timeout=None, ping_interval=None, **kw)
+
+                self.ws = await asyncio.wait_for(open_ws(), remaining)
             except asyncio.TimeoutError:
                 self.timeline.add("signalling", "connect_timeout", attempt=attempt)
                 break

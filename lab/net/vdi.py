@@ -131,3 +131,45 @@ def mouth_to_ear(network, client: str, seconds: float = 1.0) -> MouthToEar:
     remote = _rtt_ms(network, desktop, topo.address_of(turn.name)) / 2 + relay_leg
     display = display_channel(network, client, seconds)
     return MouthToEar(local, remote + display.delay_ms_mean, display)
+
+
+# The softphone's own share of mouth-to-ear delay, the same wherever its engine runs. Nominal
+# values (the lab does not measure audio devices): Opus frames of 20 ms (the offer's ptime),
+# a jitter buffer holding about two frames, capture and playout buffers of 10 ms each.
+PACKETIZATION_MS = 20.0
+JITTER_BUFFER_MS = 40.0
+DEVICES_MS = 20.0
+SOFTPHONE_SHARE_MS = PACKETIZATION_MS + JITTER_BUFFER_MS + DEVICES_MS
+#: the display protocol packs the desktop's sound in frames too (lab/net/display.py)
+DISPLAY_FRAME_MS = 20.0
+
+
+def estimate(m: MouthToEar) -> dict:
+    """Mouth-to-ear, one way, for both places the RTC engine can run: the network's share
+    (measured) plus the softphone's (nominal), and for the softphone in the desktop the
+    display channel's delay plus its audio frame."""
+    display = m.display.delay_ms_mean + DISPLAY_FRAME_MS
+    media_remote = m.in_desktop - m.display.delay_ms_mean
+    return {
+        "redirected": {"network_ms": round(m.redirected, 3), "softphone_ms": SOFTPHONE_SHARE_MS,
+                       "total_ms": round(m.redirected + SOFTPHONE_SHARE_MS, 3)},
+        "in-desktop": {"network_ms": round(media_remote, 3), "display_ms": round(display, 3),
+                       "softphone_ms": SOFTPHONE_SHARE_MS,
+                       "total_ms": round(media_remote + display + SOFTPHONE_SHARE_MS, 3)},
+        "display": m.display.to_dict(),
+    }
+
+
+def call_observation(network, client: str, mode: str, engine: str) -> dict:
+    """What a scenario's report says about a call from thin client ``client`` in VDI ``mode``
+    (lab/agent/vdi.py): where the engine and the signalling ran, and the mouth-to-ear estimate
+    of both modes, measured in the running lab after the call."""
+    from .network import LabError
+    desktop = network.topo.nodes[client].vdi.desktop
+    obs = {"mode": mode, "thin_client": client, "desktop": desktop, "engine_on": engine,
+           "signalling_from": desktop}
+    try:
+        obs["mouth_to_ear"] = estimate(mouth_to_ear(network, client, 1.0))
+    except (LabError, StopIteration, subprocess.TimeoutExpired) as exc:
+        obs["mouth_to_ear"] = {"error": str(exc) or "no turn or media host in the lab"}
+    return obs

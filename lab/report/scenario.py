@@ -55,6 +55,8 @@ def markdown(result) -> str:
             lines += ["Captures (open them in Wireshark): " + ", ".join(
                 f"[{k}](pcap/{Path(v).name})" for k, v in sorted(result.pcaps.items())), ""]
     lines += _calls_markdown(result)
+    from .vdi import markdown as vdi_markdown
+    lines += vdi_markdown(result.observations)
     lines += ["", "## Timeline", "", "| t | source | event |", "|---|---|---|"]
     for e in result.events:
         lines.append(f"| {e.t:.3f} s | {e.source} | {e.what} |")

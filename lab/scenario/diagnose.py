@@ -29,7 +29,19 @@ class Point:
 
 
 def path_points(topo: Topology, src: str, dst_address) -> list[Point] | None:
-    """Capture points in the order a packet from ``src`` to ``dst_address`` meets them."""
+    """Capture points in the order a packet from ``src`` to ``dst_address`` meets them.
+    A tunnelled packet (lab/model/vpn.py) is followed inside the tunnel: out of the client's
+    tun device, into the concentrator's, and on from there (on the underlay it is only
+    OpenVPN's encrypted datagrams, in which a probe cannot be recognised)."""
+    from lab.model.vpn import tunnelled
+    node = topo.nodes[src]
+    if tunnelled(node, dst_address):
+        c = node.vpn
+        conc = topo.nodes[c.concentrator]
+        rest = path_points(topo, c.concentrator, dst_address)
+        if rest is None:
+            return None
+        return [Point(src, c.device, "out"), Point(conc.name, conc.tunnels[c.tunnel].device, "in"), *rest]
     route = hops(topo.nodes, src, dst_address)
     if route is None:
         return None

@@ -100,8 +100,11 @@ def _call(e: Expectation, obs: dict) -> tuple[bool | None, str]:
     times = obs.get("times") or {}
     if times.get("error") is not None:
         state = times.get("error_state")
-        state = "the ICE state" if state in (None, "ConnectSignalingAndIceCollectionState") else state
-        words += f" {format_duration(times['error'])} after {state} began"
+        if times.get("error_from") == "call":
+            since = "the call began"
+        else:
+            since = ("the ICE state" if state in (None, "ConnectSignalingAndIceCollectionState") else state) + " began"
+        words += f" {format_duration(times['error'])} after {since}"
     if obs.get("diagnosis"):
         words += f": {obs['diagnosis']}"
     if times.get("first_candidate") is not None:
@@ -150,6 +153,8 @@ def _call(e: Expectation, obs: dict) -> tuple[bool | None, str]:
         if good is None:
             return None, words
         ok &= good
+    if obs.get("vdi"):
+        words += vdi_words(obs["vdi"])
     if "setup" in e.bounds:
         t = times.get("talking")
         start = (obs.get("timeline") or [{}])[0].get("t", 0.0)
@@ -176,7 +181,7 @@ def audio_loss(q: dict) -> float | None:
 
 def _quality(e: Expectation, obs: dict, q: dict) -> tuple[bool | None, str] | None:
     """Audio quality bounds: measured once Talking, from the softphone's RTP/RTCP statistics."""
-    keys = [k for k in ("loss", "jitter", "rtt") if k in e.bounds]
+    keys = [k for k in ("loss", "jitter", "jitter_max", "rtt") if k in e.bounds]
     if not keys:
         return None
     if not obs.get("reached_talking"):
@@ -194,6 +199,19 @@ def _quality(e: Expectation, obs: dict, q: dict) -> tuple[bool | None, str] | No
             why = ("no RTCP receiver report came back during the call: talk longer"
                    if key == "rtt" else "the softphone reported no audio statistics")
             return None, words + f"; audio {key} could not be measured ({why})"
-        words += f"; audio {key} {shown}"
+        words += f"; audio {key.replace('_', ' ')} {shown}"
         ok &= e.bounds[key].holds(value)
     return ok, words
+
+
+def vdi_words(v: dict) -> str:
+    """A VDI call's mode and the mouth-to-ear estimate of both places the engine can run."""
+    words = f"; VDI {v['mode']} (softphone on {v['engine_on']})"
+    m = v.get("mouth_to_ear") or {}
+    if "error" in m:
+        return words + f"; mouth-to-ear not estimated: {m['error']}"
+    if m:
+        words += (f"; mouth-to-ear about {m['in-desktop']['total_ms']:.0f} ms with the softphone in the desktop "
+                  f"(display channel {m['in-desktop']['display_ms']:.1f} ms), "
+                  f"{m['redirected']['total_ms']:.0f} ms redirected")
+    return words

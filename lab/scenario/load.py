@@ -330,6 +330,10 @@ class _Checker:
                 if m:
                     self.err(path + (key,), m, h)
                     ok = False
+            if ok and spec.vdi is not None and topo.nodes[spec.from_].vdi is None:
+                self.err(path + ("vdi",), f"'{spec.from_}' is not a thin client, so it has no VDI mode",
+                         "give the host 'vdi: {desktop: NAME}' in the topology, or leave 'vdi' out")
+                ok = False
             if not any("signalling" in n.services for n in topo.nodes.values()):
                 self.err(path, "a call needs a host with the signalling service (and one with turn)",
                          "add 'services: [signalling]' to a server host in the cloud")
@@ -556,7 +560,7 @@ class _Checker:
                 self.err(path, "the expectation checks nothing",
                          "add what must hold, e.g. 'reached: true'" if kind == "probe" else "add e.g. 'outcome: talking'")
                 continue
-            for key in ("rtt", "error_at", "first_candidate", "setup", "jitter", "loss"):
+            for key in ("rtt", "error_at", "first_candidate", "setup", "jitter", "jitter_max", "loss"):
                 text = getattr(spec, key, None)
                 if text is None:
                     continue

@@ -138,14 +138,18 @@ class _Call:
         d = network.state.dir
         cfg = d / f"agent-{step.name}.json"
         from lab.model.units import parse_duration
-        cfg.write_text(json.dumps({"call": str(d / "calls" / f"{step.name}.json"), "ca": str(d / "pki" / "ca.pem"),
-                                   "talk_time": parse_duration(spec.talk)[0], "profile": spec.profile,
-                                   "engine": spec.engine}))
+        agent_cfg = {"call": str(d / "calls" / f"{step.name}.json"), "ca": str(d / "pki" / "ca.pem"),
+                     "talk_time": parse_duration(spec.talk)[0], "profile": spec.profile, "engine": spec.engine}
+        self.runs_on = engine_node(run.scenario.topology, spec)      # where the softphone runs
+        if spec.vdi is not None:
+            client = run.scenario.topology.nodes[spec.from_].vdi
+            agent_cfg["vdi"] = {"mode": spec.vdi, "desktop": str(client.address), "port": client.port}
+        cfg.write_text(json.dumps(agent_cfg))
         self.lines: list[tuple[float, dict]] = []
         self.stderr = b""
         self.run = run
         self.ready = threading.Event()
-        self.proc = network.node(spec.from_).popen(
+        self.proc = network.node(self.runs_on).popen(
             [sys.executable, "-m", "lab.agent", "--wait", "--config", str(cfg)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         self.reader = threading.Thread(target=self._read, daemon=True)
@@ -198,14 +202,22 @@ class _Call:
         err = next((e for _, e in events if e["kind"] == "error"), None)
         talking = next((e["t"] for _, e in events if e["kind"] == "state" and e["name"] == "TalkingState"), None)
         # an error is timed from the start of the state it failed in: that is when the softphone's
-        # timer for it started (ICE and connect timers: the ICE state; the invite timer: InviteAnswerState)
+        # timer for it started (ICE and connect timers: the ICE state; the invite timer:
+        # InviteAnswerState); an error before any state (the VDI plug-in's) from the call's start
         failed_in = err and next((e["t"] for _, e in events if e["kind"] == "state" and e["name"] == err.get("state")),
                                  None)
+        start = events[0][1]["t"] if events else 0.0
+        since = failed_in if failed_in is not None else (start if err is not None and ice is None else None)
         obs["times"] = {"ice_start": ice, "first_candidate": None if first is None or ice is None else first - ice,
-                        "error": None if err is None or failed_in is None else err["t"] - failed_in,
-                        "error_state": err and err.get("state"), "talking": talking}
+                        "error": None if err is None or since is None else err["t"] - since,
+                        "error_state": err and (err.get("state") if failed_in is not None else None),
+                        "error_from": "call" if err is not None and failed_in is None else "state",
+                        "talking": talking}
         if outcome.get("reached_talking"):
             obs["far_end"] = run.far_end(self.step.name)
+        if self.step.spec.vdi is not None:
+            from lab.net.vdi import call_observation
+            obs["vdi"] = call_observation(run.network, self.step.spec.from_, self.step.spec.vdi, self.runs_on)
         run.result.observations[self.key] = obs
         if self.lines:      # from 'go' to the softphone's first event: lab overhead, not the call's
             run.result.timings[f"agent_start.{self.step.name}"] = self.lines[0][0] - self.started
@@ -218,6 +230,14 @@ class _Call:
 
 
 ICE_STATE = "ConnectSignalingAndIceCollectionState"
+
+
+def engine_node(topo, spec) -> str:
+    """Where a call's softphone runs: the host itself, or under VDI without redirection the
+    thin client's virtual desktop (docs/vdi.md)."""
+    if spec.vdi in ("in-desktop", "redirect-unavailable"):
+        return topo.nodes[spec.from_].vdi.desktop
+    return spec.from_
 
 
 class Runner:
@@ -280,7 +300,7 @@ class Runner:
             if step.action == "probe":
                 path = path_points(topo, step.spec.from_, ip_address(self.address_of(step.spec.to)))
             elif step.action == "call" and turn:      # the softphone's media goes to TURN
-                path = path_points(topo, step.spec.from_, topo.address_of(turn))
+                path = path_points(topo, engine_node(topo, step.spec), topo.address_of(turn))
             for p in path or []:
                 points[(p.node, p.interface)] = None
         return list(points)

@@ -77,6 +77,11 @@ class Call(Strict):
         "answer", description="how the cloud answers the invite (silent: never)")
     answer_delay: str = Field("0s", description="how long the cloud waits before answering the invite")
     wrong_token: bool = Field(False, description="hand the agent a contact token the cloud does not expect (403)")
+    vdi: Literal["in-desktop", "redirected", "redirect-unavailable"] | None = Field(None, description=(
+        "from a thin client (a host with 'vdi:'): in-desktop, the softphone runs in the virtual desktop; "
+        "redirected, its RTC engine runs on the thin client and signalling stays in the desktop; "
+        "redirect-unavailable, the plug-in is not ready in 10 s (vdi_redir_not_supported). "
+        "Without it the softphone runs on the host itself (docs/vdi.md)"))
 
 
 class LinkChange(BaseModel):
@@ -179,7 +184,8 @@ class CallExpect(_Expect):
     error_at: str | None = Field(None, description=(
         "when the error comes, after the state it failed in began (when its timer started: the ICE state for "
         "ice_collection_timeout and signalling_connection_failure, InviteAnswerState for "
-        "signalling_handshake_failure): '8s +/- 0.2s'"))
+        "signalling_handshake_failure; the call's start for an error before any state, such as the VDI "
+        "plug-in's): '8s +/- 0.2s'"))
     first_candidate: str | None = Field(None, description="bound on the first relay candidate after the ICE state begins: '< 300ms'")
     setup: str | None = Field(None, description="bound on the time from the call's start to Talking")
     audio: bool | None = Field(None, description=(
@@ -191,6 +197,9 @@ class CallExpect(_Expect):
     loss: str | None = Field(None, description=(
         "bound on audio packet loss once Talking, the worse of the two directions: '< 1%'"))
     jitter: str | None = Field(None, description="bound on the agent's received audio jitter (RFC 3550): '< 30ms'")
+    jitter_max: str | None = Field(None, description=(
+        "bound on the worst of that jitter sampled every 100 ms while talking (the RFC 3550 estimate "
+        "forgets a burst within about a second): '>= 5ms'"))
     rtt: str | None = Field(None, description="bound on the media round-trip time from RTCP: '< 300ms'")
 
 

@@ -78,3 +78,41 @@ def test_a_desktop_that_does_not_start_stops_the_build(topo, monkeypatch):
             pass
     assert "virtual desktop 'desktop': the display server did not start" in str(info.value)
     assert "No module named" in str(info.value)
+
+
+THIN, DESK, TURN, SIGNALLING = "192.168.1.2", "192.0.2.2", "203.0.113.2", "203.0.113.3"
+
+
+@pytest.mark.root
+def test_vdi_modes_on_the_wire(tmp_path, monkeypatch):
+    """Redirected: ICE and media leave from the thin client, its signalling from the desktop
+    (the plug-in's virtual channel rides the display protocol). In the desktop: media from
+    the data centre. Captures on the home uplink, at TURN and at signalling say so."""
+    from lab.scenario.load import load_scenario
+    from lab.scenario.runner import Runner
+    extra = [("home-router", "eth1"), ("turn", "eth0"), ("signalling", "eth0")]
+    real = Runner._capture_points
+    monkeypatch.setattr(Runner, "_capture_points", lambda self: list(dict.fromkeys(real(self) + extra)))
+    r = Runner(load_scenario(ROOT / "tests/net/scenarios/vdi-modes.yaml"), out_dir=tmp_path).run()
+    assert r.verdict == "pass", [c.to_dict() for c in r.checks]
+    o = r.observations
+
+    def seen(point: str) -> list[str]:
+        out = subprocess.run(["tcpdump", "-r", r.pcaps[point], "-n"], capture_output=True, text=True)
+        return out.stdout.splitlines()
+
+    uplink, at_turn, at_sig = seen("home-router:eth1"), seen("turn:eth0"), seen("signalling:eth0")
+    assert o["call:redir"]["vdi"]["engine_on"] == "thin1" and o["call:desk"]["vdi"]["engine_on"] == "desktop"
+    # the thin client: display protocol to the desktop and (redirected) STUN/TURN, never signalling
+    assert any(f"{THIN}." in l and f"> {DESK}.1494:" in l for l in uplink)
+    assert any(f"IP {THIN}." in l and f"> {TURN}.3478: UDP" in l for l in uplink)
+    assert not [l for l in uplink if f"{SIGNALLING}.443" in l]
+    # TURN hears both engines: the thin client's (redirected) and the desktop's
+    assert any(f"IP {THIN}." in l for l in at_turn) and any(f"IP {DESK}." in l for l in at_turn)
+    # every signalling connection comes from the desktop, in both modes
+    to_sig = [l for l in at_sig if f"> {SIGNALLING}.443:" in l]
+    assert to_sig and all(l.split(" IP ")[1].startswith(f"{DESK}.") for l in to_sig), to_sig[:5]
+    # the mouth-to-ear estimate for both modes, with the display channel in the desktop's
+    m = o["call:desk"]["vdi"]["mouth_to_ear"]
+    assert m["in-desktop"]["total_ms"] > m["redirected"]["total_ms"] >= netvdi.SOFTPHONE_SHARE_MS
+    assert m["in-desktop"]["display_ms"] >= netvdi.DISPLAY_FRAME_MS

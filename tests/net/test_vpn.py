@@ -242,3 +242,40 @@ def test_sigkill_then_clean_ends_the_openvpn_processes(repo):
             up.kill()
             up.wait()
         subprocess.run([sys.executable, "-m", "lab.cli", "clean"], capture_output=True, timeout=60)
+
+
+@pytest.mark.root
+def test_real_calls_through_the_tunnels_on_the_underlay(tmp_path, monkeypatch):
+    """The softphone's own packets (a real call each, not a probe): on the home uplink the
+    full-tunnel agents' calls are only OpenVPN's packets to the concentrator, the split
+    agent's STUN/TURN and signalling are plain; TURN hears the full tunnels from the data
+    centre's address. After the run no OpenVPN process and no tun device is left."""
+    from lab.scenario.load import load_scenario
+    from lab.scenario.runner import Runner
+    extra = [("home-router", "uplink"), ("turn", "eth0")]
+    real = Runner._capture_points
+    monkeypatch.setattr(Runner, "_capture_points", lambda self: list(dict.fromkeys(real(self) + extra)))
+    r = Runner(load_scenario(ROOT / "tests/net/scenarios/vpn-calls.yaml"), out_dir=tmp_path).run()
+    assert r.verdict == "pass", [c.to_dict() for c in r.checks]
+
+    def seen(point: str) -> list[str]:
+        out = subprocess.run(["tcpdump", "-r", r.pcaps[point], "-n"], capture_output=True, text=True).stdout
+        return [l for l in out.splitlines() if " IP " in l]
+
+    underlay, at_turn = seen("home-router:uplink"), seen("turn:eth0")
+    a1, a2, a3 = (_involving(underlay, AGENT[a]) for a in ("agent1", "agent2", "agent3"))
+    assert len(a1) > 50 and all(f"{CONCENTRATOR}.1194" in l and "UDP" in l for l in a1), a1[:5]
+    assert len(a3) > 50 and all(f"{CONCENTRATOR}.443" in l and "UDP" not in l for l in a3), a3[:5]
+    assert any(f"IP {AGENT['agent2']}." in l and f"> {TURN}.3478: UDP" in l for l in a2), a2[:5]
+    assert any(f"IP {AGENT['agent2']}." in l and f"> {SIGNALLING}.443:" in l for l in a2), a2[:5]
+    # TURN: the full tunnels arrive masqueraded to the concentrator, the split agent as itself
+    # (the media edge, in the signalling host's process, allocates its own relays too)
+    sources = {l.split(" IP ")[1].split(" > ")[0].rsplit(".", 1)[0] for l in at_turn if f"> {TURN}.3478" in l}
+    assert sources - {SIGNALLING} == {CONCENTRATOR, AGENT["agent2"]}, sources
+    # teardown: no OpenVPN process of this lab, and no tun device in this namespace
+    lab = r.lab
+    assert not [p for p in procs.scan() if p.lab == lab and p.argv and p.argv[0] == "openvpn"]
+    links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
+    assert not re.search(r"^\d+: vpn\d+[:@]", links, re.M)
+    routes = subprocess.run(["ip", "-4", "route"], capture_output=True, text=True).stdout
+    assert "10.200." not in routes and " vpn" not in routes
