@@ -135,6 +135,7 @@ class Scenario:
     expectations: list[Expectation]
     duration: float | None
     capture: str = "auto"
+    sweep: dict | None = None        # defaults for `icelab sweep` (sweep.py)
 
     def step(self, action: str, name: str) -> Step | None:
         return next((s for s in self.steps if s.action == action and s.name == name), None)
@@ -176,11 +177,14 @@ class _Checker:
         # naming it would only repeat that
         self.steps_whole = topo is not None and len(self.problems) == before
         expects = self._expectations(top.expect, steps)
+        if top.sweep is not None and topo is not None:
+            self._sweep(top.sweep, topo, steps)
         if self.problems:
             self.problems.sort(key=lambda p: (p.file != doc.file, p.file, p.line or 0))
             raise InputError(self.problems)
         return Scenario(top.name, doc.file, top.title, top.description, top.claim, top.pair, top.variant,
-                        topo, sorted(steps, key=lambda s: s.at), expects, duration, top.capture)
+                        topo, sorted(steps, key=lambda s: s.at), expects, duration, top.capture,
+                        top.sweep.model_dump() if top.sweep else None)
 
     def _top(self, data: dict) -> S.Scenario:
         """The top level; a field that is wrong is reported and left out, so that the
@@ -362,6 +366,26 @@ class _Checker:
             self.err(path, f"'{name}' is not an agent workstation", "calls are placed from hosts with 'role: agent'")
             return False
         return True
+
+    def _sweep(self, spec: S.SweepSpec, topo: Topology, steps: list[Step]) -> None:
+        """The sweep: section names a link of the topology, a call of the timeline, and
+        parameters that parse (lab/scenario/sweep.py)."""
+        from .sweep import parse_param
+        if (spec.a is None) != (spec.b is None):
+            self.err(("sweep",), "the swept link needs both ends", "write 'sweep: {a: edge, b: isp}'")
+        elif spec.a is not None and not any({l.a.node, l.b.node} == {spec.a, spec.b} for l in topo.links):
+            self.err(("sweep", "a"), f"no link joins '{spec.a}' and '{spec.b}'",
+                     "name the two ends of one link of the topology")
+        calls = [s.name for s in steps if s.action == "call"]
+        if spec.call is not None and spec.call not in calls:
+            self.err(("sweep", "call"), f"no call named '{spec.call}' in the timeline",
+                     did_you_mean(spec.call, calls, "calls"))
+        for i, text in enumerate(spec.params):
+            try:
+                parse_param(text)
+            except InputError as exc:
+                p = exc.problems[0]
+                self.err(("sweep", "params", i), p.message, p.hint)
 
     # -- expectations ------------------------------------------------------------------
 

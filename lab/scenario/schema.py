@@ -149,6 +149,16 @@ class CallExpect(_Expect):
 
 
 EXPECT_KEYS = {"probe": ProbeExpect, "call": CallExpect}
+
+
+class SweepSpec(Strict):
+    """What ``icelab sweep`` varies when the command line does not say (lab/scenario/sweep.py)."""
+
+    a: str | None = Field(None, description="one end of the swept link")
+    b: str | None = Field(None, description="the other end")
+    direction: Literal["both", "a2b", "b2a"] = "both"
+    call: str | None = Field(None, description="the call to time (default: the first)")
+    params: list[str] = Field(default_factory=list, description="default parameters: ['link.delay=0..400ms/9']")
 PENDING_EXPECTS: dict[str, int] = {}
 
 
@@ -169,3 +179,4 @@ class Scenario(Strict):
         "auto: capture every interface on the paths of the probes and calls, to show where packets died"))
     timeline: list[Any] = Field(default_factory=list)
     expect: list[Any] = Field(default_factory=list)
+    sweep: SweepSpec | None = Field(None, description="defaults for 'icelab sweep': the link, the call, the parameters")
