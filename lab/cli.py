@@ -254,7 +254,7 @@ def cmd_call(args) -> int:
     calls[0].rename(used)
     cfg = st.dir / f"agent-{args.agent}-{calls[0].stem}.json"
     cfg.write_text(json.dumps({"call": str(used), "ca": str(st.dir / "pki" / "ca.pem"), "talk_time": args.talk,
-                               "profile": args.profile}))
+                               "profile": args.profile, "mdns": args.mdns}))
     argv = ["nsenter", "-t", str(node.pid), "-n", "--", sys.executable, "-m", "lab.agent", "--config", str(cfg)]
     if not args.json:
         argv.append("--text")
@@ -627,6 +627,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("agent", metavar="AGENT")
     s.add_argument("--talk", type=float, default=3.0, help="seconds in Talking before hanging up (default 3)")
     s.add_argument("--profile", choices=["chrome", "aiortc-default"], default="chrome")
+    s.add_argument("--mdns", action="store_true", help="name host candidates <uuid>.local, as Chrome's mDNS option does")
     s.add_argument("--json", action="store_true", help="the timeline as JSON lines, then the outcome")
     s.set_defaults(func=cmd_call)
 

@@ -8,6 +8,7 @@ Config (JSON)::
      "ca": "run/ca/ca.pem",             # the lab CA the agent trusts (wss:, turns:)
      "profile": "chrome",               # or "aiortc-default"
      "talk_time": 3.0, "media": true,
+     "mdns": false,                     # host candidates as <uuid>.local (never sent: relay only)
      "timers": {"ice": 8.0}}            # optional overrides of lab.agent.constants.Timers
 """
 
@@ -66,8 +67,10 @@ def load(path: str) -> tuple[str, dict, ssl.SSLContext | None, CallOptions]:
             ctx = ssl.create_default_context(cafile=str(ca))
         except (OSError, ssl.SSLError) as exc:
             raise ConfigError(f"{path}: ca: cannot load {ca}: {exc}")
+    if not isinstance(doc.get("mdns", False), bool):
+        raise ConfigError(f"{path}: mdns: must be true or false, not {doc['mdns']!r}")
     opts = CallOptions(profile=profile, talk_time=float(doc.get("talk_time", 3.0)),
-                       media=bool(doc.get("media", True)), timers=Timers(**timers))
+                       media=bool(doc.get("media", True)), mdns=doc.get("mdns", False), timers=Timers(**timers))
     return call["callId"], call["mediaInfo"], ctx, opts
 
 

@@ -114,6 +114,10 @@ def _call(e: Expectation, obs: dict) -> tuple[bool | None, str]:
             if value is None:
                 return False, words + f"; no {label.replace('_', ' ')} to time"
             ok &= e.bounds[key].holds(value)
+    if spec.candidates is not None:
+        good, more = _candidates(spec.candidates, obs)
+        words += more
+        ok &= good
     quality = _quality(e, obs, q)
     if quality is not None:
         good, more = quality
@@ -130,6 +134,23 @@ def _call(e: Expectation, obs: dict) -> tuple[bool | None, str]:
         words += f"; Talking after {format_duration(setup)}"
         ok &= e.bounds["setup"].holds(setup)
     return bool(ok), words
+
+
+def _candidates(allowed: list[str], obs: dict) -> tuple[bool, str]:
+    """What the invite carried (the candidates gathered before collection ended) against
+    the types allowed; host candidates kept inside the agent are named as evidence."""
+    import re
+    tl = obs.get("timeline") or []
+    sent = [e["candidate"] for e in tl if e.get("kind") == "candidate" and e.get("name") == "relay"]
+    kept = [e["candidate"] for e in tl if e.get("kind") == "candidate" and e.get("name") == "host"]
+    types = [m.group(1) if (m := re.search(r" typ (\w+)", c)) else "?" for c in sent]
+    words = f"; the invite carried {len(sent)} candidate{'s' if len(sent) != 1 else ''}"
+    if sent:
+        words += " (" + ", ".join(f"{t} {c.split()[4]}" for t, c in zip(types, sent)) + ")"
+    if kept:
+        words += f"; {len(kept)} host candidate{'s' if len(kept) != 1 else ''} kept in the agent (" + \
+                 ", ".join(c.split()[4] for c in kept) + ")"
+    return bool(sent) and all(t in allowed for t in types), words
 
 
 def audio_loss(q: dict) -> float | None:

@@ -133,7 +133,8 @@ class _Call:
         cfg = d / f"agent-{step.name}.json"
         from lab.model.units import parse_duration
         cfg.write_text(json.dumps({"call": str(d / "calls" / f"{step.name}.json"), "ca": str(d / "pki" / "ca.pem"),
-                                   "talk_time": parse_duration(spec.talk)[0], "profile": spec.profile}))
+                                   "talk_time": parse_duration(spec.talk)[0], "profile": spec.profile,
+                                   "mdns": spec.mdns}))
         self.lines: list[tuple[float, dict]] = []
         self.stderr = b""
         self.run = run

@@ -75,6 +75,7 @@ class Call(Strict):
         "answer", description="how the cloud answers the invite (silent: never)")
     answer_delay: str = Field("0s", description="how long the cloud waits before answering the invite")
     wrong_token: bool = Field(False, description="hand the agent a contact token the cloud does not expect (403)")
+    mdns: bool = Field(False, description="the browser names host candidates <uuid>.local (mDNS obfuscation)")
 
 
 class LinkChange(BaseModel):
@@ -146,6 +147,8 @@ class CallExpect(_Expect):
         "bound on audio packet loss once Talking, the worse of the two directions: '< 1%'"))
     jitter: str | None = Field(None, description="bound on the agent's received audio jitter (RFC 3550): '< 30ms'")
     rtt: str | None = Field(None, description="bound on the media round-trip time from RTCP: '< 300ms'")
+    candidates: list[Literal["host", "srflx", "prflx", "relay"]] | None = Field(None, description=(
+        "the only candidate types the invite may carry, e.g. [relay]: it carried at least one, none of another type"))
 
 
 EXPECT_KEYS = {"probe": ProbeExpect, "call": CallExpect}

@@ -97,6 +97,9 @@ def parse_param(text: str) -> Param:
     r = _RANGE.match(values)
     if r:
         start, end, n = r.group("start").strip(), r.group("end").strip(), r.group("n")
+        if re.fullmatch(r"[\d.\s]+", end):
+            example = {"time": "ms", "percent": "%", "rate": "kbit"}[kind]
+            raise bad(f"the range '{values}' has no unit", f"write {start}..{end}{example}: the unit of the end applies to both")
         unit = _UNIT.match(end)
         if unit and re.fullmatch(r"[\d.\s]+", start):
             start = start + unit.group("unit")      # 0..400ms: the end's unit for both
