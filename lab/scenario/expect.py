@@ -39,7 +39,8 @@ def evaluate(scenario: Scenario, observations: dict[str, dict]) -> list[Check]:
 
 
 def _one(e: Expectation, observations: dict[str, dict]) -> Check:
-    obs = observations.get(f"{e.kind}:{e.target}")
+    # a NAT's counters are read with the firewalls' (runner._firewall_counters)
+    obs = observations.get(f"{'firewall' if e.kind == 'nat' else e.kind}:{e.target}")
     if obs is None:
         return Check(e.title, "error", f"the {e.kind} '{e.target}' produced nothing to check", None, e.line)
     if "error" in obs:
@@ -48,6 +49,8 @@ def _one(e: Expectation, observations: dict[str, dict]) -> Check:
         ok, observed = _probe(e, obs)
     elif e.kind == "call":
         ok, observed = _call(e, obs)
+    elif e.kind == "nat":
+        ok, observed = _nat(e, obs)
     else:       # pragma: no cover - load.py refuses kinds that have no evaluator
         return Check(e.title, "error", f"no evaluator for '{e.kind}' expectations", None, e.line)
     if ok is None:
@@ -134,6 +137,17 @@ def _call(e: Expectation, obs: dict) -> tuple[bool | None, str]:
         words += f"; Talking after {format_duration(setup)}"
         ok &= e.bounds["setup"].holds(setup)
     return bool(ok), words
+
+
+def _nat(e: Expectation, obs: dict) -> tuple[bool | None, str]:
+    """Mappings a NAT created: its masquerade/SNAT rules see only the first packet of each
+    connection, so their packet counters count mappings (lab/net/nat.py)."""
+    rules = [r for r in obs.get("rules", []) if r.get("action") in ("masquerade", "snat")]
+    if not rules:
+        return None, f"{e.target} has no masquerade or SNAT rule to count mappings with"
+    n = sum(r["packets"] for r in rules)
+    ok = e.bounds["mappings"].holds(n) if "mappings" in e.bounds else True
+    return ok, f"{e.target} created {n} mapping{'s' if n != 1 else ''}"
 
 
 def _candidates(allowed: list[str], obs: dict) -> tuple[bool, str]:

@@ -176,6 +176,7 @@ class _Checker:
         # a step that is broken (or a topology that is) was reported already: expectations
         # naming it would only repeat that
         self.steps_whole = topo is not None and len(self.problems) == before
+        self.topo = topo
         expects = self._expectations(top.expect, steps)
         if top.sweep is not None and topo is not None:
             self._sweep(top.sweep, topo, steps)
@@ -367,6 +368,18 @@ class _Checker:
             return False
         return True
 
+    def _nat_target(self, name: str, path: Path_) -> bool:
+        topo = getattr(self, "topo", None)
+        if topo is None:
+            return False
+        node = topo.nodes.get(name)
+        if node is None or node.kind != "nat":
+            self.err(path + ("nat",), f"'{name}' is not a NAT node of the topology",
+                     did_you_mean(name, [n.name for n in topo.nodes.values() if n.kind == "nat"], "NAT nodes")
+                     or "the topology has no node of kind nat")
+            return False
+        return True
+
     def _sweep(self, spec: S.SweepSpec, topo: Topology, steps: list[Step]) -> None:
         """The sweep: section names a link of the topology, a call of the timeline, and
         parameters that parse (lab/scenario/sweep.py)."""
@@ -420,8 +433,11 @@ class _Checker:
                 continue
             exp = Expectation(kind, spec, path, self.doc.line(path))
             target = getattr(spec, kind)
-            ok = any(s.action == kind and s.name == target for s in steps)
-            if not ok and self.steps_whole:
+            if kind == "nat":
+                ok = self._nat_target(target, path)
+            else:
+                ok = any(s.action == kind and s.name == target for s in steps)
+            if not ok and self.steps_whole and kind != "nat":
                 known = [s.name for s in steps if s.action == kind and s.name]
                 self.err(path + (kind,), f"no {kind} named '{target}' in the timeline",
                          did_you_mean(target, known, f"{kind}s") or f"add a '{kind}' step to the timeline")
@@ -430,11 +446,14 @@ class _Checker:
                 self.err(path, "the expectation checks nothing",
                          "add what must hold, e.g. 'reached: true'" if kind == "probe" else "add e.g. 'outcome: talking'")
                 continue
-            for key in ("rtt", "error_at", "first_candidate", "setup", "jitter", "loss"):
+            for key in ("rtt", "error_at", "first_candidate", "setup", "jitter", "loss", "mappings"):
                 text = getattr(spec, key, None)
                 if text is None:
                     continue
-                b, m, h = parse_percent_bound(text) if key == "loss" else parse_bound(text)
+                if key == "mappings":
+                    b, m, h = _count_bound(text)
+                else:
+                    b, m, h = parse_percent_bound(text) if key == "loss" else parse_bound(text)
                 if m:
                     self.err(path + (key,), m, h)
                     ok = False
@@ -448,6 +467,18 @@ class _Checker:
             if ok:
                 out.append(exp)
         return out
+
+
+def _count_bound(value: int | str) -> tuple[Bound | None, str | None, str | None]:
+    """A count: ``3`` exactly, or a bound ``'<= 3'``, ``'>= 4'``, ``'3 +/- 1'``."""
+    hint = "write a whole number (3) or a bound: '<= 3', '>= 4'"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return (Bound(value, value, str(value)), None, None) if value >= 0 else (None, f"{value} is negative", hint)
+
+    def count(text: str):
+        t = text.strip()
+        return (float(t), None, None) if t.isdigit() else (None, f"'{t}' is not a whole number", hint)
+    return parse_bound(value, count, "count", hint)
 
 
 def _word(name: str) -> bool:

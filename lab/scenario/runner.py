@@ -305,10 +305,11 @@ class Runner:
         return self.result
 
     def _firewall_counters(self) -> None:
-        """Each firewall's rules with what they counted during the run (lab/net/firewall.py)."""
+        """Each firewall's (and NAT's) rules with what they counted during the run
+        (lab/net/firewall.py): a NAT's masquerade rule counts the mappings it created."""
         from lab.net import firewall
         for node in self.scenario.topology.nodes.values():
-            if node.kind != "firewall":
+            if node.kind not in ("firewall", "nat"):
                 continue
             try:
                 rules = firewall.counters(self.network.node(node.name).pid)

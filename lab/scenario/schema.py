@@ -151,7 +151,14 @@ class CallExpect(_Expect):
         "the only candidate types the invite may carry, e.g. [relay]: it carried at least one, none of another type"))
 
 
-EXPECT_KEYS = {"probe": ProbeExpect, "call": CallExpect}
+class NatExpect(_Expect):
+    nat: str = Field(description="the NAT node")
+    mappings: int | str | None = Field(None, description=(
+        "how many mappings the NAT created during the run (its masquerade rule counts the first "
+        "packet of each): 3, or a bound: '<= 3'"))
+
+
+EXPECT_KEYS = {"probe": ProbeExpect, "call": CallExpect, "nat": NatExpect}
 
 
 class SweepSpec(Strict):
