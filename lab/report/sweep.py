@@ -98,10 +98,10 @@ def _title(sweep) -> str:
 def _line(plt, sweep):
     p = sweep.params[0]
     xs = [p.scaled(pt.values[p.field]) for pt in sweep.points]
-    fig, (ax, ax2) = plt.subplots(2, 1, figsize=(8, 6.5), sharex=True, gridspec_kw={"height_ratios": [3, 2]})
+    fig, (ax, ax2) = plt.subplots(2, 1, figsize=(10, 6.5), sharex=True, gridspec_kw={"height_ratios": [3, 2]})
     ax.axhline(ICE_TIMER, color="#b91c1c", linestyle="--", linewidth=1)
-    ax.text(xs[-1], ICE_TIMER, "softphone ICE timer (8 s): no candidate by then is ice_collection_timeout ",
-            color="#b91c1c", va="bottom", ha="right", fontsize=8)
+    ax.text(xs[0], ICE_TIMER, " softphone ICE timer (8 s): no relay candidate by then is ice_collection_timeout",
+            color="#b91c1c", va="top", ha="left", fontsize=8)
     # set-up as a line through the points that reached Talking; failures at the error time
     ok = [(x, pt.setup) for x, pt in zip(xs, sweep.points) if pt.setup is not None]
     if ok:
@@ -120,8 +120,10 @@ def _line(plt, sweep):
         y = pt.setup if pt.setup is not None else pt.error_at if pt.error_at is not None else ICE_TIMER * 1.1
         ax.scatter([x], [y], marker=marker, color=colour, s=60 if pt.outcome == "failed" else 36, zorder=3)
         if pt.outcome in ("failed", "error", "silent"):
+            right = x > (xs[0] + xs[-1]) / 2          # keep labels inside the axes
             ax.annotate((pt.error or pt.outcome).replace("_", " "), (x, y), textcoords="offset points",
-                        xytext=(4, 6), fontsize=7, color=colour, rotation=20)
+                        xytext=(-4, 6) if right else (4, 6), ha="right" if right else "left", fontsize=7,
+                        color=colour, rotation=20)
         top = max(top, y * 1.15)
     for outcome in ("talking", "silent", "failed", "error"):
         if any(pt.outcome == outcome for pt in sweep.points):
@@ -130,7 +132,7 @@ def _line(plt, sweep):
     ax.set_ylim(0, top)
     ax.set_ylabel("seconds")
     ax.set_title(_title(sweep), fontsize=10)
-    ax.legend(fontsize=8, loc="center left")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     ax.grid(alpha=0.3)
     loss = [(x, pt.loss * 100) for x, pt in zip(xs, sweep.points) if pt.loss is not None]
     if loss:

@@ -287,7 +287,8 @@ def observe(point: Point, result: Any, call: str) -> Point:
                      if e.get("kind") == "media" and e.get("name") == "dtls_connected"), None)
         if dtls is not None:
             point.audio_start = dtls - times["talking"]
-    point.loss = audio_loss(q) if obs.get("reached_talking") else None
+    # a silent call's few packets say nothing about the path's loss
+    point.loss = audio_loss(q) if point.outcome == "talking" else None
     point.jitter = None if q.get("jitter_ms") is None else q["jitter_ms"] / 1000
     point.rtt = None if q.get("rtt_ms") is None else q["rtt_ms"] / 1000
     return point
