@@ -58,7 +58,7 @@ def test_the_grid_varies_the_first_parameter_slowest():
 
 def test_the_link_comes_from_the_option_the_sweep_section_or_a_link_step():
     from lab.scenario.load import load_scenario
-    s = load_scenario(HERE / "sweep-call.yaml")
+    s = load_scenario(HERE / "sweep" / "sweep-call.yaml")
     assert sw.choose_link(s, None) == ("edge", "isp")
     assert sw.choose_link(s, "office-lan-edge") == ("office-lan", "edge")     # names with '-'
     with pytest.raises(InputError, match="no link"):
@@ -107,18 +107,18 @@ def test_the_report_writes_png_svg_markdown_and_json(tmp_path, params):
 
 
 def test_bad_parameters_on_the_command_line_exit_2_and_build_nothing():
-    r = subprocess.run([sys.executable, "-m", "lab.cli", "sweep", str(HERE / "sweep-call.yaml"),
+    r = subprocess.run([sys.executable, "-m", "lab.cli", "sweep", str(HERE / "sweep" / "sweep-call.yaml"),
                         "--param", "link.delay=0..400"], capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert r.returncode == 2, r.stderr
     assert "link.delay=0..400" in r.stderr and "hint:" in r.stderr and "nothing was built" in r.stderr
-    r = subprocess.run([sys.executable, "-m", "lab.cli", "sweep", str(HERE / "sweep-call.yaml"), "--link", "edge-nowhere"],
+    r = subprocess.run([sys.executable, "-m", "lab.cli", "sweep", str(HERE / "sweep" / "sweep-call.yaml"), "--link", "edge-nowhere"],
                        capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert r.returncode == 2 and "no link" in r.stderr
 
 
 @pytest.mark.root
 def test_a_tiny_sweep_runs_every_point_and_plots_it(tmp_path):
-    r = subprocess.run([sys.executable, "-m", "lab.cli", "sweep", str(HERE / "sweep-call.yaml"),
+    r = subprocess.run([sys.executable, "-m", "lab.cli", "sweep", str(HERE / "sweep" / "sweep-call.yaml"),
                         "--param", "link.delay=0ms,40ms", "--param", "link.loss=0%,2%", "--json", "-o", str(tmp_path)],
                        capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert r.returncode == 0, r.stderr[-3000:]
