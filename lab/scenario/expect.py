@@ -121,6 +121,12 @@ def _call(e: Expectation, obs: dict) -> tuple[bool | None, str]:
         good, more = _candidates(spec.candidates, obs)
         words += more
         ok &= good
+    if spec.mdns is not None:
+        hosts = [e["candidate"].split()[4] for e in obs.get("timeline") or []
+                 if e.get("kind") == "candidate" and e.get("name") == "host"]
+        named = [h for h in hosts if h.endswith(".local")]
+        words += f"; host candidates {'named by mDNS' if hosts and len(named) == len(hosts) else 'with addresses' if hosts and not named else 'mixed' if hosts else 'none'}"
+        ok &= bool(hosts) and (len(named) == len(hosts) if spec.mdns else not named)
     quality = _quality(e, obs, q)
     if quality is not None:
         good, more = quality

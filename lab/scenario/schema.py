@@ -149,6 +149,8 @@ class CallExpect(_Expect):
     rtt: str | None = Field(None, description="bound on the media round-trip time from RTCP: '< 300ms'")
     candidates: list[Literal["host", "srflx", "prflx", "relay"]] | None = Field(None, description=(
         "the only candidate types the invite may carry, e.g. [relay]: it carried at least one, none of another type"))
+    mdns: bool | None = Field(None, description=(
+        "the agent's host candidates were named <uuid>.local (true) or kept their addresses (false)"))
 
 
 class NatExpect(_Expect):

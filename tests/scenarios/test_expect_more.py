@@ -70,3 +70,13 @@ def test_bad_nat_expectations(tmp_path, expect, words):
     with pytest.raises(InputError) as e:
         _scenario(tmp_path, expect, topo)
     assert any(words in p.message for p in e.value.problems), e.value
+
+
+def test_mdns_holds_only_when_the_host_candidates_were_named(tmp_path):
+    on = _scenario(tmp_path, "{call: agent1, mdns: true}")
+    off = _scenario(tmp_path, "{call: agent1, mdns: false}")
+    named = _call(("host", HOST), ("relay", RELAY))
+    plain = _call(("host", HOST.replace("1f0c-4a.local", "10.10.0.2")), ("relay", RELAY))
+    assert evaluate(on, named)[0].status == "pass" and evaluate(on, plain)[0].status == "fail"
+    assert evaluate(off, plain)[0].status == "pass" and evaluate(off, named)[0].status == "fail"
+    assert evaluate(on, _call(("relay", RELAY)))[0].status == "fail"    # no host candidate: nothing to judge by
