@@ -38,7 +38,6 @@ DEFAULT_POINTS = 5
 MAX_POINTS = 400            # per sweep: at several seconds a run, more is a mistake
 FIELDS = {"delay": "time", "jitter": "time", "loss": "percent", "rate": "rate"}
 _PARAM = re.compile(r"^\s*link\.(?P<field>[a-z_]+)\s*=\s*(?P<values>.+?)\s*$")
-_RANGE = re.compile(r"^(?P<start>[^.]+?)\s*\.\.\s*(?P<end>[^/]+?)\s*(?:/\s*(?P<n>\S+))?$")
 _UNIT = re.compile(r"^[\d.\s]+(?P<unit>[a-zµ%]+)$", re.IGNORECASE)
 PARAM_HINT = "write link.FIELD=START..END[/POINTS] or link.FIELD=V1,V2,...: link.delay=0..400ms/9, link.loss=0%,5%,20%"
 
@@ -94,9 +93,10 @@ def parse_param(text: str) -> Param:
         raise bad(f"'{fld}' is not a link setting that can be swept", did_you_mean(fld, FIELDS, "sweepable settings"))
     kind = FIELDS[fld]
     issues: list = []
-    r = _RANGE.match(values)
-    if r:
-        start, end, n = r.group("start").strip(), r.group("end").strip(), r.group("n")
+    if ".." in values:
+        start, _, rest = values.partition("..")
+        end, slash, n = rest.partition("/")
+        start, end, n = start.strip(), end.strip(), (n.strip() if slash else None)
         if re.fullmatch(r"[\d.\s]+", end):
             example = {"time": "ms", "percent": "%", "rate": "kbit"}[kind]
             raise bad(f"the range '{values}' has no unit", f"write {start}..{end}{example}: the unit of the end applies to both")

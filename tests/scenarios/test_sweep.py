@@ -132,3 +132,8 @@ def test_a_tiny_sweep_runs_every_point_and_plots_it(tmp_path):
     assert pts[2]["first_candidate"] == pytest.approx(0.16, abs=0.08)       # two round trips of 80 ms
     for name in ("sweep.png", "sweep.svg", "sweep.json", "sweep.md"):
         assert (tmp_path / "sweep-sweep-call" / name).is_file()
+
+
+def test_ranges_with_decimal_points():
+    assert sw.parse_param("link.delay=0.5ms..2ms/4").values == pytest.approx((0.0005, 0.001, 0.0015, 0.002))
+    assert sw.parse_param("link.delay=0..1.5s/3").values == pytest.approx((0, 0.75, 1.5))
