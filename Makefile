@@ -54,7 +54,7 @@ demo: setup
 	$(BIN)/icelab validate topologies/*.yaml
 	@mkdir -p out
 	$(BIN)/icelab graph topologies/office-firewall.yaml -o out/office-firewall.svg
-	$(BIN)/icelab verify scenarios --junit out/junit.xml -o out
+	$(BIN)/icelab verify scenarios --parallel 2 --junit out/junit.xml -o out
 
 test: setup
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)

@@ -257,7 +257,7 @@ def cmd_call(args) -> int:
     calls[0].rename(used)
     cfg = st.dir / f"agent-{args.agent}-{calls[0].stem}.json"
     cfg.write_text(json.dumps({"call": str(used), "ca": str(st.dir / "pki" / "ca.pem"), "talk_time": args.talk,
-                               "profile": args.profile, "engine": args.engine}))
+                               "profile": args.profile, "engine": args.engine, "mdns": args.mdns}))
     argv = ["nsenter", "-t", str(node.pid), "-n", "--", sys.executable, "-m", "lab.agent", "--config", str(cfg)]
     if not args.json:
         argv.append("--text")
@@ -405,6 +405,37 @@ def cmd_verify(args) -> int:
     out.print(f"{len(results) - len(bad)} passed, {len(bad)} failed"
               + (f" (TURN backend: {args.turn_backend})" if args.turn_backend else ""))
     return EXIT_FAIL if bad else EXIT_OK
+def cmd_sweep(args) -> int:
+    """The work is in lab/scenario/sweep.py (running) and lab/report/sweep.py (table, plots)."""
+    from lab.report import sweep as report
+    from lab.scenario import sweep as sw
+    (scenario,) = _load_scenarios([args.file], args.name)
+    spec = scenario.sweep or {}
+    params = sw.parse_params(args.param or spec.get("params") or [])
+    link = sw.choose_link(scenario, args.link)
+    call = sw.choose_call(scenario, args.call)
+    direction = args.direction or spec.get("direction") or "both"
+    signal.signal(signal.SIGTERM, _raise_terminate)
+    signal.signal(signal.SIGHUP, _raise_terminate)
+    try:
+        with err.status("starting") as status:
+            def done(pt):
+                what = pt.outcome + (f" ({pt.error})" if pt.error else "")
+                setup = f", set-up {pt.setup:.2f} s" if pt.setup is not None else ""
+                err.print(f"{', '.join(f'{k}={v}' for k, v in pt.labels.items())}: {what}{setup} ({pt.wall:.1f} s)")
+            result = sw.run_sweep(scenario, params, link, call, direction, progress=status.update, on_point=done)
+    except (KeyboardInterrupt, _Terminate):
+        return 130
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2))
+    else:
+        out.print(report.table(result))
+    if args.out:
+        d = report.write(result, Path(args.out))
+        err.print(f"wrote {d}/sweep.png, sweep.svg, sweep.md, sweep.json")
+    return EXIT_OK
+
+
 def _running_node(lab: str, node: str):
     """(state, node state) of a running lab's node, or an exit status after saying why."""
     from lab.net import procs
@@ -629,6 +660,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--profile", choices=["chrome", "aiortc-default"], default="chrome")
     s.add_argument("--engine", choices=["emulated", "chromium"], default="emulated",
                    help="emulated: the lab's softphone (default); chromium: the real connect-rtc-js in headless Chromium")
+    s.add_argument("--mdns", action="store_true", help="name host candidates <uuid>.local, as Chrome's mDNS option does")
     s.add_argument("--json", action="store_true", help="the timeline as JSON lines, then the outcome")
     s.set_defaults(func=cmd_call)
 
@@ -651,6 +683,19 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--turn-backend", choices=("embedded", "coturn"),
                    help="run the whole set against this TURN backend, whatever the scenarios' topologies say")
     s.set_defaults(func=cmd_verify)
+
+    s = sub.add_parser("sweep", help="run a scenario over a grid of link settings; plot set-up time and outcome")
+    s.add_argument("file", metavar="SCENARIO")
+    s.add_argument("--param", action="append", metavar="link.FIELD=VALUES",
+                   help="link.delay=0..400ms/9, link.loss=0%%,5%%,20%% (at most two; default: the scenario's sweep.params)")
+    s.add_argument("--link", metavar="A-B", help="the swept link (default: the scenario's sweep: section, "
+                                                  "else the link of its first link step)")
+    s.add_argument("--direction", choices=("both", "a2b", "b2a"), help="the swept direction (default both)")
+    s.add_argument("--call", metavar="NAME", help="the call to time (default: the scenario's first)")
+    s.add_argument("--name", help="run under another lab name")
+    s.add_argument("-o", "--out", default="out", help="folder for sweep-<scenario>/ (default: out/); '' for none")
+    s.add_argument("--json", action="store_true", help="the sweep as JSON on stdout")
+    s.set_defaults(func=cmd_sweep)
 
     s = sub.add_parser("fw", help="a firewall/nat node's rules with packet counters; or flush its conntrack")
     s.add_argument("action", choices=["show", "flush"], help="show: rules and counters; flush: forget connections")

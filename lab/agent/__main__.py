@@ -9,6 +9,7 @@ Config (JSON)::
      "profile": "chrome",               # or "aiortc-default"
      "engine": "emulated",              # or "chromium": the real connect-rtc-js in headless Chromium
      "talk_time": 3.0, "media": true,
+     "mdns": false,                     # host candidates as <uuid>.local (never sent: relay only)
      "timers": {"ice": 8.0},            # optional overrides of lab.agent.constants.Timers
      "vdi": {"mode": "redirected", "desktop": "192.0.2.5", "port": 1494}}   # optional (lab/agent/vdi.py)
 """
@@ -83,8 +84,11 @@ def load(path: str) -> tuple[str, dict, ssl.SSLContext | None, CallOptions]:
             raise ConfigError(f"{path}: {exc}")
     if vdi is not None and engine != "emulated":
         raise ConfigError(f"{path}: vdi: the VDI modes run the emulated softphone (engine: emulated)")
+    if not isinstance(doc.get("mdns", False), bool):
+        raise ConfigError(f"{path}: mdns: must be true or false, not {doc['mdns']!r}")
     opts = CallOptions(profile=profile, engine=engine, talk_time=float(doc.get("talk_time", 3.0)),
-                       media=bool(doc.get("media", True)), timers=Timers(**timers), vdi=vdi)
+                       media=bool(doc.get("media", True)), mdns=doc.get("mdns", False),
+                       timers=Timers(**timers), vdi=vdi)
     return call["callId"], call["mediaInfo"], ctx, opts
 
 

@@ -23,6 +23,7 @@ class CallOptions:
     engine: str = "emulated"         # emulated (this package) | chromium (lab.agent.browser: the real library)
     talk_time: float = 3.0
     media: bool = True
+    mdns: bool = False               # host candidates named <uuid>.local (lab/agent/privacy.py)
     timers: Timers = field(default_factory=Timers)
     vdi: vdi_mod.VdiOptions | None = None     # under VDI: where the engine runs (lab/agent/vdi.py)
 
@@ -31,7 +32,7 @@ async def place_call(call_id: str, info: dict[str, Any], *, ssl: ssl_mod.SSLCont
                      options: CallOptions = CallOptions(), stream: TextIO | None = None) -> Outcome:
     cfg = json.loads(info["callConfigJson"])
     tl = Timeline(stream=stream)
-    tl.add("info", "call", callId=call_id, profile=options.profile, callType=info.get("callType"),
+    tl.add("info", "call", callId=call_id, profile=options.profile, callType=info.get("callType"), mdns=options.mdns,
            iceServers=[u for s in cfg["iceServers"] for u in ([s["urls"]] if isinstance(s["urls"], str) else s["urls"])])
     channel = None
     if options.vdi is not None:
@@ -42,7 +43,8 @@ async def place_call(call_id: str, info: dict[str, Any], *, ssl: ssl_mod.SSLCont
             from urllib.parse import urlsplit
             ep = urlsplit(cfg["signalingEndpoint"])
             channel = vdi_mod.virtual_channel(options.vdi, ep.hostname, ep.port or 443)
-    peer = RelayPeer(cfg["iceServers"], profile=options.profile, timeline=tl, ssl=ssl, media=options.media)
+    peer = RelayPeer(cfg["iceServers"], profile=options.profile, timeline=tl, ssl=ssl, media=options.media,
+                     mdns=options.mdns)
     sig = SignallingChannel(cfg["signalingEndpoint"], call_id, info["callContextToken"], timeline=tl, ssl=ssl,
                             channel=channel)
     session = RTCSession(peer, sig, call_context_token=info["callContextToken"], timeline=tl,

@@ -16,6 +16,7 @@ from typing import Any, Callable
 
 from .gather import Relay, RelayGatherer
 from .media import AgentMedia
+from .privacy import HostNames, host_candidate, signalled
 from .timeline import Timeline
 from .turnclient import TurnURL
 
@@ -40,8 +41,11 @@ def offer_sdp(ufrag: str, pwd: str, session_id: int | None = None, fingerprint: 
 
 class RelayPeer:
     def __init__(self, ice_servers: list[dict[str, Any]], *, profile: str = "chrome",
-                 timeline: Timeline, ssl: ssl_mod.SSLContext | None = None, media: bool = True):
+                 timeline: Timeline, ssl: ssl_mod.SSLContext | None = None, media: bool = True,
+                 mdns: bool = False):
         self.ice_servers = ice_servers
+        self.host_names = HostNames(obfuscate=mdns)
+        self._hosts: set[tuple[str, int]] = set()
         self.profile = profile
         self.timeline = timeline
         self.ssl = ssl
@@ -70,7 +74,8 @@ class RelayPeer:
         tl = self.timeline
 
         def candidate(relay: Relay) -> None:
-            on_candidate({"candidate": "candidate:" + relay.candidate.to_sdp(), "sdpMid": "0",
+            self._host_of(relay)
+            on_candidate({"candidate": "candidate:" + signalled(relay.candidate).to_sdp(), "sdpMid": "0",
                           "sdpMLineIndex": 0, "url": relay.url.label})
 
         def error(url: TurnURL, reason: str) -> None:
@@ -83,6 +88,19 @@ class RelayPeer:
         self.gatherer = RelayGatherer(self.ice_servers, self.profile, ssl=self.ssl, on_candidate=candidate,
                                       on_error=error, on_send=sent, on_complete=on_complete)
         self.gatherer.start()
+
+    def _host_of(self, relay: Relay) -> None:
+        """The host candidate under a relay (its allocation's socket): gathered inside the
+        browser, named by mDNS if asked, never signalled (lab/agent/privacy.py)."""
+        sock = getattr(getattr(relay.transport.client, "transport", None), "get_extra_info", None)
+        base = sock("sockname") if sock else None
+        if not base or tuple(base[:2]) in self._hosts:
+            return
+        self._hosts.add(tuple(base[:2]))
+        c = host_candidate(self.host_names, tuple(base[:2]), "tcp" if relay.url.transport == "tcp" else "udp")
+        self.timeline.add("candidate", "host", candidate="candidate:" + c.to_sdp(), sent=False,
+                          why="iceTransportPolicy relay: only relay candidates are signalled",
+                          mdns=self.host_names.obfuscate)
 
     async def set_remote_description(self, sdp: str) -> None:
         if "m=audio" not in sdp:

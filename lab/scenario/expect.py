@@ -41,7 +41,8 @@ def evaluate(scenario: Scenario, observations: dict[str, dict]) -> list[Check]:
 
 
 def _one(e: Expectation, observations: dict[str, dict]) -> Check:
-    obs = observations.get(f"{e.kind}:{e.target}")
+    # a NAT's counters are read with the firewalls' (runner._firewall_counters)
+    obs = observations.get(f"{'firewall' if e.kind == 'nat' else e.kind}:{e.target}")
     if obs is None:
         return Check(e.title, "error", f"the {e.kind} '{e.target}' produced nothing to check", None, e.line)
     if "error" in obs:
@@ -50,6 +51,8 @@ def _one(e: Expectation, observations: dict[str, dict]) -> Check:
         ok, observed = _probe(e, obs)
     elif e.kind == "call":
         ok, observed = _call(e, obs)
+    elif e.kind == "nat":
+        ok, observed = _nat(e, obs)
     else:       # pragma: no cover - load.py refuses kinds that have no evaluator
         return Check(e.title, "error", f"no evaluator for '{e.kind}' expectations", None, e.line)
     if ok is None:
@@ -146,6 +149,16 @@ def _call(e: Expectation, obs: dict) -> tuple[bool | None, str]:
             if value is None:
                 return False, words + f"; no {label.replace('_', ' ')} to time"
             ok &= e.bounds[key].holds(value)
+    if spec.sent_candidates is not None:
+        good, more = _candidates(spec.sent_candidates, obs)
+        words += more
+        ok &= good
+    if spec.mdns is not None:
+        hosts = [e["candidate"].split()[4] for e in obs.get("timeline") or []
+                 if e.get("kind") == "candidate" and e.get("name") == "host"]
+        named = [h for h in hosts if h.endswith(".local")]
+        words += f"; host candidates {'named by mDNS' if hosts and len(named) == len(hosts) else 'with addresses' if hosts and not named else 'mixed' if hosts else 'none'}"
+        ok &= bool(hosts) and (len(named) == len(hosts) if spec.mdns else not named)
     quality = _quality(e, obs, q)
     if quality is not None:
         good, more = quality
@@ -164,6 +177,34 @@ def _call(e: Expectation, obs: dict) -> tuple[bool | None, str]:
         words += f"; Talking after {format_duration(setup)}"
         ok &= e.bounds["setup"].holds(setup)
     return bool(ok), words
+
+
+def _nat(e: Expectation, obs: dict) -> tuple[bool | None, str]:
+    """Mappings a NAT created: its masquerade/SNAT rules see only the first packet of each
+    connection, so their packet counters count mappings (lab/net/nat.py)."""
+    rules = [r for r in obs.get("rules", []) if r.get("action") in ("masquerade", "snat")]
+    if not rules:
+        return None, f"{e.target} has no masquerade or SNAT rule to count mappings with"
+    n = sum(r["packets"] for r in rules)
+    ok = e.bounds["mappings"].holds(n) if "mappings" in e.bounds else True
+    return ok, f"{e.target} created {n} mapping{'s' if n != 1 else ''}"
+
+
+def _candidates(allowed: list[str], obs: dict) -> tuple[bool, str]:
+    """What the invite carried (the candidates gathered before collection ended) against
+    the types allowed; host candidates kept inside the agent are named as evidence."""
+    import re
+    tl = obs.get("timeline") or []
+    sent = [e["candidate"] for e in tl if e.get("kind") == "candidate" and e.get("name") == "relay"]
+    kept = [e["candidate"] for e in tl if e.get("kind") == "candidate" and e.get("name") == "host"]
+    types = [m.group(1) if (m := re.search(r" typ (\w+)", c)) else "?" for c in sent]
+    words = f"; the invite carried {len(sent)} candidate{'s' if len(sent) != 1 else ''}"
+    if sent:
+        words += " (" + ", ".join(f"{t} {c.split()[4]}" for t, c in zip(types, sent)) + ")"
+    if kept:
+        words += f"; {len(kept)} host candidate{'s' if len(kept) != 1 else ''} kept in the agent (" + \
+                 ", ".join(c.split()[4] for c in kept) + ")"
+    return bool(sent) and all(t in allowed for t in types), words
 
 
 def audio_loss(q: dict) -> float | None:

@@ -136,6 +136,7 @@ class Scenario:
     expectations: list[Expectation]
     duration: float | None
     capture: str = "auto"
+    sweep: dict | None = None        # defaults for `icelab sweep` (sweep.py)
 
     def step(self, action: str, name: str) -> Step | None:
         return next((s for s in self.steps if s.action == action and s.name == name), None)
@@ -184,12 +185,16 @@ class _Checker:
         # a step that is broken (or a topology that is) was reported already: expectations
         # naming it would only repeat that
         self.steps_whole = topo is not None and len(self.problems) == before
+        self.topo = topo
         expects = self._expectations(top.expect, steps)
+        if top.sweep is not None and topo is not None:
+            self._sweep(top.sweep, topo, steps)
         if self.problems:
             self.problems.sort(key=lambda p: (p.file != doc.file, p.file, p.line or 0))
             raise InputError(self.problems)
         return Scenario(top.name, doc.file, top.title, top.description, top.claim, top.pair, top.variant,
-                        topo, sorted(steps, key=lambda s: s.at), expects, duration, top.capture)
+                        topo, sorted(steps, key=lambda s: s.at), expects, duration, top.capture,
+                        top.sweep.model_dump() if top.sweep else None)
 
     def _top(self, data: dict) -> S.Scenario:
         """The top level; a field that is wrong is reported and left out, so that the
@@ -517,6 +522,38 @@ class _Checker:
             return False
         return True
 
+    def _nat_target(self, name: str, path: Path_) -> bool:
+        topo = getattr(self, "topo", None)
+        if topo is None:
+            return False
+        node = topo.nodes.get(name)
+        if node is None or node.kind != "nat":
+            self.err(path + ("nat",), f"'{name}' is not a NAT node of the topology",
+                     did_you_mean(name, [n.name for n in topo.nodes.values() if n.kind == "nat"], "NAT nodes")
+                     or "the topology has no node of kind nat")
+            return False
+        return True
+
+    def _sweep(self, spec: S.SweepSpec, topo: Topology, steps: list[Step]) -> None:
+        """The sweep: section names a link of the topology, a call of the timeline, and
+        parameters that parse (lab/scenario/sweep.py)."""
+        from .sweep import parse_param
+        if (spec.a is None) != (spec.b is None):
+            self.err(("sweep",), "the swept link needs both ends", "write 'sweep: {a: edge, b: isp}'")
+        elif spec.a is not None and not any({l.a.node, l.b.node} == {spec.a, spec.b} for l in topo.links):
+            self.err(("sweep", "a"), f"no link joins '{spec.a}' and '{spec.b}'",
+                     "name the two ends of one link of the topology")
+        calls = [s.name for s in steps if s.action == "call"]
+        if spec.call is not None and spec.call not in calls:
+            self.err(("sweep", "call"), f"no call named '{spec.call}' in the timeline",
+                     did_you_mean(spec.call, calls, "calls"))
+        for i, text in enumerate(spec.params):
+            try:
+                parse_param(text)
+            except InputError as exc:
+                p = exc.problems[0]
+                self.err(("sweep", "params", i), p.message, p.hint)
+
     # -- expectations ------------------------------------------------------------------
 
     def _expectations(self, items: list[Any], steps: list[Step]) -> list[Expectation]:
@@ -550,8 +587,11 @@ class _Checker:
                 continue
             exp = Expectation(kind, spec, path, self.doc.line(path))
             target = getattr(spec, kind)
-            ok = any(s.action == kind and s.name == target for s in steps)
-            if not ok and self.steps_whole:
+            if kind == "nat":
+                ok = self._nat_target(target, path)
+            else:
+                ok = any(s.action == kind and s.name == target for s in steps)
+            if not ok and self.steps_whole and kind != "nat":
                 known = [s.name for s in steps if s.action == kind and s.name]
                 self.err(path + (kind,), f"no {kind} named '{target}' in the timeline",
                          did_you_mean(target, known, f"{kind}s") or f"add a '{kind}' step to the timeline")
@@ -560,11 +600,14 @@ class _Checker:
                 self.err(path, "the expectation checks nothing",
                          "add what must hold, e.g. 'reached: true'" if kind == "probe" else "add e.g. 'outcome: talking'")
                 continue
-            for key in ("rtt", "error_at", "first_candidate", "setup", "jitter", "jitter_max", "loss"):
+            for key in ("rtt", "error_at", "first_candidate", "setup", "jitter", "jitter_max", "loss", "mappings"):
                 text = getattr(spec, key, None)
                 if text is None:
                     continue
-                b, m, h = parse_percent_bound(text) if key == "loss" else parse_bound(text)
+                if key == "mappings":
+                    b, m, h = _count_bound(text)
+                else:
+                    b, m, h = parse_percent_bound(text) if key == "loss" else parse_bound(text)
                 if m:
                     self.err(path + (key,), m, h)
                     ok = False
@@ -578,6 +621,18 @@ class _Checker:
             if ok:
                 out.append(exp)
         return out
+
+
+def _count_bound(value: int | str) -> tuple[Bound | None, str | None, str | None]:
+    """A count: ``3`` exactly, or a bound ``'<= 3'``, ``'>= 4'``, ``'3 +/- 1'``."""
+    hint = "write a whole number (3) or a bound: '<= 3', '>= 4'"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return (Bound(value, value, str(value)), None, None) if value >= 0 else (None, f"{value} is negative", hint)
+
+    def count(text: str):
+        t = text.strip()
+        return (float(t), None, None) if t.isdigit() else (None, f"'{t}' is not a whole number", hint)
+    return parse_bound(value, count, "count", hint)
 
 
 def _word(name: str) -> bool:

@@ -139,7 +139,8 @@ class _Call:
         cfg = d / f"agent-{step.name}.json"
         from lab.model.units import parse_duration
         agent_cfg = {"call": str(d / "calls" / f"{step.name}.json"), "ca": str(d / "pki" / "ca.pem"),
-                     "talk_time": parse_duration(spec.talk)[0], "profile": spec.profile, "engine": spec.engine}
+                     "talk_time": parse_duration(spec.talk)[0], "profile": spec.profile, "engine": spec.engine,
+                     "mdns": spec.mdns}
         self.runs_on = engine_node(run.scenario.topology, spec)      # where the softphone runs
         if spec.vdi is not None:
             client = run.scenario.topology.nodes[spec.from_].vdi
@@ -417,10 +418,11 @@ class Runner:
         self._mark = now
 
     def _firewall_counters(self) -> None:
-        """Each firewall's rules with what they counted during the run (lab/net/firewall.py)."""
+        """Each firewall's (and NAT's) rules with what they counted during the run
+        (lab/net/firewall.py): a NAT's masquerade rule counts the mappings it created."""
         from lab.net import firewall
         for node in self.scenario.topology.nodes.values():
-            if node.kind != "firewall":
+            if node.kind not in ("firewall", "nat"):
                 continue
             try:
                 rules = firewall.counters(self.network.node(node.name).pid)

@@ -82,6 +82,7 @@ class Call(Strict):
         "redirected, its RTC engine runs on the thin client and signalling stays in the desktop; "
         "redirect-unavailable, the plug-in is not ready in 10 s (vdi_redir_not_supported). "
         "Without it the softphone runs on the host itself (docs/vdi.md)"))
+    mdns: bool = Field(False, description="the browser names host candidates <uuid>.local (mDNS obfuscation)")
 
 
 class LinkChange(BaseModel):
@@ -201,9 +202,30 @@ class CallExpect(_Expect):
         "bound on the worst of that jitter sampled every 100 ms while talking (the RFC 3550 estimate "
         "forgets a burst within about a second): '>= 5ms'"))
     rtt: str | None = Field(None, description="bound on the media round-trip time from RTCP: '< 300ms'")
+    sent_candidates: list[Literal["host", "srflx", "prflx", "relay"]] | None = Field(None, description=(
+        "the only candidate types the invite may carry, e.g. [relay]: it carried at least one, none of another type"))
+    mdns: bool | None = Field(None, description=(
+        "the agent's host candidates were named <uuid>.local (true) or kept their addresses (false)"))
 
 
-EXPECT_KEYS = {"probe": ProbeExpect, "call": CallExpect}
+class NatExpect(_Expect):
+    nat: str = Field(description="the NAT node")
+    mappings: int | str | None = Field(None, description=(
+        "how many mappings the NAT created during the run (its masquerade rule counts the first "
+        "packet of each): 3, or a bound: '<= 3'"))
+
+
+EXPECT_KEYS = {"probe": ProbeExpect, "call": CallExpect, "nat": NatExpect}
+
+
+class SweepSpec(Strict):
+    """What ``icelab sweep`` varies when the command line does not say (lab/scenario/sweep.py)."""
+
+    a: str | None = Field(None, description="one end of the swept link")
+    b: str | None = Field(None, description="the other end")
+    direction: Literal["both", "a2b", "b2a"] = "both"
+    call: str | None = Field(None, description="the call to time (default: the first)")
+    params: list[str] = Field(default_factory=list, description="default parameters: ['link.delay=0..400ms/9']")
 PENDING_EXPECTS: dict[str, int] = {}
 
 
@@ -224,6 +246,7 @@ class Scenario(Strict):
         "auto: capture every interface on the paths of the probes and calls, to show where packets died"))
     timeline: list[Any] = Field(default_factory=list)
     expect: list[Any] = Field(default_factory=list)
+    sweep: SweepSpec | None = Field(None, description="defaults for 'icelab sweep': the link, the call, the parameters")
 
 
 def json_schema() -> dict:
