@@ -108,15 +108,20 @@ def test_delay_is_one_way_per_direction_and_rtt_is_twice_it(lab):
     base = statistics.median(x[0] for x in _echo_rtts(lab, count=50, rate=100))
     for d in (0.0, 0.020, 0.100, 0.300):
         shaping.set_impairment(lab, "left", "right", Impairment(delay=d))
-        rtts = [x[0] for x in _echo_rtts(lab, count=20 if d < 0.3 else 15, wait=2 * d + 0.5)]
-        assert len(rtts) == (20 if d < 0.3 else 15), "no probe may be lost"
-        # the median is the measured RTT, within the 1 ms; single probes only within
-        # 10 ms (a loaded VM now and then wakes a process late, shaped or not)
+        rtts = [x[0] for x in _echo_rtts(lab, count=50, wait=2 * d + 0.5)]
+        assert len(rtts) == 50, "no probe may be lost"
+        # the median is the measured RTT, within the 1 ms
         median = statistics.median(rtts)
         print(f"delay {d * 1000:g} ms: median RTT error {(median - 2 * d - base) * 1000:+.3f} ms")
-        assert abs(median - (2 * d + base)) <= 0.001 and all(2 * d <= r < 2 * d + base + 0.010 for r in rtts), \
+        assert abs(median - (2 * d + base)) <= 0.001, \
             f"delay {d * 1000:g} ms: median RTT {median * 1000:.3f} ms ({min(rtts) * 1000:.3f} .. " \
             f"{max(rtts) * 1000:.3f}), base {base * 1000:.3f} ms"
+        # no probe comes back before 2 d; a probe over 10 ms late is a VM stall (the VM did
+        # not run the probe or the shaper for that long, shaped or not): counted apart, at
+        # most one in 50, as the jitter test does
+        assert min(rtts) >= 2 * d, f"delay {d * 1000:g} ms: a probe came back after {min(rtts) * 1000:.3f} ms"
+        stalls = [r for r in rtts if r >= 2 * d + base + 0.010]
+        assert len(stalls) <= 1, f"delay {d * 1000:g} ms: {len(stalls)} probes stalled: {stalls}"
 
 
 def test_zero_impairment_adds_at_most_0_2_ms_median(plain):
