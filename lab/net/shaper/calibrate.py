@@ -22,6 +22,7 @@ in ``ping``.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import select
 import socket
@@ -33,6 +34,7 @@ from dataclasses import dataclass
 
 from lab.net.shaper.nfqueue import NFQueueSocket
 
+SIOCGIFFLAGS = 0x8913
 QUEUE = 65535                    # links use 2 * index + direction: never this one
 DEFAULT_EARLY = 0.0002
 MIN_EARLY, MAX_EARLY = 0.0001, 0.001
@@ -88,8 +90,12 @@ def timer_lateness(n: int = 20, wait: float = 0.001) -> list[float]:
 
 
 def _loopback_up() -> bool:
+    """Is ``lo`` up in this process's namespace? (Asked of the kernel: /sys shows the
+    namespace that mounted it, not ours.)"""
     try:
-        return int(open("/sys/class/net/lo/flags").read(), 16) & 1 == 1
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            flags = struct.unpack_from("H", fcntl.ioctl(s, SIOCGIFFLAGS, struct.pack("16sH14x", b"lo", 0)), 16)[0]
+        return bool(flags & 1)                                              # IFF_UP
     except OSError:
         return False
 
