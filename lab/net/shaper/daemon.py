@@ -248,14 +248,16 @@ class Shaper:
             after, looked = looked, now
             ready = select.select(watch, [], [], timeout)[0]
             wake = monotonic()
-            if not ready and timeout:
-                wakes.append(wake - now - timeout)
-                if len(wakes) == wakes.maxlen:
-                    early = self.calibration.adapt(list(wakes))
-                    wakes.clear()
+            if not ready:
+                if timeout:
+                    wakes.append(wake - now - timeout)
+                    if len(wakes) == wakes.maxlen:
+                        early = self.calibration.adapt(list(wakes))
+                        wakes.clear()
                 if spin:
-                    # the last microseconds before a release, awake; a packet coming
-                    # meanwhile is seen at once
+                    # the last microseconds before a release, awake (counted against the
+                    # budget, also when the release was too close to sleep at all); a packet
+                    # coming meanwhile is seen at once
                     began = wake
                     while wake < nxt:
                         after, looked = looked, wake
