@@ -267,7 +267,9 @@ class Shaper:
                             break
                     tokens -= wake - began
             # releases first: they are due now, while arrivals only need their time noted
-            self.release(monotonic())
+            t = monotonic()
+            if nxt is not None and nxt <= t:
+                self.release(t)
             # a packet came when the kernel queued it, about ``lag`` before the loop woke
             # for it (NFQUEUE does not say when: calibrate.py), and not before ``after``
             arrived = max(wake - lag, after)
