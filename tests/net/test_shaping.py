@@ -106,6 +106,7 @@ def test_delay_is_one_way_per_direction_and_rtt_is_twice_it(lab):
 
     shaping.set_impairment(lab, "left", "right", Impairment(), "a2b")
     base = statistics.median(x[0] for x in _echo_rtts(lab, count=50, rate=100))
+    stalls = []
     for d in (0.0, 0.020, 0.100, 0.300):
         shaping.set_impairment(lab, "left", "right", Impairment(delay=d))
         rtts = [x[0] for x in _echo_rtts(lab, count=50, wait=2 * d + 0.5)]
@@ -117,11 +118,12 @@ def test_delay_is_one_way_per_direction_and_rtt_is_twice_it(lab):
             f"delay {d * 1000:g} ms: median RTT {median * 1000:.3f} ms ({min(rtts) * 1000:.3f} .. " \
             f"{max(rtts) * 1000:.3f}), base {base * 1000:.3f} ms"
         # no probe comes back before 2 d; a probe over 10 ms late is a VM stall (the VM did
-        # not run the probe or the shaper for that long, shaped or not): counted apart, at
-        # most one in 50, as the jitter test does
+        # not run the probe or the shaper for that long, shaped or not: one stall of the VM
+        # can hold two probes 20 ms apart): counted apart, at most 1 % of all, as the
+        # jitter test does
         assert min(rtts) >= 2 * d, f"delay {d * 1000:g} ms: a probe came back after {min(rtts) * 1000:.3f} ms"
-        stalls = [r for r in rtts if r >= 2 * d + base + 0.010]
-        assert len(stalls) <= 1, f"delay {d * 1000:g} ms: {len(stalls)} probes stalled: {stalls}"
+        stalls += [(d, r) for r in rtts if r >= 2 * d + base + 0.010]
+    assert len(stalls) <= 4 * 50 // 100, f"{len(stalls)} probes stalled (delay, RTT): {stalls}"
 
 
 def test_zero_impairment_adds_at_most_0_2_ms_median(plain):
