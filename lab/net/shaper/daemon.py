@@ -43,6 +43,7 @@ SOCKET_NAME = "shaper.sock"
 IPTABLES = "iptables-legacy"     # nftables' 'queue' is not in every kernel; xt NFQUEUE is
 SPIN_SHARE = 0.1                 # of one core at most, spent waiting awake for releases
 SPIN_BURST = 0.01                # seconds of waiting awake saved up while idle
+SPIN_HELD = 64                   # more held packets: releases come often, the loop is awake anyway
 TRACE = 10000                    # packets kept by ICELAB_SHAPER_TRACE=1 for {"op": "trace"}
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -239,7 +240,7 @@ class Shaper:
             now = monotonic()
             tokens = min(SPIN_BURST, tokens + (now - last) * SPIN_SHARE)
             last = now
-            spin = nxt is not None and tokens > 0
+            spin = nxt is not None and tokens > 0 and len(sched.heap) <= SPIN_HELD
             # wake a little early and wait the rest awake: a timer fires tens to hundreds
             # of microseconds late on a VM, a spinning loop does not (calibrate.py)
             timeout = None if nxt is None else max(0.0, nxt - now - (early if spin else 0.0))
