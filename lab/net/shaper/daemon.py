@@ -147,8 +147,9 @@ class Shaper:
         self.sched = Scheduler()
         self.draining = False            # a direction left with nothing to do still holds packets
         self.calibration = calibrate.Calibration()
-        # per packet (queue, read, estimated arrival, release, released, UDP payload's first 12 bytes): for measuring
-        # the shaper itself (docs/impairments.md); the first 40 bytes of each packet are copied
+        # per packet (queue, read, estimated arrival, release, released, UDP payload's first
+        # 12 bytes): for measuring the shaper itself (docs/impairments.md); the first 40
+        # bytes of each packet are then copied to us
         self.trace = deque(maxlen=TRACE) if os.environ.get("ICELAB_SHAPER_TRACE") else None
         path = socket_path(lab)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -277,6 +278,11 @@ class Shaper:
             for s in ready:
                 if s is self.control:
                     self.serve()
+                    # packets that came while the kernel answered a configuration request
+                    # were kept aside: no readable socket would announce them
+                    for ns in self.namespaces.values():
+                        if ns.nfq.has_pending():
+                            self.receive(ns.nfq, wake)
                     continue
                 self.receive(s, arrived)
             if ready:
