@@ -14,6 +14,11 @@ Where a direction is held: at the egress (iptables mangle POSTROUTING) of the no
 sends on the link; when that node is a lan, at its bridge port (br_netfilter in the lan's
 namespace, iptables physdev). The packet is on the wire of that link only, and the
 receiving node sees it when the link delivers it.
+
+Timing (docs/impairments.md, "Timing: where the time goes"): a packet's delay counts from
+when it came, estimated from the read lag measured at start (``calibrate.py``: NFQUEUE gives
+no time at POSTROUTING); due packets are released before new ones are read; the last
+``early`` before a release is waited awake, within a CPU budget.
 """
 
 from __future__ import annotations
