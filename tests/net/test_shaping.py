@@ -17,6 +17,7 @@ from lab.model import load_topology
 from lab.model.impairment import GilbertElliott, Impairment
 from lab.net import Network
 from lab.net import shaping
+from lab.net.shaper.daemon import socket_path
 
 pytestmark = pytest.mark.root
 
@@ -99,21 +100,30 @@ def test_delay_is_one_way_per_direction_and_rtt_is_twice_it(lab):
     assert 0.0095 <= there <= 0.011 and back < 0.001, (there, back)
     assert shaping.show(lab)[0].a2b == Impairment(delay=0.010)
 
+    # the shaper measured how late it hears of a packet, and compensates it (calibrate.py)
+    cal = shaping._ask(socket_path(lab.topo.name), {"op": "ping"})["calibration"]
+    assert cal["error"] == "" and cal["samples"] >= 10 and 0 < cal["read_lag_us"] < 2000, cal
+
     shaping.set_impairment(lab, "left", "right", Impairment(), "a2b")
     base = statistics.median(x[0] for x in _echo_rtts(lab, count=50, rate=100))
+    stalls = []
     for d in (0.0, 0.020, 0.100, 0.300):
         shaping.set_impairment(lab, "left", "right", Impairment(delay=d))
-        rtts = [x[0] for x in _echo_rtts(lab, count=20 if d < 0.3 else 15, wait=2 * d + 0.5)]
-        assert len(rtts) == (20 if d < 0.3 else 15), "no probe may be lost"
-        # the median is the measured RTT; single probes only within 10 ms (a loaded VM
-        # now and then wakes a process late, shaped or not). The issue asks for +/- 1 ms;
-        # the lab's shaper adds 0.3-0.6 ms of its own per round trip through NFQUEUE, so
-        # 1 ms is met in most runs but not all: the test holds 2.5 ms and issue #3 stays
-        # open for the rest (docs/impairments.md).
+        rtts = [x[0] for x in _echo_rtts(lab, count=50, wait=2 * d + 0.5)]
+        assert len(rtts) == 50, "no probe may be lost"
+        # the median is the measured RTT, within the issue's 1 ms
         median = statistics.median(rtts)
-        assert abs(median - (2 * d + base)) <= 0.0025 and all(2 * d <= r < 2 * d + base + 0.010 for r in rtts), \
+        print(f"delay {d * 1000:g} ms: median RTT error {(median - 2 * d - base) * 1000:+.3f} ms")
+        assert abs(median - (2 * d + base)) <= 0.001, \
             f"delay {d * 1000:g} ms: median RTT {median * 1000:.3f} ms ({min(rtts) * 1000:.3f} .. " \
             f"{max(rtts) * 1000:.3f}), base {base * 1000:.3f} ms"
+        # no probe comes back before 2 d; a probe over 10 ms late is a VM stall (the VM did
+        # not run the probe or the shaper for that long, shaped or not: one stall of the VM
+        # can hold two probes 20 ms apart): counted apart, at most 1 % of all, as the
+        # jitter test does
+        assert min(rtts) >= 2 * d, f"delay {d * 1000:g} ms: a probe came back after {min(rtts) * 1000:.3f} ms"
+        stalls += [(d, r) for r in rtts if r >= 2 * d + base + 0.010]
+    assert len(stalls) <= 4 * 50 // 100, f"{len(stalls)} probes stalled (delay, RTT): {stalls}"
 
 
 def test_zero_impairment_adds_at_most_0_2_ms_median(plain):

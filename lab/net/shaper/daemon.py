@@ -14,11 +14,17 @@ Where a direction is held: at the egress (iptables mangle POSTROUTING) of the no
 sends on the link; when that node is a lan, at its bridge port (br_netfilter in the lan's
 namespace, iptables physdev). The packet is on the wire of that link only, and the
 receiving node sees it when the link delivers it.
+
+Timing (docs/impairments.md, "Timing: where the time goes"): a packet's delay counts from
+when it came, estimated from the read lag measured at start (``calibrate.py``: NFQUEUE gives
+no time at POSTROUTING); due packets are released before new ones are read; the last
+``early`` before a release is waited awake, within a CPU budget.
 """
 
 from __future__ import annotations
 
 import ctypes
+import gc
 import json
 import os
 import select
@@ -27,8 +33,10 @@ import socket
 import subprocess
 import sys
 import time
+from collections import deque
 
 from lab.model.impairment import Impairment
+from lab.net.shaper import calibrate
 from lab.net.shaper.engine import Direction, Scheduler
 from lab.net.shaper.nfqueue import NF_ACCEPT, NF_DROP, NFQueueSocket
 from lab.net.state import get, run_dir
@@ -37,8 +45,11 @@ MARK = 0x1CE1                    # duplicates we send ourselves carry it and are
 CLONE_NEWNET = 0x40000000
 PR_SET_TIMERSLACK = 29
 SOCKET_NAME = "shaper.sock"
-IPTABLES = "iptables-legacy"
-EARLY = 0.0002                   # seconds the loop wakes before a release, then spins     # nftables' 'queue' is not in every kernel; xt NFQUEUE is
+IPTABLES = "iptables-legacy"     # nftables' 'queue' is not in every kernel; xt NFQUEUE is
+SPIN_SHARE = 0.1                 # of one core at most, spent waiting awake for releases
+SPIN_BURST = 0.01                # seconds of waiting awake saved up while idle
+SPIN_HELD = 64                   # more held packets: releases come often, the loop is awake anyway
+TRACE = 10000                    # packets kept by ICELAB_SHAPER_TRACE=1 for {"op": "trace"}
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -140,6 +151,11 @@ class Shaper:
         self.dirs: dict[tuple[int, str], Held] = {}
         self.sched = Scheduler()
         self.draining = False            # a direction left with nothing to do still holds packets
+        self.calibration = calibrate.Calibration()
+        # per packet (queue, read, estimated arrival, release, released, UDP payload's first
+        # 12 bytes): for measuring the shaper itself (docs/impairments.md); the first 40
+        # bytes of each packet are then copied to us
+        self.trace = deque(maxlen=TRACE) if os.environ.get("ICELAB_SHAPER_TRACE") else None
         path = socket_path(lab)
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -175,7 +191,7 @@ class Shaper:
 
     def set(self, link: int, direction: str, settings: Impairment) -> None:
         d = self.attach(link, direction)
-        want_copy = 65535 if settings.duplicate else 1
+        want_copy = 65535 if settings.duplicate else (40 if self.trace is not None else 1)
         if want_copy != d.copy:
             d.ns.nfq.set_copy(d.queue, want_copy)
             d.copy = want_copy
@@ -210,74 +226,126 @@ class Shaper:
             pass
         try:
             # real-time priority: a release is not delayed by the lab's other processes
-            # (it never spins for long: at most EARLY before a release)
+            # (it spins only the last ``early`` before a release, within SPIN_SHARE)
             os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(10))
         except (OSError, AttributeError):
             pass
+        # measured at real-time priority, as the loop below runs
+        self.calibration = calibrate.measure(IPTABLES)
+        print(f"shaper calibration: {json.dumps(self.calibration.to_dict())}", file=sys.stderr, flush=True)
+        lag, early = self.calibration.read_lag, self.calibration.early
+        gc.freeze()                      # the lab's objects are not garbage: collections skip them
         monotonic = time.monotonic
         sched = self.sched
-        last_active = 0.0
-        copies: list = []
+        tokens, last = SPIN_BURST, monotonic()
+        wakes: deque[float] = deque(maxlen=calibrate.WAKES)    # how late timers fired, lately
+        looked = monotonic()             # when the sockets were last looked at (see below)
         while True:
-            socks = [ns.nfq for ns in self.namespaces.values()]
+            watch = [self.control, *(ns.nfq for ns in self.namespaces.values())]
             nxt = sched.next_release()
-            # wake a little early and wait the rest awake: a sleeping process wakes up
-            # late by tens to hundreds of microseconds on a busy VM, a spinning one does not
-            # (only when idle: a busy loop is awake anyway and spinning would cost a core)
             now = monotonic()
-            early = EARLY if now - last_active > 0.001 else 0.0
-            timeout = None if nxt is None else max(0.0, nxt - now - early)
-            ready, _, _ = select.select([self.control, *socks], [], [], timeout)
-            last_active = monotonic()
-            if not ready and nxt is not None:
-                while monotonic() < nxt:
-                    pass
+            tokens = min(SPIN_BURST, tokens + (now - last) * SPIN_SHARE)
+            last = now
+            spin = nxt is not None and tokens > 0 and len(sched.heap) <= SPIN_HELD
+            # wake a little early and wait the rest awake: a timer fires tens to hundreds
+            # of microseconds late on a VM, a spinning loop does not (calibrate.py)
+            timeout = None if nxt is None else max(0.0, nxt - now - (early if spin else 0.0))
+            # every packet read below came after the previous look at the sockets: each
+            # socket was then empty, or was drained after it
+            after, looked = looked, now
+            ready = select.select(watch, [], [], timeout)[0]
+            wake = monotonic()
+            if not ready:
+                if timeout:
+                    wakes.append(wake - now - timeout)
+                    if len(wakes) == wakes.maxlen:
+                        early = self.calibration.adapt(list(wakes))
+                        wakes.clear()
+                if spin:
+                    # the last microseconds before a release, awake (counted against the
+                    # budget, also when the release was too close to sleep at all); a packet
+                    # coming meanwhile is seen at once
+                    began = wake
+                    while wake < nxt:
+                        after, looked = looked, wake
+                        ready = select.select(watch, [], [], 0)[0]
+                        wake = monotonic()
+                        if ready:
+                            break
+                    tokens -= wake - began
+            # releases first: they are due now, while arrivals only need their time noted
+            t = monotonic()
+            if nxt is not None and nxt <= t:
+                self.release(t)
+            # a packet came when the kernel queued it, about ``lag`` before the loop woke
+            # for it (NFQUEUE does not say when: calibrate.py), and not before ``after``
+            arrived = max(wake - lag, after)
             for s in ready:
                 if s is self.control:
                     self.serve()
+                    # packets that came while the kernel answered a configuration request
+                    # were kept aside: no readable socket would announce them
+                    for ns in self.namespaces.values():
+                        if ns.nfq.has_pending():
+                            self.receive(ns.nfq, wake)
                     continue
-                fd = s.fileno()
-                for queue, pid, size, payload in s.read():
-                    d = self.by_queue.get((fd, queue))
-                    if d is None:                       # not ours (cannot happen): let it pass
-                        s.verdict(queue, pid, NF_ACCEPT)
-                        continue
-                    e = d.engine
-                    if e.passthrough and not e.held:
-                        # a direction with nothing to do, and nothing ahead of this packet
-                        s.verdict(queue, pid, NF_ACCEPT)
-                        e.counters.received += 1
-                        e.counters.sent += 1
-                        continue
-                    h = e.arrive(monotonic(), pid, size)
-                    if h is None:
-                        s.verdict(queue, pid, NF_DROP)
-                        continue
-                    if payload is not None and len(payload) == size and e.wants_duplicate():
-                        h.duplicate = payload
-                    e.held += 1
-                    sched.push(d, h)
-                s.flush()
-            now = monotonic()
-            for d, h in sched.due(now):
-                d.ns.nfq.verdict(d.queue, h.packet_id, NF_ACCEPT)
-                d.engine.held -= 1
-                c = d.engine.counters
-                c.sent += 1
-                late = now - h.release
-                c.late_sum += late
-                if late > c.late_max:
-                    c.late_max = late
-                if h.duplicate is not None:
-                    copies.append((d, h.duplicate))
-            for ns in self.namespaces.values():
-                ns.nfq.flush()
-            for d, packet in copies:            # after the originals: a copy follows its original
-                self.send_copy(d, packet)
-            copies.clear()
+                self.receive(s, arrived)
+            if ready:
+                self.release(monotonic())
             if self.draining:
                 self.unqueue_idle()
 
+    def receive(self, s: NFQueueSocket, arrived: float) -> None:
+        """Every packet waiting on ``s``: its fate, and its release time when it is kept."""
+        fd = s.fileno()
+        trace, sched = self.trace, self.sched
+        for queue, pid, size, payload in s.read():
+            d = self.by_queue.get((fd, queue))
+            if d is None:                       # not ours (cannot happen): let it pass
+                s.verdict(queue, pid, NF_ACCEPT)
+                continue
+            e = d.engine
+            if e.passthrough and not e.held:
+                # a direction with nothing to do, and nothing ahead of this packet
+                s.verdict(queue, pid, NF_ACCEPT)
+                e.counters.received += 1
+                e.counters.sent += 1
+                continue
+            h = e.arrive(arrived, pid, size)
+            if h is None:
+                s.verdict(queue, pid, NF_DROP)
+                continue
+            if trace is not None:
+                h.trace = [d.queue, time.monotonic(), arrived, h.release, 0.0, payload[28:40] if payload else b""]
+                trace.append(h.trace)
+            if payload is not None and len(payload) == size and e.wants_duplicate():
+                h.duplicate = payload
+            e.held += 1
+            sched.push(d, h)
+        s.flush()
+
+    def release(self, now: float) -> None:
+        """Accept every packet due by ``now`` (one datagram of verdicts per namespace), then
+        send the copies of those to be duplicated."""
+        copies = []
+        trace = self.trace
+        for d, h in self.sched.due(now):
+            d.ns.nfq.verdict(d.queue, h.packet_id, NF_ACCEPT)
+            d.engine.held -= 1
+            c = d.engine.counters
+            c.sent += 1
+            late = now - h.release
+            c.late_sum += late
+            if late > c.late_max:
+                c.late_max = late
+            if trace is not None and getattr(h, "trace", None):
+                h.trace[4] = now
+            if h.duplicate is not None:
+                copies.append((d, h.duplicate))
+        for ns in self.namespaces.values():
+            ns.nfq.flush()
+        for d, packet in copies:            # after the originals: a copy follows its original
+            self.send_copy(d, packet)
 
     def send_copy(self, d: Held, packet: bytes) -> None:
         """The duplicate leaves right after the original, through the same interface
@@ -329,7 +397,13 @@ class Shaper:
     def handle(self, req: dict) -> dict:
         op = req.get("op")
         if op == "ping":
-            return {"ok": True, "pid": os.getpid()}
+            return {"ok": True, "pid": os.getpid(), "calibration": self.calibration.to_dict()}
+        if op == "trace":
+            if self.trace is None:
+                return {"ok": False, "error": "start the shaper with ICELAB_SHAPER_TRACE=1 to trace"}
+            out = [[q, r, a, rel, done, p.hex()] for q, r, a, rel, done, p in self.trace]
+            self.trace.clear()
+            return {"ok": True, "trace": out}
         if op == "set":
             link = int(req["link"])
             if not 0 <= link < len(self.topology["links"]):

@@ -115,6 +115,10 @@ class NFQueueSocket:
                                _attr(NFQA_CFG_CMD, struct.pack("!BxH", NFQNL_CFG_CMD_UNBIND, socket.AF_INET)),
                                NLM_F_REQUEST | NLM_F_ACK))
 
+    def has_pending(self) -> bool:
+        """Packets read while waiting for a configuration answer, not yet given to ``read``."""
+        return bool(self._pending)
+
     def read(self):
         """Yield (queue, packet_id, length, payload-or-None) for every packet waiting, without blocking."""
         while self._pending:
