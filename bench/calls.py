@@ -20,7 +20,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests" / "agent"))
+sys.path[:0] = [str(ROOT / "tests" / "agent"), str(ROOT / "tests")]   # coturn and its support module
 
 from coturn import coturn  # noqa: E402
 

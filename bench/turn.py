@@ -47,7 +47,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests" / "services"))
+sys.path[:0] = [str(ROOT / "tests" / "services"), str(ROOT / "tests")]   # turnlab and its support module
 
 from lab.services.turn import coturn, stun  # noqa: E402
 from lab.services.turn.auth import rest_password, rest_username  # noqa: E402

@@ -91,3 +91,32 @@ def leftovers(namespaces_before: set[int], wait: float = 3.0) -> list[str]:
 
 def diff(before: dict, after: dict) -> list[str]:
     return [k for k in before if before[k] != after.get(k)]
+
+
+def free_port() -> int:
+    """A port free for both UDP and TCP on 127.0.0.1 (loopback servers of the tests)."""
+    import socket
+    for _ in range(100):
+        t = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        t.bind(("127.0.0.1", 0))
+        port = t.getsockname()[1]
+        u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            u.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        finally:
+            t.close()
+            u.close()
+        return port
+    raise RuntimeError("no free port")
+
+
+def stop(proc: subprocess.Popen, grace: float = 5.0) -> None:
+    """End a server a test started: SIGTERM, then SIGKILL after ``grace`` seconds."""
+    proc.terminate()
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()

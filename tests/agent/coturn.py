@@ -12,26 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from aioice import stun
+from support import free_port, stop
 
 SECRET = "icelab-test-secret"
-
-
-def free_port() -> int:
-    """A port free for both UDP and TCP on 127.0.0.1."""
-    for _ in range(50):
-        t = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        t.bind(("127.0.0.1", 0))
-        port = t.getsockname()[1]
-        u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        try:
-            u.bind(("127.0.0.1", port))
-        except OSError:
-            continue
-        finally:
-            t.close()
-            u.close()
-        return port
-    raise RuntimeError("no free port")
 
 
 @dataclass
@@ -74,12 +57,7 @@ def coturn(secret: str = SECRET, relay_ports: int | None = 20, tls: tuple[Path, 
                 _wait_tcp(tls_port, proc, log)
             yield Coturn(port, secret, proc, tls_port)
         finally:
-            proc.terminate()
-            try:
-                proc.wait(5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop(proc)
 
 
 def _wait_tcp(port: int, proc: subprocess.Popen, log: Path) -> None:

@@ -14,6 +14,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from support import free_port, stop
+
 from lab.services.pki import LabCA
 from lab.services.turn import stun
 from lab.services.turn.auth import rest_password, rest_username
@@ -21,24 +23,6 @@ from lab.services.turn.config import TurnConfig
 
 REPO = Path(__file__).resolve().parents[2]
 SECRET = "test-secret"
-
-
-def free_port(kind=socket.SOCK_STREAM) -> int:
-    """A port free for both UDP and TCP on loopback."""
-    for _ in range(100):
-        p = random.randint(20000, 39000)
-        ok = True
-        for k in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
-            s = socket.socket(socket.AF_INET, k)
-            try:
-                s.bind(("127.0.0.1", p))
-            except OSError:
-                ok = False
-            finally:
-                s.close()
-        if ok:
-            return p
-    raise RuntimeError("no free port")
 
 
 @dataclass
@@ -77,12 +61,7 @@ def server(tmp: Path, backend: str = "embedded", **over):
         wait_listening(cfg, proc, tmp / "turn.log")
         yield Running(cfg, proc, ca.cert_path, tmp)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)
         log.close()
 
 
