@@ -45,34 +45,39 @@ def write_csv(results: list, path: Path) -> Path:
     return path
 
 
-def _cell(result, row: dict | None) -> str:
-    if result is None or row is None:
-        return "<td class='none'>-</td>"
+def _one(result, row: dict) -> str:
     seen = "".join(f"<li class='{c.status}'>{_MARK[c.status]} {h(c.title)}: {h(c.observed)}</li>" for c in result.checks)
     if result.error:
         seen = f"<li class='error'>? {h(result.error)}</li>" + seen
-    return (f"<td class='{result.verdict}'><a href='{h(row['report'])}'><b>{h(row['scenario'])}</b></a> "
-            f"<span class='v'>{result.verdict.upper()}</span> <small>{row['total_s']:.1f} s</small><ul>{seen}</ul></td>")
+    return (f"<div class='{result.verdict}'><a href='{h(row['report'])}'><b>{h(row['scenario'])}</b></a> "
+            f"<span class='v'>{result.verdict.upper()}</span> <small>{row['total_s']:.1f} s</small><ul>{seen}</ul></div>")
+
+
+def _cell(results: list, table: dict) -> str:
+    """One table cell: the scenarios of one variant of a pair (a pair may have several broken ones)."""
+    if not results:
+        return "<td class='none'>-</td>"
+    verdict = "pass" if all(r.verdict == "pass" for r in results) else "fail"
+    return f"<td class='{verdict}'>" + "".join(_one(r, table[r.scenario.name]) for r in results) + "</td>"
 
 
 def write_html(results: list, path: Path) -> Path:
     """Pairs as rows (claim, broken, fixed); scenarios without a pair get a row of their own."""
     by_row: dict[str, dict] = {}
     table = {r["scenario"]: r for r in rows(results)}
-    for r in results:
+    for r in sorted(results, key=lambda r: r.scenario.name):
         s = r.scenario
         key = s.pair or s.name
         slot = s.variant if s.variant in ("broken", "fixed") else "other"
-        by_row.setdefault(key, {"claim": s.claim or s.title or "", "broken": None, "fixed": None, "other": None})
-        by_row[key][slot] = r
+        by_row.setdefault(key, {"claim": s.claim or s.title or "", "broken": [], "fixed": [], "other": []})
+        by_row[key][slot].append(r)
     body = ""
     for key, row in sorted(by_row.items()):
-        if row["other"] is not None:
-            body += (f"<tr><td><b>{h(key)}</b><br><small>{h(row['claim'])}</small></td>"
-                     f"{_cell(row['other'], table[row['other'].scenario.name])}<td class='none'>-</td></tr>")
-            continue
-        cells = "".join(_cell(row[v], table[row[v].scenario.name] if row[v] else None) for v in ("broken", "fixed"))
-        body += f"<tr><td><b>{h(key)}</b><br><small>{h(row['claim'])}</small></td>{cells}</tr>"
+        head = f"<tr><td><b>{h(key)}</b><br><small>{h(row['claim'])}</small></td>"
+        if row["other"]:
+            body += head + _cell(row["other"], table) + "<td class='none'>-</td></tr>"
+        if row["broken"] or row["fixed"]:
+            body += head + _cell(row["broken"], table) + _cell(row["fixed"], table) + "</tr>"
     passed = sum(r.verdict == "pass" for r in results)
     when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     path.write_text(f"""<!doctype html>
@@ -80,8 +85,8 @@ def write_html(results: list, path: Path) -> Path:
 <style>
 body {{ font: 15px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 1400px; color: #0f172a; padding: 0 1em }}
 table {{ border-collapse: collapse; width: 100% }} td, th {{ border: 1px solid #cbd5e1; padding: .4em .6em; vertical-align: top }}
-td.pass .v {{ color: #15803d; font-weight: 700 }} td.fail .v {{ color: #b91c1c; font-weight: 700 }}
-td.error .v {{ color: #a16207; font-weight: 700 }} td.none {{ color: #94a3b8 }}
+div.pass .v {{ color: #15803d; font-weight: 700 }} div.fail .v {{ color: #b91c1c; font-weight: 700 }}
+div.error .v {{ color: #a16207; font-weight: 700 }} td.none {{ color: #94a3b8 }} td div + div {{ margin-top: .6em }}
 ul {{ margin: .3em 0 0 1em; padding: 0 }} li.fail {{ color: #b91c1c }} li.error {{ color: #a16207 }}
 th {{ background: #f1f5f9; text-align: left }}
 </style></head><body>

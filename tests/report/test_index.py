@@ -31,3 +31,14 @@ def test_pairs_side_by_side_and_a_csv_row_per_scenario(tmp_path):
         ("udp3478-blocked", "broken", "pass"), ("udp3478-open", "fixed", "fail")]
     assert got[1]["first_problem"] == "probe stun: reached: 5 sent, 0 replies back"
     assert got[1]["checks_passed"] == "0" and got[1]["checks"] == "1"
+
+
+def test_a_pair_with_two_broken_scenarios_shows_both(tmp_path):
+    names = ["vdi-in-desktop-udp3478-blocked", "vdi-redirect-unavailable", "vdi-redirected-home"]
+    results = [Result(load_scenario(ROOT / f"scenarios/{n}.yaml"), "vdidesk", "pass", [], timings={"total": 9.0})
+               for n in names]
+    page = write_index(results, tmp_path).read_text()
+    row = page[page.index("<td><b>vdi-redirect</b>"):]
+    row = row[:row.index("</tr>")]
+    assert all(f"{n}/report.html" in row for n in names), row
+    assert "3 of 3 scenarios pass" in page
