@@ -65,7 +65,7 @@ def load(path: str) -> tuple[str, dict, ssl.SSLContext | None, CallOptions]:
     bad = set(timers) - fields
     if bad:
         raise ConfigError(f"{path}: timers.{sorted(bad)[0]}: unknown timer (known: {', '.join(sorted(fields))})")
-    ctx = None
+    ctx, ca = None, None
     if doc.get("ca"):
         ca = Path(doc["ca"]) if Path(doc["ca"]).is_absolute() else p.parent / doc["ca"]
         try:
@@ -88,7 +88,8 @@ def load(path: str) -> tuple[str, dict, ssl.SSLContext | None, CallOptions]:
         raise ConfigError(f"{path}: mdns: must be true or false, not {doc['mdns']!r}")
     opts = CallOptions(profile=profile, engine=engine, talk_time=float(doc.get("talk_time", 3.0)),
                        media=bool(doc.get("media", True)), mdns=doc.get("mdns", False),
-                       timers=Timers(**timers), vdi=vdi)
+                       timers=Timers(**timers), vdi=vdi,
+                       pki_dir=ca.parent if ca else None)
     return call["callId"], call["mediaInfo"], ctx, opts
 
 
@@ -112,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     if opts.engine == "chromium":
         from . import browser
         try:
-            summary = browser.place_call(call_id, info, pki_dir=ca_dir(args.config), talk_time=opts.talk_time,
+            summary = browser.place_call(call_id, info, pki_dir=opts.pki_dir, talk_time=opts.talk_time,
                                          stream=None if args.text else sys.stdout)
         except browser.BrowserError as exc:
             print(f"error: {exc}", file=sys.stderr)
@@ -129,15 +130,6 @@ def main(argv: list[str] | None = None) -> int:
     else:
         print(json.dumps({"outcome": summary}), flush=True)
     return 0 if summary["ok"] else 1
-
-
-def ca_dir(config: str) -> Path | None:
-    """The folder of the lab CA the config names: the lab's certificates are there too."""
-    doc = json.loads(Path(config).read_text())
-    if not doc.get("ca"):
-        return None
-    ca = Path(doc["ca"]) if Path(doc["ca"]).is_absolute() else Path(config).parent / doc["ca"]
-    return ca.parent
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ import asyncio
 import json
 import ssl as ssl_mod
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TextIO
 
 from .constants import Timers
@@ -21,6 +22,7 @@ from . import vdi as vdi_mod
 class CallOptions:
     profile: str = "chrome"          # chrome | aiortc-default
     engine: str = "emulated"         # emulated (this package) | chromium (lab.agent.browser: the real library)
+    pki_dir: Path | None = None      # the lab CA's folder: the chromium engine trusts the certificates in it
     talk_time: float = 3.0
     media: bool = True
     mdns: bool = False               # host candidates named <uuid>.local (lab/agent/privacy.py)

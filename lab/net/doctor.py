@@ -15,7 +15,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from .shaping import _kernel_config
+from .shaping import kernel_config
 
 SETUP_HINT = "run 'sudo make setup'"
 
@@ -57,7 +57,7 @@ def _kernel(conf: dict, key: str, what: str, needed_for: str, required: bool = T
 
 
 def checks() -> list[Check]:
-    conf, _ = _kernel_config()
+    conf, _ = kernel_config()
     out = [
         Check("root", "every lab", os.geteuid() == 0,
               "running as root" if os.geteuid() == 0 else "labs create namespaces and links: run with sudo"),

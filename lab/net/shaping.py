@@ -55,7 +55,7 @@ class Backend:
     reason: str
 
 
-def _kernel_config() -> tuple[dict[str, str], str | None]:
+def kernel_config() -> tuple[dict[str, str], str | None]:
     for path in ("/proc/config.gz", f"/boot/config-{platform.release()}"):
         try:
             opener = gzip.open if path.endswith(".gz") else open
@@ -75,7 +75,7 @@ def _kernel_config() -> tuple[dict[str, str], str | None]:
 
 def netem_available() -> tuple[bool, str]:
     """(available, why) from the kernel's build configuration and its modules."""
-    conf, path = _kernel_config()
+    conf, path = kernel_config()
     v = conf.get("CONFIG_NET_SCH_NETEM")
     if v == "y":
         return True, f"sch_netem is built into the kernel ({path})"
@@ -106,7 +106,7 @@ def backend() -> Backend:
 
 def shaper_requirements() -> list[tuple[str, bool, str]]:
     """(what, ok, detail) of what the lab's shaper needs."""
-    conf, path = _kernel_config()
+    conf, path = kernel_config()
     out = []
     for key, what in (("CONFIG_NETFILTER_NETLINK_QUEUE", "nfnetlink_queue"),
                       ("CONFIG_NETFILTER_XT_TARGET_NFQUEUE", "xt NFQUEUE target"),

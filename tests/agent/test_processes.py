@@ -95,3 +95,16 @@ def test_signalling_process_and_bad_configs(tmp_path):
     (tmp_path / "bad2.json").write_text(json.dumps({"call": "nope.json"}))
     rc, _, err = agent(tmp_path / "bad2.json")
     assert rc == 2 and "call: cannot read" in err and "hint" in err
+
+
+def test_the_chromium_engine_without_chromium_says_how_to_get_it(tmp_path):
+    """docs/browser.md: without Chromium, `engine: chromium` exits 2 with the package to install."""
+    from lab.services.mediainfo import media_info
+    info = media_info(turn_urls=["turn:192.0.2.1:3478?transport=udp"], turn_secret="s",
+                      signalling_endpoint="wss://192.0.2.2/LilyRTC")
+    cfg = tmp_path / "agent.json"
+    cfg.write_text(json.dumps({"callId": "c1", "mediaInfo": info, "engine": "chromium"}))
+    r = subprocess.run([sys.executable, "-m", "lab.agent", "--config", str(cfg)], capture_output=True, text=True,
+                       env=dict(os.environ, PATH=str(tmp_path)), timeout=60)
+    assert r.returncode == 2, r.stderr
+    assert "Chromium is not installed" in r.stderr and "sudo make setup" in r.stderr
