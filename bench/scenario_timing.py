@@ -24,7 +24,7 @@ def emulated(scenario) -> float:
     """The timers the scenario waits for on purpose: a call's talk time and answer delay, or
     the softphone's 8 s ICE timer for a call expected to end in ice_collection_timeout."""
     from lab.agent.constants import DEFAULT_ICE_TIMEOUT
-    from lab.model.units import parse_duration
+    from lab.core.units import parse_duration
     total = 0.0
     for s in scenario.steps:
         if s.action != "call":

@@ -23,7 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from lab.services.turn import stun  # noqa: E402
+from lab.core import stun  # noqa: E402
 from lab.services.turn.auth import rest_password, rest_username  # noqa: E402
 from lab.services.turn.config import TurnConfig  # noqa: E402
 from lab.services.turn.server import TurnServer  # noqa: E402

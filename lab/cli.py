@@ -446,7 +446,7 @@ def _running_node(lab: str, node: str):
         return EXIT_INPUT
     ns = st.nodes.get(node)
     if ns is None:
-        from lab.model.errors import did_you_mean
+        from lab.core.errors import did_you_mean
         err.print(f"[red]lab '{lab}' has no node '{node}'[/]\n    hint: {did_you_mean(node, st.nodes, 'nodes')}")
         return EXIT_INPUT
     if not procs.alive(ns.pid, ns.started) or st.status != "running":

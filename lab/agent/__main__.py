@@ -28,12 +28,13 @@ from .call import CallOptions, place_call
 from .constants import Timers
 from .gather import PROFILES
 from .timeline import render
+from lab.core.errors import LabError
 
 
 ENGINES = ("emulated", "chromium")
 
 
-class ConfigError(Exception):
+class ConfigError(LabError):
     pass
 
 

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from .errors import softphone_error_type
+from lab.core.errors import LabError
 
 WEB = Path(__file__).resolve().parent / "web"
 LIBRARY = WEB / "connect-rtc-js" / "connect-rtc.min.js"
@@ -66,7 +67,7 @@ def resolver_rules(media_info: dict[str, Any]) -> str:
 MARK = "ICELAB "
 
 
-class BrowserError(Exception):
+class BrowserError(LabError):
     pass
 
 

@@ -5,6 +5,7 @@ Source: ../shared/reference/softphone.md, "Error names".
 """
 
 from __future__ import annotations
+from lab.core.errors import LabError
 
 ICE_COLLECTION_TIMEOUT = "ICE_COLLECTION_TIMEOUT"
 USER_BUSY = "USER_BUSY"
@@ -66,7 +67,7 @@ def invite_error(code: int | None) -> str:
     return SIGNALLING_HANDSHAKE_FAILURE
 
 
-class RTCError(Exception):
+class RTCError(LabError):
     """A session failure carrying the library's error name."""
 
     def __init__(self, name: str, detail: str = ""):

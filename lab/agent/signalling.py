@@ -26,9 +26,10 @@ from . import errors
 from .constants import CONNECT_MAX_RETRIES, DEFAULT_CONNECT_TIMEOUT, MAX_ACCEPT_BYE_DELAY, MAX_INVITE_DELAY
 from .errors import RTCError
 from .timeline import Timeline
+from lab.core.errors import LabError
 
 
-class RPCError(Exception):
+class RPCError(LabError):
     def __init__(self, code: int, message: str):
         super().__init__(f"{code} {message}")
         self.code = code

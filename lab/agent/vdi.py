@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import socket
 from dataclasses import dataclass
+from lab.core.errors import LabError
 
 MODES = ("in-desktop", "redirected", "redirect-unavailable")
 VDI_REDIR_NOT_SUPPORTED = "VDI_REDIR_NOT_SUPPORTED"      # SoftphoneErrorTypes key
@@ -36,7 +37,7 @@ SOFTPHONE_ERROR = "vdi_redir_not_supported"              # what the agent's soft
 NOT_SUPPORTED_MESSAGE = "Citrix WebRTC redirection feature is NOT supported!"
 
 
-class PluginError(Exception):
+class PluginError(LabError):
     """The plug-in could not register with the desktop (or did not in time)."""
 
 

@@ -1,6 +1,6 @@
 """Topology model: schema, validation, addressing and routing. Nothing here touches the kernel."""
 
-from .errors import InputError, Problem
+from lab.core.errors import InputError, Problem
 from .topology import Interface, Link, Node, Route, Subnet, Topology
 from .validate import load_topology
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from .errors import InputError, Problem, format_path
+from lab.core.errors import InputError, Problem, format_path
 
 Path_ = tuple[str | int, ...]
 

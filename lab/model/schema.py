@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from .errors import Problem, did_you_mean
+from lab.core.errors import Problem, did_you_mean
 from .firewall import FirewallNode, NatNode, parse_firewall
 from .loader import Located
 from .vdi import DEFAULT_PORT as VDI_PORT, VdiSpec

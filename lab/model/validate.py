@@ -15,7 +15,7 @@ from pathlib import Path
 from . import schema
 from .addressing import (ALLOWED_TEXT, DEFAULT_POOLS, PoolAllocator, allocate_hosts, first_host,
                          host_count, in_allowed_range, last_host, parse_address, parse_prefix)
-from .errors import InputError, Problem, did_you_mean
+from lab.core.errors import InputError, Problem, did_you_mean
 from .firewall import PolicyResolver, parse_ephemeral
 from .impairment import parse_link_impair
 from .loader import Located, load_yaml
@@ -512,5 +512,5 @@ def subnets_by_net(subnets: list[Subnet]) -> dict[IPv4Network, Subnet]:
 
 
 def _place(path: tuple) -> str:
-    from .errors import format_path
+    from lab.core.errors import format_path
     return format_path(path)

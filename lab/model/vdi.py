@@ -14,7 +14,7 @@ from ipaddress import IPv4Address
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .errors import did_you_mean
+from lab.core.errors import did_you_mean
 
 DEFAULT_PORT = 1494        # Citrix HDX/ICA; RDP 3389, Omnissa Blast 22443, PCoIP 4172
 

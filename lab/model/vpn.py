@@ -25,7 +25,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from .addressing import ALLOWED_TEXT, PoolAllocator, in_allowed_range, parse_prefix
-from .errors import did_you_mean
+from lab.core.errors import did_you_mean
 
 DEFAULT_PORTS = {"udp": 1194, "tcp": 443}
 #: concentrators without a ``tunnel:`` prefix get a /24 from here

@@ -4,7 +4,7 @@ The names below are loaded on first use: tools that run inside lab nodes
 (``python -m lab.net.probe``) must start in milliseconds, without importing Mininet.
 """
 
-__all__ = ["Network", "LabError", "Cleaned", "clean_all", "clean_lab", "orphans"]
+__all__ = ["Network", "Cleaned", "clean_all", "clean_lab", "orphans"]
 
 
 def __getattr__(name: str):

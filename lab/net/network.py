@@ -25,16 +25,13 @@ from lab.model.topology import Topology
 from . import procs, render, vdi, vpn
 from .nodes import LabBridge, LabIntf, LabLink, LabNode
 from .state import LabState, NodeState, all_states, get, remove_files, shell_name
+from lab.core.errors import LabError
 
 Progress = Callable[[str], None]
 
 #: veth interface indexes start here (per namespace, so they only need to differ
 #: between the two ends of a pair; see LabLink)
 IFINDEX_BASE = 100
-
-
-class LabError(Exception):
-    """A lab could not be built or reached; the message says what to do."""
 
 
 def mac_address(lab: str, node: str, ifname: str) -> str:

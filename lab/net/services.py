@@ -28,6 +28,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from lab.core.errors import LabError
 
 REGISTRY: dict[str, str] = {"turn": "lab.services.turn", "signalling": "lab.services.media"}
 #: roles served by another role's process: the media edge runs inside the signalling
@@ -82,7 +83,6 @@ class RunningService:
 def start(net, progress=None) -> list[RunningService]:
     """Start the services of every host of ``net`` (a lab.net.network.Network) and wait
     until they listen."""
-    from .network import LabError
     progress = progress or net.progress
     topo = net.topo
     run_dir = net.state.dir

@@ -33,9 +33,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from lab.model.errors import InputError, Problem, did_you_mean
+from lab.core.errors import InputError, Problem, did_you_mean
 from lab.model.impairment import DIRECTIONS, Impairment, LinkImpairment, parse_fields
-from .network import LabError
+from lab.core.errors import LabError
 from .state import LabState, get, run_dir
 
 BACKENDS = ("netem", "shaper")

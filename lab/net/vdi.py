@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lab.model.topology import Topology
+from lab.core.errors import LabError
 
 ROOT = Path(__file__).resolve().parents[2]
 START_TIMEOUT = 10.0
@@ -38,7 +39,6 @@ def _python_env() -> dict:
 def start(network) -> dict[str, subprocess.Popen]:
     """Start the display server of every desktop that has thin clients; wait until each
     listens. Raises LabError naming the desktop and what it printed."""
-    from .network import LabError
     topo: Topology = network.topo
     ports = {n.vdi.desktop: n.vdi.port for n in topo.nodes.values() if n.vdi is not None}
     servers = {}
@@ -79,7 +79,6 @@ class DisplayStats:
 
 def display_channel(network, client: str, seconds: float = 1.0) -> DisplayStats:
     """Connect ``client`` (a thin client) to its desktop and measure ``seconds`` of audio."""
-    from .network import LabError
     vdi = network.topo.nodes[client].vdi
     proc = network.nodes[client].popen(
         [sys.executable, "-m", "lab.net.display", "listen", str(vdi.address), str(vdi.port), str(seconds)],
@@ -98,7 +97,6 @@ def _rtt_ms(network, src: str, dst, count: int = 10) -> float:
     out = network.cmd(src, f"ping -n -q -c {count} -i 0.02 -W 1 {dst}")
     m = re.search(r"= [\d.]+/([\d.]+)/", out)
     if m is None:
-        from .network import LabError
         raise LabError(f"'{src}' cannot ping {dst}: {out.strip()[-200:]}")
     return float(m.group(1))
 
@@ -164,7 +162,6 @@ def call_observation(network, client: str, mode: str, engine: str) -> dict:
     """What a scenario's report says about a call from thin client ``client`` in VDI ``mode``
     (lab/agent/vdi.py): where the engine and the signalling ran, and the mouth-to-ear estimate
     of both modes, measured in the running lab after the call."""
-    from .network import LabError
     desktop = network.topo.nodes[client].vdi.desktop
     obs = {"mode": mode, "thin_client": client, "desktop": desktop, "engine_on": engine,
            "signalling_from": desktop}

@@ -24,6 +24,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from lab.core.errors import LabError
 from lab.model.topology import Node, Topology
 from lab.model.vpn import Tunnel, VpnClient
 
@@ -109,7 +110,6 @@ def masquerade(node: Node) -> str:
 
 
 def check_environment() -> None:
-    from .network import LabError
     if shutil.which("openvpn") is None:
         raise LabError("the topology has VPN tunnels but 'openvpn' is not installed; run 'sudo make setup'")
     if not os.path.exists("/dev/net/tun"):
@@ -194,5 +194,4 @@ def _failure(key: str, log: Path, what: str) -> str:
 
 
 def _error(message: str):
-    from .network import LabError
     return LabError(message)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import statistics
 from dataclasses import dataclass
 
-from lab.model.units import format_duration
+from lab.core.units import format_duration
 
 from .load import Expectation, Scenario
 

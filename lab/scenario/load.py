@@ -18,11 +18,11 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from lab.model.errors import InputError, Problem, did_you_mean, format_path
+from lab.core.errors import InputError, Problem, did_you_mean, format_path
 from lab.model.loader import Located, load_yaml
 from lab.model.schema import _kind_of, _translate
 from lab.model.topology import Topology
-from lab.model.units import Bound, format_duration, parse_bound, parse_duration, parse_percent_bound
+from lab.core.units import Bound, format_duration, parse_bound, parse_duration, parse_percent_bound
 from lab.model.validate import resolve
 
 from . import schema as S

@@ -77,7 +77,7 @@ class _Probe:
         self.address = run.address_of(spec.to)
         self.service = run.service_on(spec)
         self.responder = None if self.service else run.responder_for(spec)
-        from lab.model.units import parse_duration
+        from lab.core.units import parse_duration
         self.interval = parse_duration(spec.interval)[0]
         self.timeout = parse_duration(spec.timeout)[0]
         argv = [sys.executable, "-m", "lab.net.probe", "send", "--proto", spec.proto, "--to", self.address,
@@ -137,7 +137,7 @@ class _Call:
         network = network or run.network
         d = network.state.dir
         cfg = d / f"agent-{step.name}.json"
-        from lab.model.units import parse_duration
+        from lab.core.units import parse_duration
         agent_cfg = {"call": str(d / "calls" / f"{step.name}.json"), "ca": str(d / "pki" / "ca.pem"),
                      "talk_time": parse_duration(spec.talk)[0], "profile": spec.profile, "engine": spec.engine,
                      "mdns": spec.mdns}
@@ -450,7 +450,7 @@ class Runner:
         """The scenario's topology, with the calls it places registered with the cloud
         (the signalling mock answers each as the scenario says)."""
         import copy
-        from lab.model.units import parse_duration
+        from lab.core.units import parse_duration
         calls = [st for st in self.scenario.steps if st.action == "call"]
         if not calls:
             return self.scenario.topology

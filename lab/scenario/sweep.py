@@ -25,7 +25,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from lab.model.errors import InputError, Problem, did_you_mean
+from lab.core.errors import InputError, Problem, did_you_mean
 from lab.model.impairment import (format_percent, format_rate, format_time, parse_percent, parse_rate,
                                   parse_time)
 

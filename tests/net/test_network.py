@@ -6,7 +6,8 @@ import time
 import pytest
 
 from lab.model import load_topology
-from lab.net import LabError, Network, procs
+from lab.core.errors import LabError
+from lab.net import Network, procs
 from lab.net.reach import measure, plan
 
 pytestmark = pytest.mark.root

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from lab.model import load_topology
-from lab.net import LabError, Network, procs
+from lab.core.errors import LabError
+from lab.net import Network, procs
 from lab.net import vdi as netvdi
 
 ROOT = Path(__file__).resolve().parents[2]

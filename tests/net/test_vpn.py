@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 
 from lab.model import load_topology
-from lab.net import LabError, Network, procs
+from lab.core.errors import LabError
+from lab.net import Network, procs
 from lab.net import vpn as netvpn
 from lab.net.reach import measure, plan
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from lab.model.errors import InputError
+from lab.core.errors import InputError
 from lab.scenario.expect import evaluate
 from lab.scenario.load import load_scenario
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from lab.model.errors import InputError
+from lab.core.errors import InputError
 from lab.scenario import sweep as sw
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -1,7 +1,7 @@
 """The `services.turn` section of a topology, and the coturn rendering of the same config."""
 
 from lab.model import load_topology
-from lab.model.errors import InputError
+from lab.core.errors import InputError
 from lab.services.turn import coturn
 from lab.services.turn.config import TurnConfig
 

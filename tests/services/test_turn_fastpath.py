@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from lab.services.turn import stun
+from lab.core import stun
 from lab.services.turn.auth import Credentials
 from lab.services.turn.log import TransactionLog, read
 from lab.services.turn.turn import CapacityError, PortPool

@@ -13,7 +13,7 @@ import struct
 import time
 from pathlib import Path
 
-from lab.services.turn import stun
+from lab.core import stun
 
 from turnlab import Client, error, peer_attr, server
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from lab.services.turn import stun
+from lab.core import stun
 from lab.services.turn.faults import control
 
 from turnlab import Client, error, free_port, peer_attr, server

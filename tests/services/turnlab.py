@@ -1,5 +1,5 @@
 """Helpers for the TURN tests: a server on loopback in a subprocess, and a small
-synchronous STUN/TURN client built on lab.services.turn.stun."""
+synchronous STUN/TURN client built on lab.core.stun."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from pathlib import Path
 from support import free_port, stop
 
 from lab.services.pki import LabCA
-from lab.services.turn import stun
+from lab.core import stun
 from lab.services.turn.auth import rest_password, rest_username
 from lab.services.turn.config import TurnConfig
 

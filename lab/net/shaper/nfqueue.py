@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import socket
 import struct
+from lab.core.errors import LabError
 
 NETLINK_NETFILTER = 12
 SOL_NETLINK = 270
@@ -47,7 +48,7 @@ def _message(msg: int, queue: int, attrs: bytes, flags: int = NLM_F_REQUEST, fam
     return _HDR.pack(_HDR.size + len(body), (NFNL_SUBSYS_QUEUE << 8) | msg, flags, 0, 0) + body
 
 
-class NFQueueError(OSError):
+class NFQueueError(LabError, OSError):
     pass
 
 

@@ -18,7 +18,7 @@ import hmac
 import os
 import time
 
-from .stun import long_term_key
+from lab.core.stun import long_term_key
 
 
 def rest_password(secret: str, username: str) -> str:

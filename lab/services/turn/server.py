@@ -10,19 +10,20 @@ import os
 import struct
 import time
 
-from . import stun
+from lab.core import stun
 from .auth import Credentials
 from .config import TurnConfig
 from .faults import Faults
 from .log import TransactionLog
 from .turn import CHANNEL_MAX, CHANNEL_MIN, Allocation, Allocations, CapacityError, PeerACL, PortPool
+from lab.core.errors import LabError
 
 UDP = 17   # REQUESTED-TRANSPORT value (RFC 8656 section 14.7)
 _unpack_hh = struct.Struct("!HH").unpack_from
 _pack_hh = struct.Struct("!HH").pack
 
 
-class Reject(Exception):
+class Reject(LabError):
     def __init__(self, code: int, attrs: list | None = None):
         self.code = code
         self.attrs = attrs or []

@@ -13,7 +13,7 @@ import socket
 import ssl
 import struct
 
-from . import stun
+from lab.core import stun
 from .config import TurnConfig
 from .server import TurnServer
 

@@ -10,13 +10,14 @@ import random
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Callable
+from lab.core.errors import LabError
 
 #: RFC 8656 section 12 narrows channels to 0x4000-0x4FFF; RFC 5766 allowed up to 0x7FFF,
 #: and coturn (and its turnutils_uclient) still use that range: accept it, as coturn does
 CHANNEL_MIN, CHANNEL_MAX = 0x4000, 0x7FFF
 
 
-class CapacityError(Exception):
+class CapacityError(LabError):
     """No relay port left (508)."""
 
 

@@ -1,4 +1,10 @@
-"""Problems found in input files, reported all at once with file, line, path and hint."""
+"""The lab's errors: one hierarchy, each error knowing the exit status it ends a command with.
+
+``LabError`` is the base (exit 1: the lab could not do what was asked); ``InputError`` carries
+every problem of an input file at once, with file, line, path and hint (exit 2, nothing built);
+``UsageError`` is one bad command-line argument (exit 2); ``Interrupted`` is Ctrl-C, SIGTERM or
+SIGHUP (exit 130). Every layer raises these, so the CLI needs one ``except LabError``.
+"""
 
 from __future__ import annotations
 
@@ -34,11 +40,37 @@ class Problem:
                 "message": self.message, "hint": self.hint}
 
 
+EXIT_OK, EXIT_FAIL, EXIT_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+class LabError(Exception):
+    """Something the lab could not do; the message says what to do next. Exit status 1."""
+
+    exit_status = EXIT_FAIL
+
+
+class UsageError(LabError):
+    """One bad argument or name given on the command line. Exit status 2."""
+
+    exit_status = EXIT_INPUT
+
+
+class Interrupted(LabError):
+    """Ctrl-C, SIGTERM or SIGHUP: cleanup ran, the command stops. Exit status 130."""
+
+    exit_status = EXIT_INTERRUPTED
+
+    def __init__(self, signum: int = 2):
+        super().__init__(f"interrupted by signal {signum}")
+        self.signum = signum
+
+
 @dataclass
-class InputError(Exception):
+class InputError(LabError):
     """Raised with every problem of a file; the CLI prints them and exits with status 2."""
 
     problems: list[Problem] = field(default_factory=list)
+    exit_status = EXIT_INPUT
 
     def __str__(self) -> str:
         n = len(self.problems)

@@ -13,6 +13,7 @@ import hmac
 import ipaddress
 import socket
 import struct
+from .errors import LabError
 
 try:        # OpenSSL's one-shot HMAC without the Python frame of hmac.digest around it
     from _hashlib import hmac_digest as _hmac_digest
@@ -80,7 +81,7 @@ REASONS = {300: "Try Alternate", 400: "Bad Request", 401: "Unauthorized", 403: "
            508: "Insufficient Capacity"}
 
 
-class ParseError(ValueError):
+class ParseError(LabError, ValueError):
     """Not a well-formed STUN message: discard it."""
 
 
