@@ -746,7 +746,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     from lab.model import InputError
-    from lab.net.network import LabError
+    from lab.core.errors import LabError
     args = parser().parse_args(argv)
     if isinstance(getattr(args, "command", None), list) and args.command[:1] == ["--"]:
         args.command = args.command[1:]

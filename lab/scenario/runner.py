@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from lab.net import LabError, Network
+from lab.core.errors import LabError
+from lab.net import Network
 from lab.net.capture import Captures
 from lab.net.state import run_dir
 
