@@ -39,8 +39,9 @@ class Responder:
         #: set once the four sockets are bound, or binding them failed (then ``error`` says why)
         self.ready = threading.Event()
         self.error: Exception | None = None
+        self._stopping = threading.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._stop: asyncio.Event | None = None
+        self._wake = None
 
     def run(self) -> None:
         """Serve until ``stop()``; the sockets live in the calling thread's namespace."""
@@ -52,22 +53,25 @@ class Responder:
             self.ready.set()
 
     async def _serve(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._stop = asyncio.Event()
+        stop = asyncio.Event()
+        self._wake = stop.set
+        self._loop = asyncio.get_running_loop()     # stop() may use it from here on
         svc = Service(self.config)
         try:
             await svc.start()
             self.ready.set()
-            await self._stop.wait()
+            if not self._stopping.is_set():
+                await stop.wait()
         finally:
             svc.close()
 
     def stop(self) -> None:
-        self.ready.wait()
-        if self._loop is not None and self._stop is not None:
+        """From any thread, at any time (before ``run``, while it binds, after it failed)."""
+        self._stopping.set()
+        if self._loop is not None:
             try:
-                self._loop.call_soon_threadsafe(self._stop.set)
-            except RuntimeError:        # the loop ended already (binding failed)
+                self._loop.call_soon_threadsafe(self._wake)
+            except RuntimeError:        # the loop ended already
                 pass
 
 
