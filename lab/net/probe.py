@@ -19,7 +19,9 @@ path looks like a dropped request: use UDP to tell the two apart).
 ``stun`` probes are STUN Binding requests (RFC 8489 section 6) whose transaction ID carries
 the run and the sequence number: any STUN or TURN server answers them (the lab's own, coturn,
 the responder here), and captures recognise them by the run id like the others. This is what
-the softphone's endpoint test and a browser send to a TURN server's port 3478.
+the softphone's endpoint test and a browser send to a TURN server's port 3478. Their wire
+format is ``lab.core.stun``'s, the lab's one STUN codec; this module imports nothing else of
+the lab, so it starts in milliseconds inside nodes.
 """
 
 from __future__ import annotations
