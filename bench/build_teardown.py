@@ -11,14 +11,16 @@ import argparse
 import os
 import platform
 import statistics
+import sys
 import time
 from pathlib import Path
 
-from lab.model import load_topology
-from lab.model.generate import office_grid
-from lab.net import Network
-
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))         # the synthetic topologies live with the tests
+
+from lab.model import load_topology             # noqa: E402
+from lab.net import Network                     # noqa: E402
+from synthetic import office_grid               # noqa: E402
 
 
 def measure(topo, runs: int) -> dict:

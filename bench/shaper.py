@@ -23,7 +23,7 @@ from lab.model.impairment import Impairment             # noqa: E402
 from lab.net import Network, shaping                    # noqa: E402
 from lab.net.shaper.daemon import socket_path           # noqa: E402
 
-PROBE = [sys.executable, "-m", "lab.net.shaper.probe"]
+PROBE = [sys.executable, str(ROOT / "tests/udp_probe.py")]
 SECONDS = 2.0
 SIZE = 200
 ADDR = {"left": "10.77.0.1", "right": "10.77.0.2"}

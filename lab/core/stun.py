@@ -13,6 +13,8 @@ import hmac
 import ipaddress
 import socket
 import struct
+from typing import NamedTuple
+
 from .errors import LabError
 
 try:        # OpenSSL's one-shot HMAC without the Python frame of hmac.digest around it
@@ -31,6 +33,7 @@ METHOD_NAMES = {BINDING: "Binding", ALLOCATE: "Allocate", REFRESH: "Refresh", SE
                 CREATE_PERMISSION: "CreatePermission", CHANNEL_BIND: "ChannelBind"}
 # classes (RFC 8489 section 5)
 REQUEST, INDICATION, SUCCESS, ERROR = 0b00, 0b01, 0b10, 0b11
+CLASS_NAMES = ("request", "indication", "success", "error")       # by class
 
 # attributes (RFC 8489 section 18.3, RFC 8656 section 18, RFC 5780 section 7)
 MAPPED_ADDRESS = 0x0001
@@ -66,6 +69,9 @@ FINGERPRINT = 0x8028
 ICE_CONTROLLED, ICE_CONTROLLING, PRIORITY, USE_CANDIDATE = 0x8029, 0x802A, 0x0024, 0x0025
 RESPONSE_ORIGIN = 0x802B
 OTHER_ADDRESS = 0x802C
+
+# CHANGE-REQUEST flags (RFC 5780 section 7.2)
+CHANGE_IP, CHANGE_PORT = 0x4, 0x2
 
 #: comprehension-required attributes (< 0x8000) the server understands; any other one
 #: in a request earns 420 (RFC 8489 section 6.3.1)
@@ -144,6 +150,11 @@ def split_type(t: int) -> tuple[int, int]:
     method = ((t & 0x3E00) >> 2) | ((t & 0x00E0) >> 1) | (t & 0x000F)
     cls = ((t & 0x0100) >> 7) | ((t & 0x0010) >> 4)
     return method, cls
+
+
+def method_name(method: int) -> str:
+    """"Allocate", or the number for a method without a name ("0x00b")."""
+    return METHOD_NAMES.get(method) or f"0x{method:03x}"
 
 
 def is_stun(data: bytes) -> bool:
@@ -268,6 +279,36 @@ def encode(method: int, cls: int, tid: bytes, attrs: list[tuple[int, bytes]],
 _pack_i = struct.Struct("!I").pack
 
 
+class Header(NamedTuple):
+    method: int
+    cls: int
+    tid: bytes
+    code: int | None        # ERROR-CODE of an error response, else None
+
+
+def peek(data: bytes) -> Header | None:
+    """The header of what looks like a STUN message (first two bits zero, the magic cookie),
+    and an error response's ERROR-CODE; None for anything else (ChannelData, media).
+
+    Lenient where ``parse`` is strict: diagnosis reads captured packets, truncated by the
+    capture's snap length or mangled on the way, and counts whatever still says what it was;
+    a probe recognises answers by their transaction ID without vouching for the rest."""
+    if len(data) < HEADER or data[0] & 0xC0 or data[4:8] != MAGIC_BYTES:
+        return None
+    t, length = _unpack_hh(data)
+    method, cls = split_type(t)
+    code = None
+    if cls == ERROR:
+        i, end = HEADER, min(len(data), HEADER + length)
+        while i + 4 <= end:
+            atype, alen = _unpack_hh(data, i)
+            if atype == ERROR_CODE and i + 8 <= end:
+                code = parse_error_code(data[i + 4:i + 8])
+                break
+            i += 4 + alen + (-alen & 3)
+    return Header(method, cls, bytes(data[8:20]), code)
+
+
 # -- attribute values ---------------------------------------------------------------
 
 def xor_address(addr: tuple[str, int], tid: bytes) -> bytes:
@@ -297,6 +338,18 @@ def address(addr: tuple[str, int]) -> bytes:
     """RFC 8489 section 14.1: MAPPED-ADDRESS (and OTHER-ADDRESS, RESPONSE-ORIGIN)."""
     ip = ipaddress.ip_address(addr[0])
     return struct.pack("!BBH", 0, 1 if ip.version == 4 else 2, addr[1]) + ip.packed
+
+
+def parse_address(value: bytes) -> tuple[str, int]:
+    """RFC 8489 section 14.1: MAPPED-ADDRESS, OTHER-ADDRESS, RESPONSE-ORIGIN."""
+    if len(value) < 4:
+        raise ParseError("short address")
+    _, family, port = struct.unpack_from("!BBH", value)
+    if family == 1 and len(value) == 8:
+        return socket.inet_ntoa(value[4:]), port
+    if family == 2 and len(value) == 20:
+        return str(ipaddress.IPv6Address(value[4:])), port
+    raise ParseError("bad address family")
 
 
 def error_code(code: int, reason: str | None = None) -> bytes:

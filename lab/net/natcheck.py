@@ -1,8 +1,9 @@
 """NAT behaviour discovery from a host behind the NAT (RFC 5780 section 4), declared vs measured.
 
 The client side of RFC 5780, run with sockets made inside the host's namespace, against the
-responder of ``lab/services/stun5780.py`` run with sockets inside a server's namespace (a
-host with two addresses; the first host outside that has two is chosen).
+responder of ``lab/services/stun5780.py`` (the lab's TURN server, STUN only) run with
+sockets inside a server's namespace (a host with two addresses; the first host outside
+that has two is chosen). Messages are encoded and parsed by ``lab.core.stun``.
 
 - Mapping (section 4.3): test I to A:P gives mapping M1; test II to B:P gives M2; M1 == M2
   means endpoint-independent mapping; otherwise test III to B:Q gives M3: M3 == M2 means
@@ -15,19 +16,26 @@ host with two addresses; the first host outside that has two is chosen).
 
 from __future__ import annotations
 
+import os
 import socket
 import threading
 from dataclasses import dataclass
 
-from aioice import stun
-
+from lab.core import stun
+from lab.core.errors import LabError
 from lab.model.firewall import NAT_BEHAVIOUR
-from lab.services.stun5780 import CHANGE_IP, CHANGE_PORT, PRIMARY_PORT, Responder
+from lab.services.stun5780 import PRIMARY_PORT, Responder
 
 from .netns import run_in
 
 TIMEOUT = 0.4       # per attempt; the lab's RTTs are well under a millisecond
 ATTEMPTS = 2
+READY_TIMEOUT = 5.0  # the responder binding its four sockets; it takes milliseconds
+
+
+class NatCheckError(LabError, RuntimeError):
+    """The RFC 5780 tests could not run: no responder host, no answer, ports taken.
+    (A RuntimeError too, for callers written when these were plain RuntimeErrors.)"""
 
 
 @dataclass
@@ -56,12 +64,25 @@ class Result:
                 "mapped_addresses": self.mapped, "ok": self.ok}
 
 
-def binding(sock: socket.socket, dest: tuple[str, int], change: int = 0) -> dict | None:
-    """One Binding transaction (retransmitted): the response's attributes, or None."""
-    req = stun.Message(message_method=stun.Method.BINDING, message_class=stun.Class.REQUEST)
-    if change:
-        req.attributes["CHANGE-REQUEST"] = change
-    data = bytes(req)
+@dataclass
+class Answer:
+    """What a Binding response says (RFC 5780 section 7): None for what it did not carry."""
+    mapped: tuple[str, int] | None                  # XOR-MAPPED-ADDRESS
+    other: tuple[str, int] | None = None            # OTHER-ADDRESS
+    origin: tuple[str, int] | None = None           # RESPONSE-ORIGIN
+
+
+def _decode(msg: stun.Message) -> Answer:
+    xor, other, origin = msg.get(stun.XOR_MAPPED_ADDRESS), msg.get(stun.OTHER_ADDRESS), msg.get(stun.RESPONSE_ORIGIN)
+    return Answer(stun.parse_xor_address(xor, msg.tid) if xor is not None else None,
+                  stun.parse_address(other) if other is not None else None,
+                  stun.parse_address(origin) if origin is not None else None)
+
+
+def binding(sock: socket.socket, dest: tuple[str, int], change: int = 0) -> Answer | None:
+    """One Binding transaction (retransmitted): what the response says, or None."""
+    tid = os.urandom(12)
+    data = stun.encode(stun.BINDING, stun.REQUEST, tid, [(stun.CHANGE_REQUEST, stun.u32(change))] if change else [])
     sock.settimeout(TIMEOUT)
     for _ in range(ATTEMPTS):
         sock.sendto(data, dest)
@@ -69,11 +90,11 @@ def binding(sock: socket.socket, dest: tuple[str, int], change: int = 0) -> dict
             while True:
                 raw, _src = sock.recvfrom(2048)
                 try:
-                    resp = stun.parse_message(raw)
-                except ValueError:
+                    resp = stun.parse(raw)
+                    if resp.tid == tid and resp.cls in (stun.SUCCESS, stun.ERROR):
+                        return _decode(resp)
+                except stun.ParseError:
                     continue
-                if resp.transaction_id == req.transaction_id:
-                    return dict(resp.attributes)
         except socket.timeout:
             continue
     return None
@@ -90,19 +111,21 @@ def discover(a: str, port: int = PRIMARY_PORT) -> tuple[str, str, list[str]]:
     try:
         r1 = binding(s, (a, port))
         if r1 is None:
-            raise RuntimeError(f"no answer from the STUN responder at {a}:{port}")
-        other = r1.get("OTHER-ADDRESS")
+            raise NatCheckError(f"no answer from the STUN responder at {a}:{port}")
+        other = r1.other
         if not other:
-            raise RuntimeError("the responder sent no OTHER-ADDRESS: not an RFC 5780 server")
-        m1 = r1["XOR-MAPPED-ADDRESS"]
+            raise NatCheckError("the responder sent no OTHER-ADDRESS: not an RFC 5780 server")
+        m1 = r1.mapped
+        if m1 is None:
+            raise NatCheckError(f"the STUN responder at {a}:{port} sent no XOR-MAPPED-ADDRESS")
         r2 = binding(s, (other[0], port))
-        m2 = r2["XOR-MAPPED-ADDRESS"] if r2 else None
+        m2 = r2.mapped if r2 else None
         mapped = [f"{m1[0]}:{m1[1]}"] + ([f"{m2[0]}:{m2[1]}"] if m2 else [])
         if m2 == m1:
             mapping = "endpoint-independent"
         else:
             r3 = binding(s, other)
-            m3 = r3["XOR-MAPPED-ADDRESS"] if r3 else None
+            m3 = r3.mapped if r3 else None
             if m3:
                 mapped.append(f"{m3[0]}:{m3[1]}")
             mapping = "address-dependent" if m3 == m2 else "address-and-port-dependent"
@@ -111,10 +134,10 @@ def discover(a: str, port: int = PRIMARY_PORT) -> tuple[str, str, list[str]]:
     s = udp()
     try:
         if binding(s, (a, port)) is None:
-            raise RuntimeError(f"no answer from the STUN responder at {a}:{port}")
-        if binding(s, (a, port), CHANGE_IP | CHANGE_PORT) is not None:
+            raise NatCheckError(f"no answer from the STUN responder at {a}:{port}")
+        if binding(s, (a, port), stun.CHANGE_IP | stun.CHANGE_PORT) is not None:
             filtering = "endpoint-independent"
-        elif binding(s, (a, port), CHANGE_PORT) is not None:
+        elif binding(s, (a, port), stun.CHANGE_PORT) is not None:
             filtering = "address-dependent"
         else:
             filtering = "address-and-port-dependent"
@@ -154,27 +177,40 @@ def declared_nat(topo: dict, host: str) -> tuple[str | None, str | None]:
     return None, None
 
 
+def _serve_in(pid: int, responder: Responder) -> None:
+    """The responder, in the namespace of ``pid``; what stops it from starting (no such
+    namespace) is handed to the thread that waits for it."""
+    try:
+        run_in(pid, responder.run)
+    except Exception as exc:
+        responder.error = exc
+        responder.ready.set()
+
+
 def check(topo: dict, pids: dict[str, int], host: str, server: str | None = None) -> Result:
     """Run the responder in the server's namespace and the tests in the host's."""
     if server is None:
         found = pick_server(topo, host)
         if found is None:
-            raise LookupError("no host with two addresses to run the RFC 5780 responder on "
+            raise NatCheckError("no host with two addresses to run the RFC 5780 responder on "
                               "(give a server host two links, as in topologies/office-nat.yaml)")
         server, a, b = found
     else:
         addrs = [i["address"].split("/")[0] for i in topo["nodes"][server]["interfaces"] if i.get("address")]
         if len(addrs) < 2:
-            raise LookupError(f"'{server}' has {len(addrs)} address(es); the responder needs two")
+            raise NatCheckError(f"'{server}' has {len(addrs)} address(es); the responder needs two")
         a, b = addrs[:2]
-    responder = run_in(pids[server], lambda: Responder(a, b).open())
-    t = threading.Thread(target=responder.serve, name="stun5780", daemon=True)
+    responder = Responder(a, b)
+    t = threading.Thread(target=_serve_in, args=(pids[server], responder), name="stun5780", daemon=True)
     t.start()
     try:
+        if not responder.ready.wait(READY_TIMEOUT):
+            raise NatCheckError(f"the STUN responder on {server} did not start within {READY_TIMEOUT:g} s")
+        if responder.error is not None:
+            raise responder.error
         mapping, filtering, mapped = run_in(pids[host], lambda: discover(a))
     finally:
-        responder.stop.set()
+        responder.stop()
         t.join()
-        responder.close()
     nat, typ = declared_nat(topo, host)
     return Result(host, (a, b), mapping, filtering, mapped, typ, nat)

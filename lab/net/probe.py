@@ -19,7 +19,9 @@ path looks like a dropped request: use UDP to tell the two apart).
 ``stun`` probes are STUN Binding requests (RFC 8489 section 6) whose transaction ID carries
 the run and the sequence number: any STUN or TURN server answers them (the lab's own, coturn,
 the responder here), and captures recognise them by the run id like the others. This is what
-the softphone's endpoint test and a browser send to a TURN server's port 3478.
+the softphone's endpoint test and a browser send to a TURN server's port 3478. Their wire
+format is ``lab.core.stun``'s, the lab's one STUN codec; this module imports nothing else of
+the lab, so it starts in milliseconds inside nodes.
 """
 
 from __future__ import annotations
@@ -33,38 +35,39 @@ import struct
 import sys
 import time
 
+from lab.core import stun
+
 MAGIC = b"icelab-probe"
-STUN_COOKIE = 0x2112A442
-BINDING_REQUEST, BINDING_SUCCESS = 0x0001, 0x0101
+
+
+def _tid_prefix(run: str) -> bytes:
+    return run.encode()[:10].ljust(10, b"-")
 
 
 def stun_request(run: str, seq: int) -> bytes:
     """A Binding request; transaction ID = the run id (10 ASCII bytes) + seq (2 bytes)."""
-    tid = run.encode()[:10].ljust(10, b"-") + struct.pack("!H", seq & 0xFFFF)
-    return struct.pack("!HHI", BINDING_REQUEST, 0, STUN_COOKIE) + tid
+    return stun.encode(stun.BINDING, stun.REQUEST, _tid_prefix(run) + struct.pack("!H", seq & 0xFFFF), [])
 
 
 def stun_answer(data: bytes, peer: tuple[str, int]) -> bytes | None:
     """A Binding success response with XOR-MAPPED-ADDRESS (RFC 8489 section 14.2), or None
     if ``data`` is not a Binding request."""
-    if len(data) < 20:
+    try:
+        req = stun.parse(data)
+    except stun.ParseError:
         return None
-    mtype, length, cookie = struct.unpack("!HHI", data[:8])
-    if mtype != BINDING_REQUEST or cookie != STUN_COOKIE or len(data) != 20 + length:
+    if req.method != stun.BINDING or req.cls != stun.REQUEST:
         return None
-    port = peer[1] ^ (STUN_COOKIE >> 16)
-    addr = struct.unpack("!I", socket.inet_aton(peer[0]))[0] ^ STUN_COOKIE
-    attr = struct.pack("!HHBBHI", 0x0020, 8, 0, 1, port, addr)
-    return struct.pack("!HHI", BINDING_SUCCESS, len(attr), STUN_COOKIE) + data[8:20] + attr
+    return stun.encode(stun.BINDING, stun.SUCCESS, req.tid,
+                       [(stun.XOR_MAPPED_ADDRESS, stun.xor_address(peer, req.tid))])
 
 
 def stun_seq(data: bytes, run: str) -> int | None:
     """The sequence number of a Binding success answering one of ``run``'s requests."""
-    if len(data) < 20 or struct.unpack("!H", data[:2])[0] != BINDING_SUCCESS:
+    h = stun.peek(data)
+    if h is None or h.method != stun.BINDING or h.cls != stun.SUCCESS or h.tid[:10] != _tid_prefix(run):
         return None
-    if data[8:18] != run.encode()[:10].ljust(10, b"-"):
-        return None
-    return struct.unpack("!H", data[18:20])[0]
+    return struct.unpack("!H", h.tid[10:])[0]
 
 
 def serve(proto: str, port: int, log_path: str, address: str = "0.0.0.0") -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from lab.core import stun
 from lab.model.routing import hops
 from lab.model.topology import Topology
 
@@ -142,31 +143,13 @@ def blame_rules(obs: dict, observations: dict) -> None:
 
 # -- calls: STUN/TURN transactions along the path (RFC 8489 section 5, RFC 8656) ------------
 
-STUN_COOKIE = b"\x21\x12\xa4\x42"
-METHODS = {1: "Binding", 3: "Allocate", 4: "Refresh", 6: "Send", 7: "Data", 8: "CreatePermission",
-           9: "ChannelBind"}
-CLASSES = ("request", "indication", "success", "error")
-
-
 def stun_header(payload: bytes) -> tuple[str, str, bytes, int | None] | None:
     """(method, class, transaction id, error code) of a STUN message, or None for anything
-    else (ChannelData, media). RFC 8489 section 5: the method's bits are interleaved with
-    the class's C0 and C1; the ERROR-CODE attribute (0x0009) is class * 100 + number."""
-    if len(payload) < 20 or payload[0] & 0xC0 or payload[4:8] != STUN_COOKIE:
+    else (ChannelData, media)."""
+    h = stun.peek(payload)
+    if h is None:
         return None
-    t = int.from_bytes(payload[0:2], "big")
-    method = (t & 0x000F) | ((t & 0x00E0) >> 1) | ((t & 0x3E00) >> 2)
-    cls = CLASSES[((t & 0x0100) >> 7) | ((t & 0x0010) >> 4)]
-    code = None
-    if cls == "error":
-        i, end = 20, min(len(payload), 20 + int.from_bytes(payload[2:4], "big"))
-        while i + 4 <= end:
-            atype, alen = int.from_bytes(payload[i:i + 2], "big"), int.from_bytes(payload[i + 2:i + 4], "big")
-            if atype == 0x0009 and i + 8 <= end:
-                code = (payload[i + 6] & 0x07) * 100 + payload[i + 7]
-                break
-            i += 4 + alen + (-alen % 4)
-    return METHODS.get(method, f"0x{method:03x}"), cls, payload[8:20], code
+    return stun.method_name(h.method), stun.CLASS_NAMES[h.cls], h.tid, h.code
 
 
 def stun_messages(pcap: Path, port: int) -> list[tuple[str, str, bytes, int | None, str]]:

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from lab.model.generate import office_grid
 from lab.net import procs
 from lab.net.state import get, run_dir
+from synthetic import office_grid
 
 pytestmark = pytest.mark.root
 

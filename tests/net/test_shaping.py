@@ -1,6 +1,6 @@
 """Link impairments measured on real links (the lab's shaper on this kernel, without netem).
 
-Every number comes from the UDP probe (lab/net/shaper/probe.py) run inside the lab's
+Every number comes from the UDP probe (tests/udp_probe.py) run inside the lab's
 nodes; lab namespaces share the host's clock, so one-way delays are exact.
 """
 
@@ -10,6 +10,7 @@ import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -22,7 +23,7 @@ from lab.net.shaper.daemon import socket_path
 pytestmark = pytest.mark.root
 
 RIGHT = "10.77.0.2"
-PROBE = [sys.executable, "-m", "lab.net.shaper.probe"]
+PROBE = [sys.executable, str(Path(__file__).resolve().parent.parent / "udp_probe.py")]
 
 
 @pytest.fixture

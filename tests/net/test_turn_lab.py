@@ -29,7 +29,7 @@ def test_turn_role_relays_in_a_lab(repo, backend):
             assert "turnserver" in Path(f"/proc/{turn.proc.pid}/cmdline").read_bytes().decode(errors="replace")
         server = str(topo.address_of("turn"))
         peer_ip = str(topo.address_of("agent2"))
-        echo = net.node("agent2").popen([sys.executable, str(HERE / "udp_echo.py"), peer_ip, "5000"],
+        echo = net.node("agent2").popen([sys.executable, str(HERE.parent / "udp_probe.py"), "reflect", peer_ip, "5000"],
                                         stdout=subprocess.PIPE)
         try:
             assert echo.stdout.readline().strip() == b"ready"

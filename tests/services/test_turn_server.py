@@ -71,7 +71,7 @@ def test_turnutils_uclient_relays_without_loss(srv, flags):
 
 
 def test_aioice_allocates_and_relays(srv, tmp_path):
-    echo = subprocess.Popen([sys.executable, str(HERE / "udp_echo.py"), "127.0.0.1", str(free_port())],
+    echo = subprocess.Popen([sys.executable, str(HERE.parent / "udp_probe.py"), "reflect", "127.0.0.1", str(free_port())],
                             stdout=subprocess.PIPE)
     try:
         echo.stdout.readline()

@@ -225,6 +225,28 @@ class Service:
             self.stream_servers.append(await asyncio.start_unix_server(self._control, cfg.control))
         loop.create_task(self._sweeper())
 
+    def close(self) -> None:
+        """Close every socket: for a server that stops while its process goes on (the RFC 5780
+        responder of nat-check); the service process itself just exits."""
+        loop = asyncio.get_running_loop()
+        for s in self.udp.values():
+            loop.remove_reader(s.fileno())
+            s.close()
+        self.udp.clear()
+        for srv in self.stream_servers:
+            srv.close()
+        self.stream_servers.clear()
+        relays = self.server.relays
+        if relays is not None:
+            for sock, _alloc in list(relays.by_fd.values()):
+                sock.close()
+            relays.by_fd.clear()
+            loop.remove_reader(relays.epoll.fileno())
+            relays.epoll.close()
+        for _port, sock, _until in self.server.reserved.values():
+            sock.close()
+        self.server.reserved.clear()
+
     def _udp_listen(self, loop, ip: str, port: int) -> None:
         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -1,4 +1,4 @@
-"""Synthetic topologies of any size, for benchmarks and tests.
+"""Synthetic topologies of any size, for tests and benchmarks (bench/build_teardown.py).
 
 ``office_grid(hosts=100, per_lan=10)``: agents on ``hosts/per_lan`` office LANs, each
 behind its own edge router, all edges on one ISP core router, plus a cloud LAN with

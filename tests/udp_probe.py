@@ -1,9 +1,12 @@
-"""A small UDP probe for measuring links: run inside lab nodes (``python -m lab.net.shaper.probe``).
+"""The tests' and benchmarks' UDP tool: run inside lab nodes (``python tests/udp_probe.py``).
 
+Not the lab's probe (``lab/net/probe.py``, what scenarios run): this one measures links
+(tests/net/test_shaping.py, bench/shaper.py) and is the TURN relay's peer in tests.
 All of a lab's namespaces share the host's clock, so one-way delays are measured exactly:
 every datagram carries its sequence number and CLOCK_MONOTONIC send time, the receiver
 notes its own time.
 
+- ``reflect IP PORT``: send every datagram back unchanged (the relay's peer in TURN tests).
 - ``echo PORT``: answer each datagram with it and the time it arrived.
 - ``sink PORT --idle S``: receive until nothing came for S seconds; print JSON
   ``{"recv": [[seq, sent, received, size], ...]}``.
@@ -24,6 +27,15 @@ import time
 
 HEAD = struct.Struct("!Id")                 # sequence number, send time
 ECHO = struct.Struct("!Idd")                # sequence number, send time, time at the echo
+
+
+def reflect(address: str, port: int) -> None:
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind((address, port))
+    print("ready", flush=True)
+    while True:
+        data, peer = s.recvfrom(65536)
+        s.sendto(data, peer)
 
 
 def echo(port: int) -> None:
@@ -97,8 +109,11 @@ def send(host: str, port: int, count: int, rate: float, size: int, want_echo: bo
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="probe")
+    p = argparse.ArgumentParser(prog="udp_probe.py")
     sub = p.add_subparsers(dest="mode", required=True)
+    r = sub.add_parser("reflect")
+    r.add_argument("address")
+    r.add_argument("port", type=int)
     e = sub.add_parser("echo")
     e.add_argument("port", type=int)
     k = sub.add_parser("sink")
@@ -114,6 +129,9 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--echo", action="store_true")
     t.add_argument("--wait", type=float, default=1.0, help="how long to wait for the last echoes")
     a = p.parse_args(argv)
+    if a.mode == "reflect":     # a peer, not a measurement: the default scheduling
+        reflect(a.address, a.port)
+        return 0
     try:
         # measure the link, not the VM's scheduler: below the shaper's priority, above the rest
         os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(5))
