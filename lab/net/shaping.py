@@ -36,6 +36,7 @@ from lab.core.errors import InputError, Problem, did_you_mean
 from lab.model.impairment import DIRECTIONS, Impairment, LinkImpairment, parse_fields
 from .shaper import backend as backends
 from .shaper.backend import ImpairmentBackend, ShapingError
+# both implementations, imported here so that the registry knows them wherever shaping is used
 from .shaper.netem import Netem
 from .shaper.process import Shaper, answering
 from .state import LabState, get, run_dir
