@@ -129,7 +129,11 @@ class Channel:
         return {"ok": True, **reply}
 
     def answer_line(self, line: bytes | str) -> bytes:
-        return json.dumps(self.answer(line)).encode() + b"\n"
+        reply = self.answer(line)
+        try:
+            return _line(reply)
+        except (TypeError, ValueError) as exc:     # a handler's answer that JSON cannot carry
+            return _line(_error(f"the answer could not be sent: {exc}"))
 
     # -- blocking servers (select loops, threads) ---------------------------------------------
 

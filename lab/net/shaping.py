@@ -16,6 +16,7 @@ Public API (used by the CLI and by scenarios)::
     change_impairment(lab, "edge", "isp", {"loss": "2%"})       # over what is set now
     show(lab)                                                   # -> list[LinkStatus]
     lab_backend(lab)                                            # -> the lab's ImpairmentBackend
+    backend_running(lab)                                        # -> is its shaper answering
 
 ``lab`` is a lab name or a running ``Network``. Directions are named from the first node
 given to the second (``a2b``: from ``a`` to ``b`` as passed here), whatever the file's order.
@@ -300,6 +301,12 @@ def show(lab) -> list[LinkStatus]:
                               {d: v["counters"] | {"held": v["held"]} for d, v in l.items()} or None,
                               {d: v["where"] for d, v in l.items()} or None))
     return out
+
+
+def backend_running(lab) -> bool:
+    """Is what holds the lab's impairments there (its shaper answering; netem always)?"""
+    st = _state(lab)
+    return lab_backend(st).running(st)
 
 
 def shaper_running(lab) -> bool:

@@ -160,3 +160,9 @@ def test_the_client_says_when_nothing_listens_or_nothing_answers(tmp_path):
             ask(path, {"op": "ping"}, timeout=0.2)
     finally:
         listener.close()
+
+
+def test_an_answer_json_cannot_carry_is_still_an_answer():
+    ch = Channel.single(Request, lambda req: {"when": object()})
+    answer = json.loads(ch.answer_line(b"{}"))
+    assert answer["ok"] is False and "could not be sent" in answer["error"]

@@ -105,3 +105,16 @@ def test_the_registry_names_both_backends_and_refuses_others():
     assert isinstance(backends.get("netem"), Netem)
     with pytest.raises(shaping.ShapingError, match="unknown impairment backend 'tbf': known are netem, shaper"):
         backends.get("tbf")
+
+
+def test_whether_the_labs_backend_runs_is_asked_of_the_labs_backend(built, monkeypatch):
+    _netem(monkeypatch, False)
+    shaping.setup(built.network)
+    monkeypatch.setattr("lab.net.shaper.process.answering", lambda lab, timeout=2.0: False)
+    assert shaping.backend_running("shaped") is False
+    _netem(monkeypatch, True)
+    assert shaping.backend_running("shaped") is False      # still the shaper's lab
+    st = get("shaped")
+    st.impairment_backend = "netem"
+    st.save()
+    assert shaping.backend_running("shaped") is True
