@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from lab.net import LabError, Network
+from lab.core.errors import LabError
+from lab.net import Network
 from lab.net.capture import Captures
 from lab.net.state import run_dir
 
@@ -64,6 +65,13 @@ class Result:
                 "checks": [c.to_dict() for c in self.checks],
                 "observations": self.observations, "events": [e.to_dict() for e in self.events],
                 "pcaps": self.pcaps}
+
+    @classmethod
+    def from_dict(cls, d: dict, scenario: Scenario) -> "Result":
+        """A result back from ``to_dict`` (a child `icelab run --json`); the scenario is the caller's."""
+        return cls(scenario, d["lab"], d["verdict"], [Check(**c) for c in d["checks"]], d["observations"],
+                   [Event(**e) for e in d["events"]], d["timings"], d["error"], pcaps=d.get("pcaps", {}),
+                   turn_backend=d.get("turn_backend"))
 
 
 class _Probe:
