@@ -134,6 +134,7 @@ def junit(results: list, path: str | Path, backend_in_names: bool = False) -> Pa
 def timeline_chart(result, path: str | Path) -> Path:
     """The run on a time axis: one lane per source (runner, each probe, later each call),
     a bar for each action from its start to its last event, markers for events."""
+    # matplotlib takes half a second to import: only runs that write reports pay for it
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
