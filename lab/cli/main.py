@@ -18,9 +18,8 @@ def main(argv: list[str] | None = None) -> int:
     # must start in a blink, without Mininet, the scenario runner or matplotlib, which other
     # commands' modules import (the parser names commands as "module:function").
     module, _, name = args.handler.partition(":")
-    command = getattr(importlib.import_module(f"lab.cli.{module}"), name)
     try:
-        return command(args)
+        return getattr(importlib.import_module(f"lab.cli.{module}"), name)(args)
     except LabError as exc:
         print_error(exc)
         return exc.exit_status
