@@ -5,7 +5,7 @@ from __future__ import annotations
 from lab.net.call import NoCallLeft, place_call
 
 from .console import Refused
-from .running import running_node
+from .lookup import running_node
 from .signals import interruptible
 
 

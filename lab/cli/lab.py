@@ -15,7 +15,7 @@ from lab.net.state import all_states
 from lab.report.tables import status_rows, status_table, topology_table
 
 from .console import Refused, err, escape, hinted, out
-from .running import lab_state, running_node
+from .lookup import lab_state, running_node
 from .signals import interruptible
 
 

@@ -11,7 +11,7 @@ from lab.net.shaping import ShapingError, backend, change_impairment, shaper_run
 from lab.report.tables import links_table
 
 from .console import err, escape, hinted, out
-from .running import lab_state
+from .lookup import lab_state
 
 SETTINGS = ("delay", "jitter", "distribution", "rate", "queue", "duplicate", "reorder")
 

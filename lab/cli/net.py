@@ -13,7 +13,7 @@ from lab.net.reach import measure, plan
 from lab.report.tables import firewall_table, natcheck_lines, reach_table
 
 from .console import Refused, err, escape, hinted, out
-from .running import running_node
+from .lookup import running_node
 from .signals import interruptible
 
 
