@@ -55,6 +55,14 @@ def _lab(sub) -> None:
     s.add_argument("--cli", action="store_true", help="open Mininet's CLI; leaving it stops the lab")
     s.set_defaults(handler="lab:up")
 
+    s = sub.add_parser("serve", help="build a lab and show it live in the browser, with controls (needs root)")
+    s.add_argument("file", metavar="TOPOLOGY|SCENARIO")
+    s.add_argument("--name", help="run under another lab name")
+    s.add_argument("--bind", default="127.0.0.1", metavar="ADDR",
+                   help="address to listen on (default 127.0.0.1: this machine only); another shows the lab to a room")
+    s.add_argument("--port", type=int, default=8478, metavar="N", help="port (default 8478; 0: any free one)")
+    s.set_defaults(handler="serve:serve")
+
     s = sub.add_parser("check", help="build a lab, ping between all hosts, compare with the model, tear down")
     s.add_argument("file", metavar="FILE")
     s.add_argument("--name", help="run under another lab name")
