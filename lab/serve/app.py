@@ -160,7 +160,9 @@ def create_app(lab, token: str, hub: Hub | None = None, tick: float = TICK_S) ->
             task.cancel()
 
     async def page(request: Request) -> Response:
-        return Response((STATIC / "index.html").read_bytes(), media_type="text/html", headers=HEADERS)
+        # the assets need the token too; the guard has checked it, and it is URL-safe base64
+        html = (STATIC / "index.html").read_text().replace("?token=TOKEN", f"?token={token}")
+        return Response(html, media_type="text/html", headers=HEADERS)
 
     async def asset(request: Request) -> Response:
         name = request.path_params["name"]

@@ -4,7 +4,7 @@
 
 const TOKEN = new URLSearchParams(location.search).get("token") || "";
 const SVGNS = "http://www.w3.org/2000/svg";
-const SX = 70, SY = 62, PAD = 60;          // data units of lab/report/graph.py's layout -> pixels
+const SX = 62, SY = 78, PAD = 60;          // data units of lab/report/graph.py's layout -> pixels
 const state = { topo: null, counters: null, prev: null, selected: null, calls: {}, latency: [] };
 window.icelab = state;                      // the end-to-end test reads latency and call states here
 
@@ -26,7 +26,6 @@ async function api(path, body) {
   const r = await fetch(path, opts);
   const data = await r.json().catch(() => ({}));
   if (!r.ok) { log(`refused (${r.status}): ${data.error || r.statusText}`, true); throw new Error(data.error); }
-  if (data.said) log(data.said);
   return data;
 }
 
@@ -52,9 +51,11 @@ function draw(topo) {
     const [x1, y1] = px(byName[l.a.node]), [x2, y2] = px(byName[l.b.node]);
     const g = el("svg:g", { id: `link-${l.index}` });
     g.append(el("svg:line", { x1, y1, x2, y2, class: "link" }));
-    for (const [end, f] of [[l.a, 0.22], [l.b, 0.78]]) {
+    const lanEnd = byName[l.a.node].kind === "lan" || byName[l.b.node].kind === "lan";
+    // in the middle of the line: end a's counts above it, end b's below (a lan port has none)
+    for (const [end, dy] of [[l.a, -6], [l.b, lanEnd ? -6 : 16]]) {
       if (byName[end.node].kind === "lan") continue;
-      const t = el("svg:text", { x: x1 + (x2 - x1) * f, y: y1 + (y2 - y1) * f - 4, class: "count", "text-anchor": "middle",
+      const t = el("svg:text", { x: (x1 + x2) / 2, y: (y1 + y2) / 2 + dy, class: "count", "text-anchor": "middle",
                                  id: `count-${end.node}:${end.interface}` });
       g.append(t);
     }
@@ -85,7 +86,8 @@ function showCounters(c) {
     const t = document.getElementById(`count-${key}`);
     if (!t) continue;
     const drops = v.rx_dropped + v.tx_dropped + v.fw_dropped;
-    t.textContent = `${fmt(v.tx_packets)}/${fmt(v.rx_packets)}` + (drops ? ` ✗${fmt(drops)}` : "");
+    t.textContent = `↑${fmt(v.tx_packets)} ↓${fmt(v.rx_packets)}`;
+    if (drops) t.append(el("svg:tspan", { class: "dropcount" }, ` ✗${fmt(drops)}`));
     const was = prev && prev.interfaces[key];
     const wasDrops = was ? was.rx_dropped + was.tx_dropped + was.fw_dropped : drops;
     const moving = was && (v.tx_packets !== was.tx_packets || v.rx_packets !== was.rx_packets);
@@ -262,7 +264,11 @@ function renderCall(c) {
   const ul = el("ul");
   for (const s of c.states) ul.append(el("li", { class: "state" }, `${s.t.toFixed(2)} s  ${s.name}`));
   box.append(ul);
-  if (c.candidates.length) box.append(el("div", {}, `candidates: ${c.candidates.map(x => `${x.name} ${x.address || ""}`).join(", ")}`));
+  if (c.candidates.length) {
+    const cl = el("ul", { class: "candidates" });
+    for (const x of c.candidates) cl.append(el("li", {}, `${x.t.toFixed(2)} s  ${x.name} candidate ${candidateText(x.candidate)}`));
+    box.append(el("div", {}, "candidates"), cl);
+  }
   if (c.outcome) {
     const o = c.outcome;
     const talked = o.reached_talking;
@@ -271,6 +277,12 @@ function renderCall(c) {
     if (o.diagnosis) box.append(el("div", { class: "diagnosis" }, o.diagnosis));
   }
   tickTimer();
+}
+
+function candidateText(line) {
+  // "candidate:<foundation> <component> <proto> <priority> <address> <port> typ <type> ..."
+  const f = (line || "").split(" ");
+  return f.length > 7 ? `${f[4]}:${f[5]}/${f[2].toLowerCase()}` : "";
 }
 
 function tickTimer() {
