@@ -103,7 +103,11 @@ class PortPool:
             if even and p & 1:
                 free.append(p)
                 continue
-            sock = try_bind(p)
+            try:
+                sock = try_bind(p)
+            except BaseException:
+                free.append(p)      # not this port's fault (out of descriptors ...): keep it
+                raise
             if sock is None:
                 free.append(p)
                 continue
@@ -125,13 +129,25 @@ class PortPool:
             self.free.append(port)
 
 
+#: denied unless ``allowed_peers`` says otherwise, as coturn's ``denied-peer-ip`` (the
+#: ranges every coturn deployment guide denies; docs/turn.md): "this network" 0.0.0.0/8
+#: (RFC 1122 section 3.2.1.3). 224.0.0.0 and above (multicast, the reserved 240.0.0.0/4
+#: and the broadcast 255.255.255.255) are always refused, as coturn's
+#: ``no-multicast-peers`` does ("224.0.0.0 and above").
+RESERVED_PEERS = [ipaddress.ip_network("0.0.0.0/8")]
+_MULTICAST_AND_ABOVE = ipaddress.ip_network("224.0.0.0/3")
+
+
 class PeerACL:
-    """coturn's ``allowed-peer-ip`` / ``denied-peer-ip``: allowed wins; loopback,
-    unspecified and multicast peers are refused unless explicitly allowed."""
+    """coturn's peer checks, in coturn's order: loopback (and the unspecified 0.0.0.0,
+    which reaches the host itself, coturn's CVE-2020-26262) only with ``allow_loopback``
+    (``allow-loopback-peers``); multicast, reserved and broadcast never; then
+    ``allowed-peer-ip`` wins over ``denied-peer-ip`` and the reserved ranges. No allowed
+    prefix reaches loopback or multicast."""
 
     def __init__(self, allowed: list[str], denied: list[str], allow_loopback: bool = False):
         self.allowed = [ipaddress.ip_network(p, strict=False) for p in allowed]
-        self.denied = [ipaddress.ip_network(p, strict=False) for p in denied]
+        self.denied = [ipaddress.ip_network(p, strict=False) for p in denied] + RESERVED_PEERS
         self.allow_loopback = allow_loopback
         self._cache: dict[str, bool] = {}
 
@@ -139,14 +155,14 @@ class PeerACL:
         ok = self._cache.get(ip)
         if ok is None:
             a = ipaddress.ip_address(ip)
-            if any(a in n for n in self.allowed):
-                ok = True
-            elif any(a in n for n in self.denied):
-                ok = False
-            elif a.is_loopback:
+            if a.is_loopback or a.is_unspecified:
                 ok = self.allow_loopback
+            elif a.is_multicast or (a.version == 4 and a in _MULTICAST_AND_ABOVE):
+                ok = False
+            elif any(a in n for n in self.allowed):
+                ok = True
             else:
-                ok = not (a.is_unspecified or a.is_multicast)
+                ok = not any(a in n for n in self.denied)
             if len(self._cache) < 65536:
                 self._cache[ip] = ok
         return ok
