@@ -25,7 +25,7 @@ from lab.services.turn.log import read
 from lab.services.turn.server import TurnServer
 from lab.services.turn.turn import PeerACL
 
-from turnlab import SECRET, Client, error, free_port, server
+from turnlab import SECRET, Client, error, free_port, peer_attr, server
 
 RT_UDP = (stun.REQUESTED_TRANSPORT, bytes([17, 0, 0, 0]))
 
@@ -241,23 +241,34 @@ def test_reserved_loopback_multicast_and_broadcast_peers_are_refused(ip):
 
 def test_allowed_peers_do_not_override_loopback_and_multicast():
     acl = PeerACL(["0.0.0.0/0"], [])
-    for ip in ("127.0.0.1", "0.0.0.0", "224.0.0.5", "255.255.255.255", "240.0.0.1"):
+    for ip in ("127.0.0.1", "0.0.0.0", "0.1.2.3", "224.0.0.5", "255.255.255.255", "240.0.0.1"):
         assert not acl.permits(ip), ip
-    assert acl.permits("0.1.2.3")                    # 0.0.0.0/8 is a denied-peer-ip: allowed wins
     assert acl.permits("192.0.2.1")
     loop = PeerACL([], [], allow_loopback=True)      # the explicit option (coturn's allow-loopback-peers)
-    assert loop.permits("127.0.0.1") and loop.permits("127.9.9.9") and not loop.permits("224.0.0.5")
+    assert loop.permits("127.0.0.1") and loop.permits("127.9.9.9")
+    assert not loop.permits("224.0.0.5") and not loop.permits("0.0.0.0")
     assert PeerACL([], ["10.0.0.0/8"]).permits("10.1.1.1") is False
     assert PeerACL(["10.1.0.0/16"], ["10.0.0.0/8"]).permits("10.1.1.1") is True
 
 
-def test_coturn_is_rendered_with_the_same_reserved_ranges():
-    from lab.services.turn import coturn
-    text = coturn.render(TurnConfig(denied_peers=["10.0.0.0/8"]), "/tmp/x").splitlines()
-    for line in ("denied-peer-ip=10.0.0.0-10.255.255.255", "denied-peer-ip=0.0.0.0-0.255.255.255",
-                 "no-multicast-peers"):
-        assert line in text, line
-    assert "allow-loopback-peers" not in text
+PEERS = ("127.0.0.1", "0.0.0.0", "0.1.2.3", "224.0.0.1", "240.0.0.1", "255.255.255.255", "192.0.2.1", "10.1.1.1")
+
+
+@pytest.mark.parametrize("backend", ["embedded", "coturn"])
+def test_both_backends_refuse_the_same_peers(tmp_path, backend):
+    """What coturn 4.6.1 answers (measured) is what the embedded server answers."""
+    cases = [({"allowed_peers": ["0.0.0.0/0"]}, {"192.0.2.1", "10.1.1.1"}),
+             ({"denied_peers": ["10.0.0.0/8"]}, {"192.0.2.1"}),
+             ({"allow_loopback": True, "allowed_peers": ["0.0.0.0/0"]}, {"127.0.0.1", "192.0.2.1", "10.1.1.1"})]
+    for i, (over, permitted) in enumerate(cases):
+        (tmp_path / str(i)).mkdir()
+        with server(tmp_path / str(i), backend=backend, users={}, tls_port=None, **over) as s:
+            c = Client(s.udp)
+            c.rest()
+            assert c.allocate().cls == stun.SUCCESS
+            got = {ip for ip in PEERS
+                   if error(c.request(stun.CREATE_PERMISSION, [peer_attr((ip, 5000))], auth=True)) is None}
+            assert got == permitted, (over, got)
 
 
 # -- 7. 420 after authentication ---------------------------------------------------------

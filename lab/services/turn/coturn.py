@@ -12,7 +12,6 @@ import ipaddress
 from pathlib import Path
 
 from .config import TurnConfig
-from .turn import RESERVED_PEERS
 
 
 def _range(prefix: str) -> str:
@@ -61,7 +60,7 @@ def render(cfg: TurnConfig, workdir: str | Path) -> str:
     if cfg.allow_loopback:
         lines.append("allow-loopback-peers")
     lines += [f"allowed-peer-ip={_range(p)}" for p in cfg.allowed_peers]
-    lines += [f"denied-peer-ip={_range(p)}" for p in cfg.denied_peers + [str(n) for n in RESERVED_PEERS]]
+    lines += [f"denied-peer-ip={_range(p)}" for p in cfg.denied_peers]
     return "\n".join(lines) + "\n"
 
 

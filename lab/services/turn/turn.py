@@ -129,25 +129,23 @@ class PortPool:
             self.free.append(port)
 
 
-#: denied unless ``allowed_peers`` says otherwise, as coturn's ``denied-peer-ip`` (the
-#: ranges every coturn deployment guide denies; docs/turn.md): "this network" 0.0.0.0/8
-#: (RFC 1122 section 3.2.1.3). 224.0.0.0 and above (multicast, the reserved 240.0.0.0/4
-#: and the broadcast 255.255.255.255) are always refused, as coturn's
-#: ``no-multicast-peers`` does ("224.0.0.0 and above").
-RESERVED_PEERS = [ipaddress.ip_network("0.0.0.0/8")]
-_MULTICAST_AND_ABOVE = ipaddress.ip_network("224.0.0.0/3")
+#: peers refused whatever ``allowed_peers`` says, as coturn 4.6.1 does (measured: see
+#: docs/turn.md, "Peers"): "this network" 0.0.0.0/8 (RFC 1122 section 3.2.1.3; 0.0.0.0
+#: reaches the host itself, coturn's CVE-2020-26262), and 224.0.0.0 and above: multicast,
+#: the reserved 240.0.0.0/4 and the broadcast 255.255.255.255 (coturn's
+#: ``no-multicast-peers``, which both backends always have)
+NEVER_PEERS = (ipaddress.ip_network("0.0.0.0/8"), ipaddress.ip_network("224.0.0.0/3"))
 
 
 class PeerACL:
-    """coturn's peer checks, in coturn's order: loopback (and the unspecified 0.0.0.0,
-    which reaches the host itself, coturn's CVE-2020-26262) only with ``allow_loopback``
-    (``allow-loopback-peers``); multicast, reserved and broadcast never; then
-    ``allowed-peer-ip`` wins over ``denied-peer-ip`` and the reserved ranges. No allowed
-    prefix reaches loopback or multicast."""
+    """coturn's peer checks, in coturn's order: 0.0.0.0/8, multicast, reserved and
+    broadcast addresses never; loopback only with ``allow_loopback`` (coturn's
+    ``allow-loopback-peers``); then ``allowed-peer-ip`` wins over ``denied-peer-ip``.
+    No allowed prefix reaches what the first two refuse."""
 
     def __init__(self, allowed: list[str], denied: list[str], allow_loopback: bool = False):
         self.allowed = [ipaddress.ip_network(p, strict=False) for p in allowed]
-        self.denied = [ipaddress.ip_network(p, strict=False) for p in denied] + RESERVED_PEERS
+        self.denied = [ipaddress.ip_network(p, strict=False) for p in denied]
         self.allow_loopback = allow_loopback
         self._cache: dict[str, bool] = {}
 
@@ -155,10 +153,10 @@ class PeerACL:
         ok = self._cache.get(ip)
         if ok is None:
             a = ipaddress.ip_address(ip)
-            if a.is_loopback or a.is_unspecified:
-                ok = self.allow_loopback
-            elif a.is_multicast or (a.version == 4 and a in _MULTICAST_AND_ABOVE):
+            if a.is_multicast or a.is_unspecified or (a.version == 4 and any(a in n for n in NEVER_PEERS)):
                 ok = False
+            elif a.is_loopback:
+                ok = self.allow_loopback
             elif any(a in n for n in self.allowed):
                 ok = True
             else:
