@@ -42,7 +42,7 @@ class TurnConfig:
     strict_channel_permission: bool = False  # True: a ChannelBind's permission lasts 300 s (RFC), not 600 (coturn)
     user_quota: int = 0                    # allocations per user; 0 = unlimited
     total_quota: int = 0
-    allowed_peers: list[str] = field(default_factory=list)  # prefixes; allowed wins over denied
+    allowed_peers: list[str] = field(default_factory=list)  # prefixes; allowed wins over denied, never over the fixed rules (PeerACL)
     denied_peers: list[str] = field(default_factory=list)
     allow_loopback: bool = False
     alt_address: str | None = None         # RFC 5780: a second address ...
