@@ -202,6 +202,37 @@ def test_a_relay_socket_that_cannot_be_opened_gets_508_and_the_port_back(tmp_pat
     assert error(e.ask(Conn(), stun.ALLOCATE, [RT_UDP], username=name, password=pw)) == 508
 
 
+def test_out_of_file_descriptors_then_every_port_again(tmp_path):
+    """A real server whose RLIMIT_NOFILE runs out: 508 for each Allocate it cannot serve,
+    a line for each; once the limit is raised, all 20 relay ports are allocatable."""
+    import random
+    import resource
+    base = random.randrange(30000, 39000, 100)
+    with server(tmp_path, min_port=base, max_port=base + 19) as s:
+        pid = s.proc.pid
+        soft, hard = resource.prlimit(pid, resource.RLIMIT_NOFILE)
+        resource.prlimit(pid, resource.RLIMIT_NOFILE, (len(os.listdir(f"/proc/{pid}/fd")) + 3, hard))
+        clients = [Client(s.udp) for _ in range(30)]
+        codes = []
+        for c in clients:
+            c.rest()
+            r = c.allocate()
+            codes.append("no answer" if r is None else error(r))
+        ok = codes.count(None)          # the few the descriptors left allowed
+        assert 1 <= ok <= 10 and codes == [None] * ok + [508] * (30 - ok), codes
+        resource.prlimit(pid, resource.RLIMIT_NOFILE, (soft, hard))
+        more = [Client(s.udp) for _ in range(21 - ok)]
+        for c in more:
+            c.rest()
+        answers = [c.allocate() for c in more]
+        assert [error(r) if r else "no answer" for r in answers] == [None] * (20 - ok) + [508]   # all 20 ports
+        time.sleep(0.4)
+        lines = [l for l in read(s.cfg.log) if l["method"] == "Allocate" and l["code"] == 508]
+        assert len(lines) == 30 - ok + 1
+        assert all("Too many open files" in l["reason"] for l in lines[:-1])
+        assert lines[-1]["reason"] == "no relay port left"
+
+
 def test_the_real_relays_raise_on_emfile_and_skip_busy_ports(monkeypatch):
     """transports.Relays.open: a port another program holds is None (try the next one);
     socket() failing (out of descriptors) is an error the server answers with 508."""
