@@ -26,8 +26,9 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from lab.core.errors import InputError, Problem, did_you_mean
-from lab.model.impairment import (format_percent, format_rate, format_time, parse_percent, parse_rate,
-                                  parse_time)
+from lab.core.units import (format_percent, format_rate, format_time, percent_setting, rate_setting,
+                            time_setting)
+from lab.model.impairment import MAX_DELAY
 
 from .load import Scenario, Step
 from .schema import LinkChange
@@ -68,9 +69,9 @@ def _value(kind: str, text: str, issues: list) -> float | None:
         example = {"time": "ms", "percent": "%", "rate": "kbit"}[kind]
         issues.append(((), f"'{text}' has no unit", f"write {text.strip()}{example}: a bare number could mean anything"))
         return None
-    parse = {"time": lambda v, i: parse_time(v, (), i, "value"),
-             "percent": lambda v, i: parse_percent(v, (), i, "value"),
-             "rate": lambda v, i: parse_rate(v, (), i)}[kind]
+    parse = {"time": lambda v, i: time_setting(v, (), i, "value", longest=MAX_DELAY),
+             "percent": lambda v, i: percent_setting(v, (), i, "value"),
+             "rate": lambda v, i: rate_setting(v, (), i)}[kind]
     return parse(text, issues)
 
 
