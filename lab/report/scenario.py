@@ -136,6 +136,13 @@ def write(result, out_dir: str | Path) -> Path:
     return d
 
 
+def write_report(result, out_dir: str | Path) -> Path:
+    """result.json, report.md, report.html and pictures of the run in ``out_dir/<scenario>/``
+    (was lab.scenario.runner.write_report: the scenario layer returns results, reports
+    are written above it)."""
+    return write(result, out_dir)
+
+
 def junit(results: list, path: str | Path, backend_in_names: bool = False) -> Path:
     """JUnit XML: a test case per scenario; a failed check is a failure, an error an error.
     ``backend_in_names``: 'udp3478-open[coturn]', so that runs against both TURN backends

@@ -39,6 +39,7 @@ def test_at_500us_as_delay_500us(tmp_path):
     s = load_scenario(scenario(tmp_path, "500us", "500us"))
     link, probe = s.steps
     assert link.at == probe.at == pytest.approx(0.0005)
+    assert probe.spec.interval == pytest.approx(0.0005)          # typed at load: seconds
     imp, issues = parse_link_impair({"delay": "500us"})
     assert issues == [] and imp.a2b.delay == pytest.approx(0.0005)
 
