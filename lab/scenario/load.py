@@ -99,8 +99,8 @@ def _merge(target: dict, patch: dict, at: Path_, set_paths: set[Path_]) -> None:
 @dataclass
 class Step:
     at: float
-    action: str                  # probe, call, ...
-    spec: BaseModel
+    action: str                  # probe, call, ... (lab/scenario/actions/)
+    spec: BaseModel              # once checked, the action's typed form (times in seconds)
     path: Path_
     line: int | None
     name: str | None = None      # what expectations call it
