@@ -61,6 +61,7 @@ def _lab(sub) -> None:
     s.add_argument("--bind", default="127.0.0.1", metavar="ADDR",
                    help="address to listen on (default 127.0.0.1: this machine only); another shows the lab to a room")
     s.add_argument("--port", type=int, default=8478, metavar="N", help="port (default 8478; 0: any free one)")
+    s.add_argument("-o", "--out", default="out", help="a scenario's report folder (default: out/)")
     s.set_defaults(handler="serve:serve")
 
     s = sub.add_parser("check", help="build a lab, ping between all hosts, compare with the model, tear down")

@@ -7,6 +7,7 @@ import secrets
 import signal
 import socket
 import threading
+from pathlib import Path
 
 import uvicorn
 import yaml
@@ -17,7 +18,7 @@ from lab.net import Network
 from lab.scenario.load import load_scenario
 from lab.serve.app import Hub, create_app
 from lab.serve.live import LiveLab
-from lab.serve.scenario import ScenarioLab
+from lab.serve.scenario import ScenarioLab, build as build_scenario
 
 from .console import err, escape, hinted, out
 from .signals import interruptible
@@ -56,9 +57,13 @@ def listen(address: str, port: int) -> socket.socket:
 def serve(args) -> int:
     sock = listen(args.bind, args.port)
     scenario = load_scenario(args.file, args.name) if is_scenario(args.file) else None
-    topo = scenario.topology if scenario else load_topology(args.file, name=args.name)
+    if scenario:
+        topo = scenario.topology
+        network, runner = build_scenario(scenario, Path(args.out))
+    else:
+        topo = load_topology(args.file, name=args.name)
+        network = Network(topo)
     name = escape(topo.name)
-    network = Network(topo)
     server = thread = live = None
     try:
         with err.status(f"building lab '{name}'") as status:
@@ -66,7 +71,8 @@ def serve(args) -> int:
             network.build()
             status.update(f"lab '{name}': starting captures")
             hub = Hub()
-            live = ScenarioLab(network, hub.publish, scenario) if scenario else LiveLab(network, hub.publish)
+            live = ScenarioLab(network, hub.publish, scenario, runner, Path(args.out)) if scenario \
+                else LiveLab(network, hub.publish)
             live.start_captures()
         token = secrets.token_urlsafe(24)
         config = uvicorn.Config(create_app(live, token, hub), log_level="warning", access_log=False, lifespan="on")

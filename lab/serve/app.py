@@ -48,6 +48,11 @@ ASSETS = {"app.js": "text/javascript", "style.css": "text/css"}
 HEADERS = {"Content-Security-Policy": "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'",
            "Referrer-Policy": "no-referrer", "X-Content-Type-Options": "nosniff", "Cache-Control": "no-store"}
 
+#: a scenario's report (lab/report/templates): its own inline styles, its pictures from here
+REPORT_FILES = {"report.html": "text/html", "timeline.svg": "image/svg+xml", "topology.svg": "image/svg+xml",
+                "report.md": "text/markdown", "result.json": "application/json"}
+REPORT_CSP = "default-src 'self'; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'"
+
 
 # -- request bodies ------------------------------------------------------------------------
 
@@ -215,11 +220,21 @@ def create_app(lab, token: str, hub: Hub | None = None, tick: float = TICK_S) ->
                             headers=HEADERS)
 
     async def report(request: Request) -> Response:
+        """The scenario's report as ``icelab run`` writes it; its pictures by name, with the token."""
+        name = request.path_params.get("name", "report.html")
+        if name not in REPORT_FILES:
+            return JSONResponse({"error": "not found"}, 404, headers=HEADERS)
         try:
-            path = lab.report()
+            path = lab.report().parent / name
         except LabError as exc:
             return _error(exc)
-        return FileResponse(path, media_type="text/html", headers=HEADERS)
+        headers = dict(HEADERS, **{"Content-Security-Policy": REPORT_CSP})
+        if name == "report.html":
+            html = path.read_text()
+            for pic in ("timeline.svg", "topology.svg"):
+                html = html.replace(f'src="{pic}"', f'src="report/{pic}?token={token}"')
+            return Response(html, media_type="text/html", headers=headers)
+        return FileResponse(path, media_type=REPORT_FILES[name], headers=headers)
 
     def control(model: type[Body], action):
         async def endpoint(request: Request) -> Response:
@@ -248,6 +263,7 @@ def create_app(lab, token: str, hub: Hub | None = None, tick: float = TICK_S) ->
         Route("/api/events", events),
         Route("/api/pcap/{node}/{interface}", pcap),
         Route("/api/report", report),
+        Route("/api/report/{name}", report),
         Route("/api/rule/toggle", control(RuleToggle, lambda b: lab.rule_toggle(b.node, b.number, b.enabled)),
               methods=["POST"]),
         Route("/api/rule/add", control(RuleAdd, lambda b: lab.rule_add(b.node, b.rule.model_dump(exclude_none=True))),

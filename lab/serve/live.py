@@ -22,14 +22,16 @@ from typing import Callable
 
 from lab.agent.constants import DEFAULT_ICE_TIMEOUT
 from lab.core.errors import LabError, UsageError, did_you_mean
-from lab.model.firewall import FirewallPolicy
+from lab.model.firewall import FirewallPolicy, rule_from_spec
 from lab.net import firewall, nat
 from lab.net.call import take_call
 from lab.net.capture import Captures
 from lab.net.shaping import change_impairment, show
 from lab.report.graph import STYLE, layout
 from lab.scenario.diagnose import blame_rules, call_sentence, diagnose_call, path_points
-from lab.scenario.live import backend_of, turn_action
+from lab.scenario.actions.rule import rule_action
+from lab.scenario.actions.turn import backend_of, turn_action
+from lab.scenario.errors import ActionError
 
 Publish = Callable[[dict], None]
 
@@ -225,12 +227,15 @@ class LiveLab:
 
     def rule_add(self, node: str, spec: dict) -> str:
         self._node(node, ("firewall",))
+        try:
+            rule_from_spec(self.topo, node, spec)      # a rule that would not validate: 400, nothing tried
+        except ValueError as exc:
+            raise UsageError(f"rule for '{node}': {exc}") from None
         with self._lock:
             try:
-                rule = firewall.add(self.network, node, spec)
-            except ValueError as exc:
-                raise UsageError(f"rule for '{node}': {exc}") from None
-        said = f"added rule {rule.number} ({rule.name}, {rule.direction} {rule.action})"
+                said, _, _ = rule_action(self.network, SimpleNamespace(node=node, add=spec, delete=None))
+            except ActionError as exc:
+                raise Conflict(str(exc)) from None
         self.publish({"type": "log", "text": f"{node}: {said}"})
         return said
 
@@ -240,8 +245,9 @@ class LiveLab:
             if self._disabled.pop((node, number), None) is not None:
                 said = f"rule {number} (off) removed"
             else:
-                gone = firewall.delete_rule(self.network.node(node).pid, fw.policy, number)
-                said = f"deleted rule {number} ({gone.name}) after it counted {gone.packets} packets"
+                if number not in {c.number for c in firewall.counters(self.network.node(node).pid)}:
+                    raise NotFound(f"no rule {number} in the live table of '{node}'")
+                said, _, _ = rule_action(self.network, SimpleNamespace(node=node, add=None, delete=number))
         self.publish({"type": "log", "text": f"{node}: {said}"})
         return said
 
@@ -262,7 +268,7 @@ class LiveLab:
         with self._lock:
             try:
                 said = turn_action(self.network, SimpleNamespace(node=node, verbs=[verb], faults=faults or {}))
-            except RuntimeError as exc:
+            except ActionError as exc:
                 raise Conflict(str(exc)) from None
         self.publish({"type": "log", "text": f"TURN on {node}: {said}"})
         return said

@@ -324,14 +324,15 @@ function renderSteps(s) {
   ol.textContent = "";
   const next = s.played.length;
   s.steps.forEach((st, i) => {
-    const li = el("li", { class: i < next ? "done" : "" }, `${st.at}s ${st.action} ${st.name || ""} `);
-    if (i === next) {
+    const li = el("li", { class: i < next ? "done" : "" }, `${st.what} (at ${st.at} s in the file) `);
+    if (i === next && !s.verdict) {
       const b = el("button", { id: "play-step" }, "play");
-      b.addEventListener("click", () => api("/api/scenario/play", { step: i }));
+      b.addEventListener("click", () => { b.disabled = true; api("/api/scenario/play", { step: i }).catch(() => { b.disabled = false; }); });
       li.append(b);
     }
+    for (const c of st.claims) li.append(el("span", { class: "narr claim" }, c));
     const p = s.played[i];
-    if (p) li.append(el("span", { class: "narr" }, p.said || ""));
+    if (p) li.append(el("span", { class: "narr said" }, p.said || ""));
     ol.append(li);
   });
   if (s.verdict) {
