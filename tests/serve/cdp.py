@@ -20,7 +20,7 @@ from websockets.sync.client import connect
 
 
 class Browser:
-    def __init__(self, url: str, width: int = 1500, height: int = 950):
+    def __init__(self, url: str, width: int = 1500, height: int = 1200):
         self.profile = tempfile.mkdtemp(prefix="icelab-cdp-")
         binary = shutil.which("chromium") or shutil.which("chromium-browser")
         self.proc = subprocess.Popen(

@@ -10,6 +10,7 @@ Screenshots go to $ICELAB_SCREENSHOTS (docs/img/ for docs/serve.md) when it is s
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -36,11 +37,13 @@ def cpu_ticks(pid: int) -> int:
     return sum(int(x) for x in f[11:15])        # utime, stime and waited-for children's
 
 
-@pytest.fixture
-def server():
-    proc = subprocess.Popen([sys.executable, "-m", "lab.cli", "serve", "topologies/office-firewall.yaml",
-                             "--name", LAB, "--port", "0"], cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+@contextlib.contextmanager
+def serving(file: str, lab: str, *more: str):
+    """``icelab serve FILE`` in a child process; its process and the address it printed. Ctrl-C
+    (SIGINT) at the end, as a trainer stops it."""
+    proc = subprocess.Popen([sys.executable, "-m", "lab.cli", "serve", file, "--name", lab, "--port", "0", *more],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=dict(os.environ, PYTHONPATH=str(ROOT)))
     url = None
     deadline = time.monotonic() + 120
     while url is None and time.monotonic() < deadline:
@@ -62,6 +65,12 @@ def server():
                 proc.wait()
         subprocess.run([sys.executable, "-m", "lab.cli", "clean"], cwd=ROOT, capture_output=True,
                        env=dict(os.environ, PYTHONPATH=str(ROOT)))
+
+
+@pytest.fixture
+def server():
+    with serving("topologies/office-firewall.yaml", LAB) as s:
+        yield s
 
 
 def shots() -> Path | None:
@@ -156,3 +165,28 @@ def test_watch_a_call_fail_flip_the_rule_watch_it_work(server):
     proc.send_signal(signal.SIGINT)
     assert proc.wait(60) == 130
     assert not (Path("/run/icelab") / f"{LAB}.json").exists()
+
+
+def test_a_scenario_played_step_by_step(tmp_path):
+    with serving("scenarios/udp3478-blocked.yaml", "sv-e2e-s", "-o", str(tmp_path)) as (proc, url):
+        browser = Browser(url)
+        try:
+            page = browser.page
+            page.wait("document.getElementById('conn').textContent === 'live'", 30)
+            assert not page.js("document.getElementById('scenario-panel').hidden")
+            assert "Field guide 1" in page.js("document.getElementById('scenario-claim').textContent")
+            for i in range(3):
+                page.wait(f"document.querySelectorAll('#steps li.done').length === {i} && "
+                          "!!document.getElementById('play-step')", 30)
+                page.js("document.getElementById('play-step').click()")
+            verdict = page.wait("(document.querySelector('#verdict h3') || {}).textContent", 60)
+            assert verdict == "verdict: pass"
+            assert "ice_collection_timeout" in page.js("document.getElementById('verdict').textContent")
+            assert page.js("document.querySelectorAll('#verdict div.pass').length") == 3
+            snap(page, "serve-scenario.png")
+            report = page.js("fetch(document.querySelector('#verdict a').href).then(r => r.status)")
+            assert report == 200
+        finally:
+            browser.close()
+    assert proc.returncode == 130
+    assert (tmp_path / "udp3478-blocked" / "report.html").exists()

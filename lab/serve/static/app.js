@@ -4,7 +4,7 @@
 
 const TOKEN = new URLSearchParams(location.search).get("token") || "";
 const SVGNS = "http://www.w3.org/2000/svg";
-const SX = 62, SY = 78, PAD = 60;          // data units of lab/report/graph.py's layout -> pixels
+const SX = 78, SY = 80, PAD = 80;          // data units of lab/report/graph.py's layout -> pixels
 const state = { topo: null, counters: null, prev: null, selected: null, calls: {}, latency: [] };
 window.icelab = state;                      // the end-to-end test reads latency and call states here
 
@@ -68,9 +68,10 @@ function draw(topo) {
       g.append(el("svg:rect", { x: x - 6, y: y - 40, width: 12, height: 80, fill: n.face, stroke: n.edge, rx: 3 }));
       g.append(el("svg:text", { x, y: y + 54, "text-anchor": "middle" }, n.name));
     } else {
-      g.append(el("svg:rect", { x: x - 48, y: y - 18, width: 96, height: 36, fill: n.face, stroke: n.edge, rx: 6 }));
+      g.append(el("svg:rect", { x: x - 62, y: y - 20, width: 124, height: 40, fill: n.face, stroke: n.edge, rx: 6 }));
       g.append(el("svg:text", { x, y: y - 2, "text-anchor": "middle", "font-weight": "bold" }, n.name));
-      g.append(el("svg:text", { x, y: y + 12, "text-anchor": "middle" }, n.kind === "host" ? (n.services.join(", ") || n.role || "host") : n.kind));
+      const sub = n.label && n.label !== n.name ? n.label : n.kind === "host" ? (n.services.join(", ") || n.role || "host") : n.kind;
+      g.append(el("svg:text", { x, y: y + 12, "text-anchor": "middle", class: "sub" }, sub.length > 18 ? sub.slice(0, 17) + "…" : sub));
     }
     g.addEventListener("click", () => select(n.name));
     svg.append(g);
@@ -294,7 +295,7 @@ function tickTimer() {
   if (talking) { t.textContent = ""; return; }
   const end = c.outcome ? c.endAt : Date.now();
   const left = Math.max(0, state.topo.ice_timer_s - (end - c.iceStart) / 1000);
-  t.textContent = `ICE timer ${left.toFixed(1)} s`;
+  t.textContent = c.outcome && left < 0.2 ? `ICE timer expired (${state.topo.ice_timer_s} s)` : `ICE timer ${left.toFixed(1)} s`;
 }
 setInterval(tickTimer, 100);
 
