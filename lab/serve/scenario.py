@@ -109,8 +109,6 @@ class ScenarioLab(LiveLab):
 
     def _follow(self, running, index: int) -> None:
         """A step still in flight (a call, a probe): its end narrated when it comes."""
-        step = self.scenario.steps[index]
-        seen = len(self.runner.result.events)
         while not running.done():
             time.sleep(0.05)
         with self._lock:
@@ -118,10 +116,8 @@ class ScenarioLab(LiveLab):
                 return
             self.pending.remove(running)
             running.finish(self.runner)
-        said = "; ".join(e.what for e in self.runner.result.events[seen:] if _about(e, step))
-        if said:
-            self.played[index]["said"] += f"; {said}"
-            self._announce()
+        self._narrate(index)
+        self._announce()
 
     def _finish(self) -> None:
         """After the last step: what is in flight finished, then the runner's own ending:
@@ -141,6 +137,8 @@ class ScenarioLab(LiveLab):
                     run.captures.stop()
                 run._firewall_counters()
                 run._diagnose()
+            for i in range(len(self.played)):
+                self._narrate(i)
             result = run.result
             result.checks = evaluate(self.scenario, result.observations)
             result.verdict = "error" if result.error or any(c.status == "error" for c in result.checks) else \
@@ -153,6 +151,13 @@ class ScenarioLab(LiveLab):
             self.verdict = {"verdict": "error", "report": False, "expectations": [{"ok": False, "text": str(exc)}]}
         self._announce()
         self.publish({"type": "log", "text": f"scenario verdict: {self.verdict['verdict']}"})
+
+    def _narrate(self, index: int) -> None:
+        """What the step did, from the runner's events about it so far."""
+        step = self.scenario.steps[index]
+        said = [e.what for e in sorted(self.runner.result.events, key=lambda e: e.t) if _about(e, step)]
+        if said:
+            self.played[index]["said"] = "; ".join(said)
 
     def _announce(self) -> None:
         self.publish({"type": "scenario", "scenario": self.scenario_info()})
