@@ -275,6 +275,13 @@ function renderCall(c) {
     const talked = o.reached_talking;
     box.append(el("div", { class: talked ? "talking" : "failed", id: "call-result" },
       talked ? "Talking" + (o.ok ? " (audio both ways)" : "") : `failed: ${o.softphone_error || o.rtc_error || o.error || o.state}`));
+    const q = o.quality || {};
+    if (q.packets_sent !== undefined) {
+      // the softphone reports its audio once the call has ended (RTP both ways, what it heard)
+      box.append(el("div", { class: "audio" }, `audio: ${q.packets_sent} packets sent, ${q.packets_received} received` +
+        (q.packets_lost ? `, ${q.packets_lost} lost` : "") + (q.heard_dbfs !== undefined && q.heard_dbfs !== null ? `; heard ${q.heard_dbfs} dBFS` : "") +
+        (q.rtt_ms ? `; rtt ${q.rtt_ms} ms` : "")));
+    }
     if (o.diagnosis) box.append(el("div", { class: "diagnosis" }, o.diagnosis));
   }
   tickTimer();
