@@ -75,7 +75,9 @@ def serve(args) -> int:
                 else LiveLab(network, hub.publish)
             live.start_captures()
         token = secrets.token_urlsafe(24)
-        config = uvicorn.Config(create_app(live, token, hub), log_level="warning", access_log=False, lifespan="on")
+        config = uvicorn.Config(create_app(live, token, hub), log_level="warning", access_log=False, lifespan="on",
+                                # open event streams never end by themselves: do not wait for them
+                                timeout_graceful_shutdown=1)
         server = uvicorn.Server(config)
         # uvicorn in a thread of its own: the main thread keeps the signals (interruptible), so
         # Ctrl-C, SIGTERM and SIGHUP tear the lab down exactly as `icelab up` does

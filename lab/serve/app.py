@@ -152,7 +152,7 @@ def create_app(lab, token: str, hub: Hub | None = None, tick: float = TICK_S) ->
             if hub.queues:
                 try:
                     hub.publish(dict(await run_in_threadpool(lab.counters), type="counters"))
-                except LabError as exc:
+                except Exception as exc:    # noqa: BLE001 - one bad read must not end the updates for good
                     hub.publish({"type": "log", "text": f"counters: {exc}"})
 
     @asynccontextmanager
@@ -279,9 +279,7 @@ def create_app(lab, token: str, hub: Hub | None = None, tick: float = TICK_S) ->
               methods=["POST"]),
         Route("/api/scenario/play", control(StepPlay, lambda b: lab.play_step(b.step)), methods=["POST"]),
     ]
-    app = Starlette(routes=routes, lifespan=lifespan)
-    app.state.hub = hub
-    return Guard(app, token)
+    return Guard(Starlette(routes=routes, lifespan=lifespan), token)
 
 
 def _error(exc: LabError) -> Response:
@@ -298,7 +296,6 @@ class Guard:
     def __init__(self, app, token: str):
         self.app = app
         self.token = token.encode()
-        self.state = app.state
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
