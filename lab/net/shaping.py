@@ -35,15 +35,12 @@ from typing import Any
 
 from lab.core.errors import InputError, Problem, did_you_mean
 from lab.model.impairment import DIRECTIONS, Impairment, LinkImpairment, parse_fields
-from lab.core.errors import LabError
+from .shaper import ShapingError, netem
+from .shaper.daemon import socket_path
 from .state import LabState, get, run_dir
 
 BACKENDS = ("netem", "shaper")
 SETTINGS_FILE = "impairments.json"
-
-
-class ShapingError(LabError):
-    """Impairments could not be applied; the message says what to do."""
 
 
 # -- backend choice ---------------------------------------------------------------------
@@ -209,7 +206,6 @@ def _apply(st: LabState, link: int, per_dir: dict[str, Impairment]) -> None:
     """Settings in the file's orientation, through the backend in use."""
     be = backend()
     if be.name == "netem":
-        from .shaper import netem
         for d, imp in per_dir.items():
             netem.apply(st, link, d, imp)
     else:
@@ -295,7 +291,6 @@ def show(lab) -> list[LinkStatus]:
 
 def shaper_running(lab) -> bool:
     """Is the lab's shaper answering? (False also when it was never needed.)"""
-    from .shaper.daemon import socket_path
     try:
         _ask(socket_path(_state(lab).name), {"op": "ping"}, timeout=2.0)
         return True
@@ -317,7 +312,6 @@ def setup(network) -> None:
 
 
 def _shaper_request(st: LabState, req: dict, start: bool = True) -> dict:
-    from .shaper.daemon import socket_path
     path = socket_path(st.name)
     try:
         return _ask(path, req)
@@ -350,7 +344,6 @@ def _start_shaper(st: LabState, timeout: float = 10.0) -> None:
     """Start the lab's shaper inside the lab (the namespace of its first node), marked
     with ICELAB_LAB so that the lab's cleanup ends it; detached (setsid -f) so that it
     outlives a short-lived `icelab link set`."""
-    from .shaper.daemon import socket_path
     if shutil.which("iptables-legacy") is None:
         raise ShapingError("iptables-legacy is missing (the shaper queues packets with it): run 'sudo make setup'")
     node, ns = next(iter(st.nodes.items()))

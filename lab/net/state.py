@@ -15,19 +15,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from lab.core.names import run_dir
 from . import procs
-
-#: Marker in every node shell's command line: ``mininet:icelab.<lab>.<node>``
-SHELL_PREFIX = procs.SHELL_MARK
-
-
-def run_dir() -> Path:
-    return Path(os.environ.get("ICELAB_RUN_DIR", "/run/icelab"))
-
-
-def shell_name(lab: str, node: str) -> str:
-    """The Mininet node name: the shell's command line then carries the lab's prefix."""
-    return f"icelab.{lab}.{node}"
 
 
 @dataclass

@@ -35,11 +35,12 @@ import sys
 import time
 from collections import deque
 
+from lab.core.names import mac_address, run_dir
 from lab.model.impairment import Impairment
 from lab.net.shaper import calibrate
 from lab.net.shaper.engine import Direction, Scheduler
 from lab.net.shaper.nfqueue import NF_ACCEPT, NF_DROP, NFQueueSocket
-from lab.net.state import get, run_dir
+from lab.net.state import get
 
 MARK = 0x1CE1                    # duplicates we send ourselves carry it and are not queued again
 CLONE_NEWNET = 0x40000000
@@ -365,7 +366,6 @@ class Shaper:
 
     def peer_mac(self, d: Held) -> bytes:
         """The MAC of the interface at the other end of a lan port (the lab derives it)."""
-        from lab.net.network import mac_address
         spec = self.topology["links"][d.link]
         far = spec["b"] if d.direction == "a2b" else spec["a"]
         return bytes.fromhex(mac_address(self.lab, far["node"], far["ifname"]).replace(":", ""))
