@@ -21,6 +21,7 @@ from .impairment import parse_link_impair
 from .loader import Located, load_yaml
 from . import vdi, vpn
 from .routing import compute_routes, reachable, trace
+from .turn import check_faults
 from .topology import DEFAULT_ROUTE, Interface, Link, Node, Route, Subnet, Topology
 
 
@@ -439,9 +440,8 @@ class Resolver:
                 except ValueError:
                     self.err(("services", "turn", key, i), f"'{p}' is not an address or prefix", "write e.g. 10.0.0.0/8")
         if turn.faults:
-            from lab.services.turn.faults import Faults
             try:
-                Faults.from_dict(turn.faults)
+                check_faults(turn.faults)
             except (ValueError, TypeError) as exc:
                 self.err(("services", "turn", "faults"), str(exc), "see docs/turn.md, 'Faults'")
         if turn.backend == "coturn" and turn.faults:

@@ -25,9 +25,13 @@ the client.
 from __future__ import annotations
 
 import json
+import os
 import random
 import socket
 from dataclasses import dataclass, field
+
+from lab.core.names import run_dir
+from lab.model.turn import check_faults
 
 
 @dataclass
@@ -40,15 +44,7 @@ class Faults:
 
     @classmethod
     def from_dict(cls, d: dict | None) -> "Faults":
-        d = dict(d or {})
-        unknown = set(d) - {"drop", "delay", "error", "stop_relay", "permission_lifetime"}
-        if unknown:
-            raise ValueError(f"unknown faults: {', '.join(sorted(unknown))}")
-        f = cls(**d)
-        for rule in f.error:
-            if not isinstance(rule.get("code"), int) or not 300 <= rule["code"] <= 699:
-                raise ValueError("an error fault needs a code between 300 and 699")
-        return f
+        return cls(**check_faults(d))
 
     @property
     def active(self) -> bool:
@@ -71,14 +67,12 @@ class Faults:
 
 def control_path(lab: str, node: str = "turn") -> str:
     """Where the embedded server of host ``node`` in lab ``lab`` listens for control."""
-    from lab.net.state import run_dir
     return str(run_dir() / lab / f"turn-{node}.control.sock")
 
 
 def control(path: str, request: dict, timeout: float = 5.0) -> dict:
     """Send one request to a running server's control socket (and to every worker's,
     ``path.1``, ``path.2`` ..., when it runs several); return the answer, counters summed."""
-    import os
     answers = [_control_one(path, request, timeout)]
     i = 1
     while os.path.exists(f"{path}.{i}"):
