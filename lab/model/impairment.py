@@ -17,6 +17,8 @@ import re
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+from lab.core.errors import did_you_mean
+
 DISTRIBUTIONS = ("normal", "uniform", "pareto", "paretonormal")
 FIELDS = ("delay", "jitter", "distribution", "loss", "rate", "queue", "duplicate", "reorder")
 DIRECTIONS = ("a2b", "b2a")
@@ -294,7 +296,6 @@ def parse_fields(spec: Any, path: tuple, issues: list[Issue], base: Impairment |
             changes[key] = parse_time(value, p, issues, key)
         elif key == "distribution":
             if value not in DISTRIBUTIONS:
-                from lab.core.errors import did_you_mean
                 issues.append((p, f"unknown distribution '{value}'", did_you_mean(str(value), DISTRIBUTIONS, "distributions")))
             else:
                 changes[key] = value
@@ -313,7 +314,6 @@ def parse_fields(spec: Any, path: tuple, issues: list[Issue], base: Impairment |
         elif key in ("duplicate", "reorder"):
             changes[key] = parse_percent(value, p, issues, key)
         else:
-            from lab.core.errors import did_you_mean
             allowed = FIELDS + (DIRECTIONS if len(path) <= 3 else ())
             issues.append((p, f"unknown impairment '{key}'", did_you_mean(str(key), allowed, "settings")))
     if len(issues) > n:

@@ -14,7 +14,9 @@ from ipaddress import IPv4Network
 
 import networkx as nx
 
+from .firewall import ping_blocked
 from .topology import DEFAULT_ROUTE, Node, Route, Subnet
+from .vpn import tunnelled
 
 
 def _graph(nodes: dict[str, Node], subnets: list[Subnet], costs: dict[int, int]) -> nx.DiGraph:
@@ -147,7 +149,6 @@ def reachable(nodes: dict[str, Node], src: str, dst) -> bool:
     """Would a ping from ``src`` to ``dst`` get its answer? Both directions must route.
     A VPN client's tunnelled traffic leaves its concentrator masqueraded (lab/model/vpn.py),
     and a reply a client sends into its tunnel comes back from the wrong address."""
-    from .vpn import tunnelled
     back_from = _owner(nodes, dst)
     client = nodes[src]
     if tunnelled(client, dst):
@@ -196,6 +197,5 @@ def hops(nodes: dict[str, Node], src: str, dst) -> list[tuple[str, str | None, s
 
 def _policy_drops(nodes: dict[str, Node], src: str, dst) -> bool:
     """A firewall or nat on the way drops the ping (lab/model/firewall.py)."""
-    from .firewall import ping_blocked
     path = trace(nodes, src, dst)
     return path is not None and ping_blocked(nodes, path)

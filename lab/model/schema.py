@@ -7,6 +7,7 @@ routes, reachability) is checked afterwards in ``validate.py``.
 
 from __future__ import annotations
 
+import typing
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
@@ -232,7 +233,6 @@ def _walk_fields(model: Any, rel: tuple) -> list[str]:
 
 
 def _inner_model(ann: Any) -> type[BaseModel] | None:
-    import typing
     if isinstance(ann, type) and issubclass(ann, BaseModel):
         return ann
     for arg in typing.get_args(ann):

@@ -12,8 +12,8 @@ from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 
 from . import schema
-from .addressing import (ALLOWED_TEXT, DEFAULT_POOLS, PoolAllocator, allocate_hosts, first_host,
-                         host_count, in_allowed_range, last_host, parse_address, parse_prefix)
+from .addressing import (ALLOWED_TEXT, DEFAULT_POOLS, PoolAllocator, allocate_hosts, host_count,
+                         in_allowed_range, parse_address, parse_prefix)
 from lab.core.errors import InputError, Problem, did_you_mean, format_path
 from lab.core.names import IFNAME_RE, MAX_NAME, RESERVED_NAMES, check_name, default_ifname
 from .firewall import PolicyResolver, parse_ephemeral

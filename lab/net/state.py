@@ -97,17 +97,3 @@ def all_states() -> list[LabState]:
             continue
     return out
 
-
-def unreadable_state_files() -> list[Path]:
-    d = run_dir()
-    if not d.is_dir():
-        return []
-    bad = []
-    for p in sorted(d.glob("*.json")):
-        try:
-            LabState.load(p)
-        except (ValueError, TypeError, KeyError):
-            bad.append(p)
-        except OSError:
-            pass
-    return bad

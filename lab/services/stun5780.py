@@ -16,6 +16,7 @@ namespace. ``python -m lab.services.stun5780 A B`` runs it standalone (inside a 
 
 from __future__ import annotations
 
+import argparse
 import selectors
 import socket
 import threading
@@ -92,7 +93,6 @@ class Responder:
 
 
 def main(argv: list[str] | None = None) -> int:
-    import argparse
     p = argparse.ArgumentParser(description="RFC 5780 STUN responder on two addresses, ports 3478 and 3479")
     p.add_argument("primary")
     p.add_argument("alternate")
