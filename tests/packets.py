@@ -64,6 +64,6 @@ def ping(src, dst):
     return IP(src=src, dst=dst) / ICMP(type=8, id=7, seq=1)
 
 
-def hits(pid: int) -> dict[int, int]:
+def rule_hits(pid: int) -> dict[int, int]:
     """Packets per firewall rule number of the node with ``pid``: {4: 36, ...}."""
     return {c.number: c.packets for c in firewall.counters(pid) if c.number is not None}
