@@ -48,6 +48,11 @@ def default_ifname(index: int) -> str:
     return f"eth{index}"
 
 
+def tun_device(index: int) -> str:
+    """A VPN tunnel's tun device: vpn<index> on a concentrator, vpn0 on a client."""
+    return f"vpn{index}"
+
+
 def shell_name(lab: str, node: str) -> str:
     """The Mininet node name: the shell's command line then carries the lab's prefix."""
     return f"{SHELL_PREFIX}{lab}.{node}"
