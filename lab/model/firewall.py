@@ -24,7 +24,7 @@ from typing import Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from lab.core.errors import did_you_mean
+from lab.core.errors import did_you_mean, format_path
 
 # Documented softphone requirements (shared/reference/softphone.md)
 EPHEMERAL = {"windows": (49152, 65535), "linux": (32768, 61000)}
@@ -657,7 +657,6 @@ def rule_from_spec(topo, node: str, spec: dict) -> Rule:
     """A rule written like the YAML ones (``{direction, action, proto, src, dst, port, sport,
     name, log}``) resolved against a lab's topology and the node's sets, for adding at run
     time. Raises ValueError naming every problem."""
-    from lab.core.errors import format_path
     try:
         r = FwRule.model_validate(spec)
     except ValidationError as exc:

@@ -14,7 +14,8 @@ import math
 import subprocess
 
 from lab.model.impairment import Impairment
-from lab.net.shaper.backend import ImpairmentBackend, ShapingError, register
+from lab.net.shaper import ShapingError
+from lab.net.shaper.backend import ImpairmentBackend, register
 
 
 def _pct(x: float) -> str:
