@@ -224,7 +224,10 @@ def parse_percent(value: Any, path: tuple, issues: list[Issue], what: str, below
 def parse_rate(value: Any, path: tuple, issues: list[Issue]) -> float | None:
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         if value == 0:
-            return 0.0
+            # rate 0 is "no limit" inside the lab, the opposite of what a bare 0 seems to say
+            issues.append((path, "rate 0 has no unit, and a rate of 0 would mean no limit at all, not a cut link",
+                           "leave 'rate' out for no limit, or use loss: 100% to cut the link; " + _RATE_HINT))
+            return None
         issues.append((path, f"rate {value!r} has no unit", _RATE_HINT))
         return None
     text = str(value)

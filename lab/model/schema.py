@@ -248,6 +248,8 @@ def _translate(err: dict, doc: Located, base: tuple, model: Any, rel: tuple) -> 
     typ = err["type"]
     value = err.get("input")
     field = rel[-1] if rel else None
+    if typ == "icelab":        # a check of our own (firewall.refusal): its message and hint as written
+        return doc.problem(path, err["msg"], err.get("ctx", {}).get("hint"))
     if typ == "missing":
         return doc.problem(path[:-1], f"required field '{field}' is missing", _HINTS.get(str(field)))
     if typ == "extra_forbidden":
