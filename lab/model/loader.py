@@ -13,6 +13,7 @@ Documented in docs/topology.md, "Limits".
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -108,13 +109,14 @@ def load_yaml(path: str | Path, text: str | None = None) -> Located:
             for knode, vnode in node.value:
                 if tag_problem(knode, at):
                     continue
-                key = _scalar(loader, knode) if isinstance(knode, yaml.ScalarNode) else None
+                key = loader.construct_object(knode, deep=True) if isinstance(knode, yaml.ScalarNode) else None
                 if not isinstance(key, (str, int)) or isinstance(key, bool):
-                    shown = key if isinstance(knode, yaml.ScalarNode) else \
-                        ("a mapping" if isinstance(knode, yaml.MappingNode) else "a list")
-                    problems.append(Problem(name, format_path(at), f"key {shown!r} is not a name" if
-                                            isinstance(knode, yaml.ScalarNode) else f"a key cannot be {shown}",
-                                            "keys are plain words", knode.start_mark.line + 1))
+                    if isinstance(knode, yaml.ScalarNode):
+                        what = f"key {key!r} is not a name" if key is not None else "a key is empty"
+                    else:
+                        what = f"a key cannot be a {'mapping' if isinstance(knode, yaml.MappingNode) else 'list'}"
+                    problems.append(Problem(name, format_path(at), what, "keys are plain words",
+                                            knode.start_mark.line + 1))
                     continue
                 key_s = str(key) if not isinstance(key, str) else key
                 if key_s in out:
@@ -127,7 +129,7 @@ def load_yaml(path: str | Path, text: str | None = None) -> Located:
         if isinstance(node, yaml.SequenceNode):
             return [walk(item, at + (i,)) for i, item in enumerate(node.value)]
         try:
-            return _scalar(loader, node)
+            return loader.construct_object(node, deep=True)
         except (yaml.YAMLError, ValueError, OverflowError) as exc:
             hint = (f"YAML reads {node.value} as a date; put it in quotes if it is text"
                     if node.tag == "tag:yaml.org,2002:timestamp" else None)
@@ -139,10 +141,6 @@ def load_yaml(path: str | Path, text: str | None = None) -> Located:
     if problems:
         raise InputError(problems)
     return Located(name, data, lines)
-
-
-def _scalar(loader: yaml.BaseLoader, node: yaml.ScalarNode) -> Any:
-    return loader.construct_object(node, deep=True)
 
 
 def _problem_text(exc: Exception) -> str:
@@ -158,7 +156,7 @@ def _read(path: str | Path, name: str) -> str:
         with open(path, "rb") as f:
             data = f.read(MAX_BYTES + 1)
             if len(data) > MAX_BYTES:
-                raise _too_large(name, data, max(Path(f.name).stat().st_size, len(data)))
+                raise _too_large(name, data, max(os.fstat(f.fileno()).st_size, len(data)))
     except FileNotFoundError:
         raise InputError([Problem(name, "", "file not found",
                                   "check the path; topologies live in topologies/")])
@@ -245,7 +243,7 @@ def _check_limits(name: str, text: str) -> None:
             loader.dispose()
 
 
-_PURE_REREAD = 64 * 1024       # bytes the pure-Python parser re-reads in about half a second
+_PURE_REREAD = 16 * 1024       # bytes the pure-Python parser re-reads in a fraction of a second
 
 
 def _pure_wording(text: str, exc: yaml.MarkedYAMLError) -> yaml.MarkedYAMLError:
