@@ -7,6 +7,7 @@ routes, reachability) is checked afterwards in ``validate.py``.
 
 from __future__ import annotations
 
+import datetime
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
@@ -268,7 +269,9 @@ def _translate(err: dict, doc: Located, base: tuple, model: Any, rel: tuple) -> 
     if typ == "list_type":
         return doc.problem(path, f"must be a list, not {_kind_of(value)}", "write it as a YAML list: '- item'")
     if typ == "string_type":
-        return doc.problem(path, f"must be a text value, not {_kind_of(value)}", None)
+        hint = "put it in quotes: YAML reads a value like 2024-01-31 as a date" \
+            if isinstance(value, datetime.date) else None
+        return doc.problem(path, f"must be a text value, not {_kind_of(value)}", hint)
     if typ in ("int_type", "int_parsing", "int_from_float"):
         return doc.problem(path, f"must be a whole number, not {value!r}", None)
     if typ in ("greater_than_equal", "less_than_equal", "greater_than", "less_than"):
@@ -280,7 +283,8 @@ def _kind_of(value: Any) -> str:
     if value is None:
         return "an empty value"
     return {dict: "a mapping", list: "a list", str: "text", int: "a number", float: "a number",
-            bool: "true/false"}.get(type(value), type(value).__name__)
+            bool: "true/false", datetime.date: "a date", datetime.datetime: "a date and time"
+            }.get(type(value), type(value).__name__)
 
 
 _HINTS = {
