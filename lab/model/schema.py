@@ -7,6 +7,7 @@ routes, reachability) is checked afterwards in ``validate.py``.
 
 from __future__ import annotations
 
+import datetime
 import typing
 from typing import Annotated, Any, Literal, Union
 
@@ -249,6 +250,8 @@ def _translate(err: dict, doc: Located, base: tuple, model: Any, rel: tuple) -> 
     typ = err["type"]
     value = err.get("input")
     field = rel[-1] if rel else None
+    if typ == "icelab":        # a check of our own (firewall.refusal): its message and hint as written
+        return doc.problem(path, err["msg"], err.get("ctx", {}).get("hint"))
     if typ == "missing":
         return doc.problem(path[:-1], f"required field '{field}' is missing", _HINTS.get(str(field)))
     if typ == "extra_forbidden":
@@ -267,7 +270,9 @@ def _translate(err: dict, doc: Located, base: tuple, model: Any, rel: tuple) -> 
     if typ == "list_type":
         return doc.problem(path, f"must be a list, not {_kind_of(value)}", "write it as a YAML list: '- item'")
     if typ == "string_type":
-        return doc.problem(path, f"must be a text value, not {_kind_of(value)}", None)
+        hint = "put it in quotes: YAML reads a value like 2024-01-31 as a date" \
+            if isinstance(value, datetime.date) else None
+        return doc.problem(path, f"must be a text value, not {_kind_of(value)}", hint)
     if typ in ("int_type", "int_parsing", "int_from_float"):
         return doc.problem(path, f"must be a whole number, not {value!r}", None)
     if typ in ("greater_than_equal", "less_than_equal", "greater_than", "less_than"):
@@ -279,7 +284,8 @@ def _kind_of(value: Any) -> str:
     if value is None:
         return "an empty value"
     return {dict: "a mapping", list: "a list", str: "text", int: "a number", float: "a number",
-            bool: "true/false"}.get(type(value), type(value).__name__)
+            bool: "true/false", datetime.date: "a date", datetime.datetime: "a date and time"
+            }.get(type(value), type(value).__name__)
 
 
 _HINTS = {

@@ -400,6 +400,9 @@ class Resolver:
     def _services(self) -> None:
         placed: dict[str, list[str]] = {s: [] for s in schema.SERVICES}
         has_agents = False
+        # taken before the loop: each unlinked host is a problem of its own, not a consequence
+        # of the one reported before it
+        links_complete = self.complete
         for name, node in self.nodes.items():
             if node.kind != "host":
                 continue
@@ -410,7 +413,7 @@ class Resolver:
                              "move the services to a host with 'role: server' in the cloud")
             for s in node.services:
                 placed[s].append(name)
-            if not node.interfaces and self.complete:
+            if not node.interfaces and links_complete:
                 self.err(("nodes", name), f"host '{name}' has no links", "link it to a lan or a router")
         if has_agents:
             for s, where in placed.items():
