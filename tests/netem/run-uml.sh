@@ -33,5 +33,9 @@ if [ ! -s "$out/rc" ]; then
     exit 1
 fi
 rc=$(cat "$out/rc")
+if [ ! -s "$out/pytest.log" ]; then
+    echo "test-netem: UML stopped before pytest ran; its console:"
+    tail -40 "$out/console.log"
+fi
 echo "test-netem: pytest exit status $rc, $(( $(date +%s) - start )) s in user-mode Linux"
 exit "$rc"
