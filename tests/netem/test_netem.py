@@ -18,6 +18,7 @@ import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -43,7 +44,7 @@ pytestmark = [pytest.mark.root, pytest.mark.skipif(_not_netem() is not None, rea
 
 IN_UML = os.environ.get("ICELAB_IN_UML") == "1"
 RIGHT = "10.77.0.2"
-PROBE = [sys.executable, "-m", "lab.net.shaper.probe"]
+PROBE = [sys.executable, str(Path(__file__).resolve().parent.parent / "udp_probe.py")]
 #: a packet later than its delay by this much was held by the (virtual) machine, not by netem
 STALL = 0.010
 #: the median round trip's error, and the share of probes that may stall: UML's timers fire
