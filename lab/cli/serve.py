@@ -7,12 +7,13 @@ import secrets
 import signal
 import socket
 import threading
+import time
 from pathlib import Path
 
 import uvicorn
 import yaml
 
-from lab.core.errors import EXIT_OK, UsageError
+from lab.core.errors import EXIT_OK, LabError, UsageError
 from lab.model import load_topology
 from lab.net import Network
 from lab.scenario.load import load_scenario
@@ -83,8 +84,13 @@ def serve(args) -> int:
         # Ctrl-C, SIGTERM and SIGHUP tear the lab down exactly as `icelab up` does
         thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="uvicorn", daemon=True)
         thread.start()
+        while not server.started:
+            if not thread.is_alive():
+                raise LabError("the web server did not start (see the messages above)")
+            time.sleep(0.02)
         host, port = sock.getsockname()[:2]
-        shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+        shown = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
+        shown = f"[{shown}]" if ":" in shown else shown
         if not ipaddress.ip_address(host).is_loopback:
             err.print(f"[yellow]warning: serving on {escape(host)}:{port}, not only this machine: anyone who has "
                       "the address below (it carries the token) can change this lab's firewalls and links[/]")

@@ -29,15 +29,15 @@ from lab.net.capture import Captures
 from lab.net.shaping import change_impairment, show
 from lab.report.graph import STYLE, layout
 from lab.scenario.diagnose import blame_rules, call_sentence, diagnose_call, path_points
+from lab.scenario.actions.call import ICE_STATE
 from lab.scenario.actions.rule import rule_action
 from lab.scenario.actions.turn import backend_of, turn_action
 from lab.scenario.errors import ActionError
 
 Publish = Callable[[dict], None]
 
-#: the emulated softphone's ICE collection timer (the page counts it down)
+#: the emulated softphone's ICE collection timer (the page counts it down from ICE_STATE)
 ICE_TIMER_S = DEFAULT_ICE_TIMEOUT
-ICE_STATE = "ConnectSignalingAndIceCollectionState"
 
 
 class NotFound(UsageError):
@@ -312,7 +312,8 @@ class LiveLab:
         except LabError as exc:
             raise Conflict(str(exc)) from None
         cid = next(self._call_ids)
-        self.calls[cid] = {"id": cid, "agent": agent, "engine": engine, "events": [], "outcome": None}
+        self.calls[cid] = {"id": cid, "agent": agent, "engine": engine, "events": [], "outcome": None,
+                           "started": time.time()}
         threading.Thread(target=self._run_call, args=(cid, agent, engine, talk, used), daemon=True,
                          name=f"call-{cid}").start()
         return cid

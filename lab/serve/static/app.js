@@ -311,7 +311,7 @@ function onCallEvent(e) {
   const ev = e.event;
   if (ev.kind === "state") {
     c.states.push(ev);
-    if (ev.name === state.topo.ice_state && c.iceStart === null) c.iceStart = Date.now();
+    if (ev.name === state.topo.ice_state && c.iceStart === null) c.iceStart = e.at ? e.at * 1000 : Date.now();
   } else if (ev.kind === "candidate") {
     c.candidates.push(ev);
   }
@@ -394,5 +394,20 @@ async function main() {
   setupCalls(topo);
   setupScenario(topo.scenario);
   connect();
+  // a page opened later shows the last call as the others saw it
+  const calls = await api("/api/calls");
+  const last = calls.at(-1);
+  if (last && !state.calls[last.id]) {
+    const c = callBox(last.id);
+    Object.assign(c, { agent: last.agent, engine: last.engine });
+    for (const ev of last.events) {
+      if (ev.kind === "state") {
+        c.states.push(ev);
+        if (ev.name === topo.ice_state && c.iceStart === null) c.iceStart = (last.started + ev.t) * 1000;
+      } else if (ev.kind === "candidate") c.candidates.push(ev);
+    }
+    if (last.outcome) { c.outcome = last.outcome; c.endAt = Date.now(); }
+    renderCall(c);
+  }
 }
 main();
