@@ -41,26 +41,40 @@ UDP_TRANSPORT = struct.pack("!B3x", 17)      # REQUESTED-TRANSPORT: UDP (RFC 865
 
 
 class Pace:
-    """One send slot every 1/MAX_RATE s, and no more than MAX_PACKETS in all."""
+    """One send slot every 1/MAX_RATE s, and no more than MAX_PACKETS in all.
+
+    ``urgent`` sends (TURN's Allocates, TCP handshakes: one each, and timed as the
+    softphone's gathering) go before the STUN sweep's queue, so that pacing the sweep does
+    not count as the TURN server's slowness."""
 
     def __init__(self, rate: float = MAX_RATE, total: int = MAX_PACKETS):
         self.gap = 1.0 / rate
         self.left = total
         self.sent = 0
         self._next = 0.0
-        self._lock = asyncio.Lock()
+        self._urgent = 0
 
-    async def slot(self) -> bool:
-        async with self._lock:
-            if self.left <= 0:
-                return False
+    async def slot(self, urgent: bool = False) -> bool:
+        # no await between the check and the take: the event loop makes it atomic
+        while self.left > 0:
             now = time.monotonic()
-            if self._next > now:
+            if not urgent and self._urgent:
+                await asyncio.sleep(self.gap)
+                continue
+            if self._next <= now:
+                self._next = now + self.gap
+                self.left -= 1
+                self.sent += 1
+                return True
+            if urgent:
+                self._urgent += 1
+                try:
+                    await asyncio.sleep(self._next - now)
+                finally:
+                    self._urgent -= 1
+            else:
                 await asyncio.sleep(self._next - now)
-            self._next = max(now, self._next) + self.gap
-            self.left -= 1
-            self.sent += 1
-            return True
+        return False
 
 
 def _ms(seconds: float | None) -> float | None:
@@ -267,7 +281,7 @@ async def _udp_exchange(proto: _Udp, dest, request: bytes, tid: bytes, pace: Pac
                 return (await asyncio.wait_for(asyncio.shield(fut), wait))[1]
             except asyncio.TimeoutError:
                 pass
-        if not await pace.slot():
+        if not await pace.slot(urgent=True):
             break
         try:
             proto.transport.sendto(request, dest)
@@ -284,14 +298,14 @@ def _ssl_context(ca: str | None) -> ssl.SSLContext:
 
 
 async def turn_check(server: TurnServer, ip: str, pace: Pace, ca: str | None = None,
-                     deadline_s: float = RELAY_DEADLINE) -> dict:
+                     deadline_s: float | None = None) -> dict:
     """An unauthenticated Allocate, which must be answered 401 with REALM and NONCE (RFC 8489
     section 9.2.4); with credentials, the authenticated Allocate and the time from the first
     send to the relayed address: what the softphone's ICE gathering waits for. The allocation
     is released at once (Refresh, LIFETIME 0)."""
     out: dict = {"url": server.url, "transport": server.transport, "address": f"{ip}:{server.port}"}
     t0 = time.monotonic()
-    deadline = t0 + deadline_s
+    deadline = t0 + (RELAY_DEADLINE if deadline_s is None else deadline_s)
     dest = (ip, server.port)
     family = socket.AF_INET6 if ":" in ip else socket.AF_INET
     udp = stream = None
@@ -306,7 +320,7 @@ async def turn_check(server: TurnServer, ip: str, pace: Pace, ca: str | None = N
             async def exchange(req, tid):
                 return await _udp_exchange(udp[1], dest, req, tid, pace, deadline)
         else:
-            if not await pace.slot():
+            if not await pace.slot(urgent=True):
                 out["error"] = "packet budget spent"
                 return out
             try:
@@ -321,7 +335,7 @@ async def turn_check(server: TurnServer, ip: str, pace: Pace, ca: str | None = N
             stream = _Stream(r, w)
 
             async def exchange(req, tid):
-                if not await pace.slot():
+                if not await pace.slot(urgent=True):
                     return None
                 try:
                     return await stream.exchange(req, max(0.01, deadline - time.monotonic()))
@@ -405,7 +419,7 @@ def _why(exc: BaseException) -> str:
 async def tcp_connect(ip: str, port: int, pace: Pace, timeout: float = TCP_TIMEOUT) -> dict:
     """A TCP handshake only, closed at once."""
     out = {"address": f"{ip}:{port}"}
-    if not await pace.slot():
+    if not await pace.slot(urgent=True):
         out["error"] = "packet budget spent"
         return out
     t0 = time.monotonic()
@@ -413,6 +427,9 @@ async def tcp_connect(ip: str, port: int, pace: Pace, timeout: float = TCP_TIMEO
         _, w = await asyncio.wait_for(asyncio.open_connection(ip, port), timeout)
         out["ms"] = _ms(time.monotonic() - t0)
         w.close()
+    except ConnectionRefusedError as exc:
+        # a reset is an answer: the path to the host works, only the port is closed
+        out["error"], out["refused"] = _why(exc), True
     except (OSError, asyncio.TimeoutError) as exc:
         out["error"] = _why(exc)
     return out

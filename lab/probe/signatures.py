@@ -79,7 +79,7 @@ def facts(m: dict) -> dict:
     sig_tcp = None if not sig or sig.get("error") else not sig.get("tcp_error")
     turn443 = [t for t in m.get("turn_tcp443", [])]
     turn443 += [t for t in m.get("turn", []) if t.get("transport") in ("tcp", "tls") and t["address"].endswith(":443")]
-    turn_tcp = None if not turn443 else any("connect_ms" in t or "ms" in t for t in turn443)
+    turn_tcp = None if not turn443 else any("connect_ms" in t or "ms" in t or t.get("refused") for t in turn443)
     return {"udp": udp, "stun": stun, "sig": sig, "sig_tcp": sig_tcp, "turn_tcp443": turn_tcp,
             "os": m.get("os"), "turn": m.get("turn", []), "names": m.get("names", [])}
 
