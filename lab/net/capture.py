@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from lab.core.supervise import LineWatch, Process, wait_ready
 
 # --immediate-mode: without it packets wait in the kernel ring until a block is full or a
 # second passes, and a tcpdump stopped before that loses them.
@@ -27,6 +28,7 @@ class Capture:
     path: Path
     proc: subprocess.Popen | None = None
     stats: str = ""
+    said: LineWatch | None = field(default=None, repr=False)     # tcpdump's stderr, until it listens
 
     @property
     def label(self) -> str:
@@ -49,15 +51,17 @@ class Captures:
                 ["tcpdump", "-i", itf, "-w", str(path), "-U", "--immediate-mode", "-n", "-s", str(SNAPLEN), "-Z", "root",
                  "-q", "not arp"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
             self.captures[(node, itf)] = Capture(node, itf, path, proc)
-        deadline = time.monotonic() + timeout
-        for c in self.captures.values():
-            # tcpdump says "listening on ..." once its socket is bound: from then on nothing is missed
-            line = b""
-            while b"listening on" not in line:
-                if c.proc.poll() is not None or time.monotonic() > deadline:
-                    err = (line + c.proc.stderr.read() if c.proc.poll() is not None else line).decode().strip()
-                    raise RuntimeError(f"capture on {c.label} did not start: {err or 'timeout'}")
-                line = c.proc.stderr.readline()
+        # tcpdump says "listening on ..." once its socket is bound: from then on nothing is missed
+        waiting = {c.label: c for c in self.captures.values() if c.said is None}
+        for c in waiting.values():
+            c.said = LineWatch(c.proc.stderr, "listening on")
+
+        def failed(p: Process) -> str:
+            said = waiting[p.name].said
+            said()
+            return f"capture on {p.name} did not start: {said.rest().strip() or 'timeout'}"
+        wait_ready([Process(c.proc, label) for label, c in waiting.items()], lambda p: waiting[p.name].said(),
+                   timeout, exited=failed, not_ready=failed)
 
     def stop(self) -> None:
         """Stop every tcpdump (it flushes on SIGTERM) and keep its closing statistics."""

@@ -22,6 +22,7 @@ import json
 import subprocess
 from dataclasses import dataclass, field
 
+from lab.core.errors import LabError
 from lab.model.firewall import FirewallPolicy, Rule, render_defines, rule_from_spec
 
 TABLE = "icelab"
@@ -157,12 +158,17 @@ class RuleCounter:
         return text
 
 
+class FirewallError(LabError, RuntimeError):
+    """nft refused a change, or the rule asked for is not in the live table. Also a
+    RuntimeError for the scenario runner, which still catches that."""
+
+
 def nft(pid: int, *args: str, stdin: str | None = None) -> str:
-    """Run nft inside the namespace of ``pid``; raise RuntimeError with nft's message."""
+    """Run nft inside the namespace of ``pid``; raise FirewallError with nft's message."""
     r = subprocess.run(["nsenter", "-t", str(pid), "-n", "nft", *args], input=stdin,
                        capture_output=True, text=True, timeout=20)
     if r.returncode != 0:
-        raise RuntimeError(f"nft {' '.join(args)}: {r.stderr.strip()}")
+        raise FirewallError(f"nft {' '.join(args)} failed in the namespace of pid {pid}: {r.stderr.strip()}")
     return r.stdout
 
 
@@ -219,7 +225,8 @@ def add_rule(pid: int, node: str, policy: FirewallPolicy, rule: Rule, before: in
     default = next((c for c in existing if c.table == TABLE and c.chain == rule.direction
                     and (c.number == before if before is not None else c.name.startswith("default "))), None)
     if before is not None and default is None:
-        raise RuntimeError(f"no rule {before} in the {rule.direction} chain")
+        raise FirewallError(f"no rule {before} in the {rule.direction} chain of '{node}': "
+                            f"'icelab fw show' lists the rules and their numbers")
     where = ["position", str(default.handle)] if default else []
     verb = "insert" if default else "add"
     text = ""
@@ -246,7 +253,8 @@ def delete_rule(pid: int, policy: FirewallPolicy, which: int | str) -> RuleCount
     found = [c for c in counters(pid) if c.table == TABLE and c.number is not None
              and (c.number == which if isinstance(which, int) else c.name == which)]
     if len(found) != 1:
-        raise RuntimeError(f"no single rule {which!r} in the live table ({len(found)} found)")
+        raise FirewallError(f"no single rule {which!r} in the live table ({len(found)} found): "
+                            f"give the rule's number or its exact name")
     c = found[0]
     nft(pid, "delete", "rule", "inet", TABLE, c.chain, "handle", str(c.handle))
     policy.rules[:] = [r for r in policy.rules if r.number != c.number]

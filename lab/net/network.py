@@ -11,7 +11,6 @@ lab's namespaces, which frees the namespaces and, with them, every veth and brid
 
 from __future__ import annotations
 
-import hashlib
 import os
 import signal
 import time
@@ -24,7 +23,7 @@ from mininet.net import Mininet
 from lab.model.topology import Topology
 from . import procs, render, vdi, vpn
 from .nodes import LabBridge, LabIntf, LabLink, LabNode
-from .state import LabState, NodeState, all_states, get, remove_files, shell_name
+from .state import LabState, NodeState, all_states, get, mac_address, remove_files, shell_name
 from lab.core.errors import LabError
 
 Progress = Callable[[str], None]
@@ -32,12 +31,6 @@ Progress = Callable[[str], None]
 #: veth interface indexes start here (per namespace, so they only need to differ
 #: between the two ends of a pair; see LabLink)
 IFINDEX_BASE = 100
-
-
-def mac_address(lab: str, node: str, ifname: str) -> str:
-    """Stable, locally administered MACs: captures of two runs line up."""
-    h = hashlib.sha1(f"{lab}/{node}/{ifname}".encode()).digest()
-    return "02:" + ":".join(f"{b:02x}" for b in h[:5])
 
 
 def check_environment() -> None:

@@ -12,6 +12,8 @@ import os
 from mininet.link import Intf, Link
 from mininet.node import Node, Switch
 
+from lab.core.errors import LabError
+
 
 class LabIntf(Intf):
     """A veth end; its addresses and state come from the node's script, not from here."""
@@ -90,4 +92,4 @@ class LabLink(Link):
         out = node1.cmd(f"ip link add name {intfname1} address {addr1} index {i1} type veth "
                         f"peer name {intfname2} address {addr2} index {i2} netns {node2.pid}")
         if out.strip():
-            raise RuntimeError(f"creating veth {intfname1}/{intfname2}: {out.strip()}")
+            raise LabError(f"creating the veth pair {intfname1}/{intfname2} failed: {out.strip()}")

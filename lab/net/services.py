@@ -24,11 +24,11 @@ from __future__ import annotations
 import importlib
 import os
 import subprocess
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from lab.core.errors import LabError
+
+from lab.core import supervise
 
 REGISTRY: dict[str, str] = {"turn": "lab.services.turn", "signalling": "lab.services.media"}
 #: roles served by another role's process: the media edge runs inside the signalling
@@ -105,41 +105,35 @@ def start(net, progress=None) -> list[RunningService]:
             argv = [a.replace("{config}", str(cfg_path)) for a in spec.argv]
             env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
                        PYTHONUNBUFFERED="1")
-            with open(log_path, "ab") as log:
-                proc = net.nodes[node.name].popen(argv, stdin=subprocess.DEVNULL, stdout=log,
-                                                  stderr=subprocess.STDOUT, env=env)
-            progress(f"started {service} on {node.name} (pid {proc.pid})")
-            started.append(RunningService(service, node.name, proc, spec.config, cfg_path, log_path,
+            p = supervise.start(argv, name=f"service '{service}' on {node.name}", log=log_path, env=env,
+                                popen=net.nodes[node.name].popen)
+            progress(f"started {service} on {node.name} (pid {p.pid})")
+            started.append(RunningService(service, node.name, p.proc, spec.config, cfg_path, log_path,
                                           list(spec.listens), spec.ready_timeout, argv, env))
-    pending = list(started)
-    t0 = time.monotonic()
-    while pending:
-        for rs in list(pending):
-            if rs.proc.poll() is not None:
-                raise LabError(f"service '{rs.service}' on {rs.node} exited with status {rs.proc.returncode}:\n"
-                               + _tail(rs.log_path) + f"\n(its config: {rs.config_path})")
-            if _listening(net.nodes[rs.node], rs.listens):
-                pending.remove(rs)
-            elif time.monotonic() - t0 > rs.ready_timeout:
-                raise LabError(f"service '{rs.service}' on {rs.node} is not listening on "
-                               + ", ".join(f"{p} {ip}:{port}" for p, ip, port in rs.listens)
-                               + f" after {rs.ready_timeout:.0f} s:\n" + _tail(rs.log_path))
-        if pending:
-            time.sleep(0.05)
+    by_pid = {rs.proc.pid: rs for rs in started}
+
+    def exited(p: supervise.Process) -> str:
+        return f"{p.name} exited with status {p.returncode}:\n{p.tail()}\n(its config: {by_pid[p.pid].config_path})"
+
+    def not_ready(p: supervise.Process) -> str:
+        rs = by_pid[p.pid]
+        return (f"{p.name} is not listening on " + ", ".join(f"{pr} {ip}:{port}" for pr, ip, port in rs.listens)
+                + f" after {rs.ready_timeout:.0f} s:\n{p.tail()}")
+    supervise.wait_ready([_process(rs) for rs in started],
+                         lambda p: _listening(net.nodes[by_pid[p.pid].node], by_pid[p.pid].listens),
+                         timeout=max((rs.ready_timeout for rs in started), default=0.0),
+                         timeouts={rs.proc.pid: rs.ready_timeout for rs in started},
+                         exited=exited, not_ready=not_ready)
     return started
 
 
 def stop(services: list[RunningService]) -> None:
     """End the processes ``start`` started (the lab's cleanup would, this also reaps them)."""
-    for rs in services:
-        if rs.proc.poll() is None:
-            rs.proc.terminate()
-    for rs in services:
-        try:
-            rs.proc.wait(timeout=3)
-        except subprocess.TimeoutExpired:
-            rs.proc.kill()
-            rs.proc.wait()
+    supervise.stop([rs.proc for rs in services])
+
+
+def _process(rs: RunningService) -> supervise.Process:
+    return supervise.Process(rs.proc, f"service '{rs.service}' on {rs.node}", rs.log_path, rs.argv)
 
 
 def _listening(mn, listens: list[tuple[str, str, int]]) -> bool:
@@ -153,11 +147,3 @@ def _listening(mn, listens: list[tuple[str, str, int]]) -> bool:
             have.add(parts[3])          # "local address:port" (udp UNCONN and tcp LISTEN alike)
     return all(f"{ip}:{port}" in have or f"0.0.0.0:{port}" in have or f"*:{port}" in have
                for _, ip, port in listens)
-
-
-def _tail(path: Path, n: int = 15) -> str:
-    try:
-        lines = path.read_text(errors="replace").splitlines()[-n:]
-    except OSError:
-        return "(no log)"
-    return "\n".join("  | " + l for l in lines) or "  | (empty log)"

@@ -1,11 +1,13 @@
 """Link impairments in a running lab: one interface, two backends.
 
 - **netem** (``tc qdisc ... netem``) where the kernel has ``sch_netem``: each direction is a
-  netem qdisc on the sending end's interface.
+  netem qdisc on the sending end's interface (``shaper/netem.py``).
 - **the lab's shaper** (``lab.net.shaper``) where it does not: one process per lab holds
-  each impaired direction's packets in NFQUEUE and releases them on time.
+  each impaired direction's packets in NFQUEUE and releases them on time (``shaper/process.py``).
 
-``ICELAB_SHAPER=netem|shaper|auto`` (default auto: netem when available) chooses.
+The backend is chosen once, when the lab is built (``setup``), from ``ICELAB_SHAPER=netem|
+shaper|auto`` (default auto: netem when available), and kept in the lab's state file; every
+later change uses that one (``shaper/backend.py``: the interface and the registry).
 Semantics are the same: delay is one way, per direction, never doubled.
 
 Public API (used by the CLI and by scenarios)::
@@ -13,6 +15,8 @@ Public API (used by the CLI and by scenarios)::
     set_impairment(lab, "edge", "isp", Impairment(delay=0.1), direction="a2b")
     change_impairment(lab, "edge", "isp", {"loss": "2%"})       # over what is set now
     show(lab)                                                   # -> list[LinkStatus]
+    lab_backend(lab)                                            # -> the lab's ImpairmentBackend
+    backend_running(lab)                                        # -> is its shaper answering
 
 ``lab`` is a lab name or a running ``Network``. Directions are named from the first node
 given to the second (``a2b``: from ``a`` to ``b`` as passed here), whatever the file's order.
@@ -25,25 +29,27 @@ import json
 import os
 import platform
 import shutil
-import socket
-import subprocess
-import sys
-import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from lab.core.errors import InputError, Problem, did_you_mean
 from lab.model.impairment import DIRECTIONS, Impairment, LinkImpairment, parse_fields
-from lab.core.errors import LabError
+from lab.core.errors import UsageError
+from .shaper import backend as backends
+from .shaper.backend import ImpairmentBackend, ShapingError
+# both implementations, imported here so that the registry knows them wherever shaping is used
+from .shaper.netem import Netem
+from .shaper.process import Shaper, answering
 from .state import LabState, get, run_dir
 
-BACKENDS = ("netem", "shaper")
+__all__ = ["ImpairmentBackend", "Netem", "Shaper", "ShapingError"]
+
 SETTINGS_FILE = "impairments.json"
 
 
-class ShapingError(LabError):
-    """Impairments could not be applied; the message says what to do."""
+class UnknownLink(ShapingError, UsageError):
+    """The lab, a node or the link named is not there (exit status 2: a bad argument)."""
 
 
 # -- backend choice ---------------------------------------------------------------------
@@ -51,6 +57,8 @@ class ShapingError(LabError):
 
 @dataclass(frozen=True)
 class Backend:
+    """The backend this machine and environment would choose now, and why."""
+
     name: str            # netem or shaper
     reason: str
 
@@ -91,6 +99,7 @@ def netem_available() -> tuple[bool, str]:
 
 
 def backend() -> Backend:
+    """The choice for a lab built now (``lab_backend`` is what a running lab uses)."""
     wanted = os.environ.get("ICELAB_SHAPER", "auto")
     ok, why = netem_available()
     if wanted == "shaper":
@@ -164,7 +173,7 @@ def _state(lab) -> LabState:
     name = lab if isinstance(lab, str) else lab.topo.name
     st = get(name)
     if st is None or not st.topology:
-        raise ShapingError(f"no lab named '{name}' is up")
+        raise UnknownLink(f"no lab named '{name}' is up")
     return st
 
 
@@ -172,14 +181,14 @@ def find_link(st: LabState, a: str, b: str) -> LinkRef:
     nodes = st.topology["nodes"]
     for n in (a, b):
         if n not in nodes:
-            raise ShapingError(f"lab '{st.name}' has no node '{n}'; {did_you_mean(n, nodes, 'nodes')}")
+            raise UnknownLink(f"lab '{st.name}' has no node '{n}'; {did_you_mean(n, nodes, 'nodes')}")
     for link in st.topology["links"]:
         ends = (link["a"]["node"], link["b"]["node"])
         if ends == (a, b) or ends == (b, a):
             return LinkRef(link["index"], link["a"]["node"], link["b"]["node"], ends == (b, a))
     peers = sorted({l["b"]["node"] for l in st.topology["links"] if l["a"]["node"] == a}
                    | {l["a"]["node"] for l in st.topology["links"] if l["b"]["node"] == a})
-    raise ShapingError(f"no link between '{a}' and '{b}' in lab '{st.name}'; '{a}' links to: {', '.join(peers) or 'nothing'}")
+    raise UnknownLink(f"no link between '{a}' and '{b}' in lab '{st.name}'; '{a}' links to: {', '.join(peers) or 'nothing'}")
 
 
 def _settings_path(st: LabState) -> Path:
@@ -205,15 +214,26 @@ def _save(st: LabState, settings: dict[int, dict[str, Impairment]]) -> None:
 # -- applying ----------------------------------------------------------------------------------
 
 
+def lab_backend(lab) -> ImpairmentBackend:
+    """The backend of a running lab: the one recorded when it was built. A lab whose build
+    did not choose (no impairments then, and no backend possible) chooses now, once."""
+    st = lab if isinstance(lab, LabState) else _state(lab)
+    return backends.get(_recorded(st))
+
+
+def _recorded(st: LabState) -> str:
+    if st.impairment_backend is None:
+        st.impairment_backend = backend().name
+        fresh = get(st.name)          # the file as it is now: only this field changes
+        if fresh is not None:
+            fresh.impairment_backend = st.impairment_backend
+            fresh.save()
+    return st.impairment_backend
+
+
 def _apply(st: LabState, link: int, per_dir: dict[str, Impairment]) -> None:
-    """Settings in the file's orientation, through the backend in use."""
-    be = backend()
-    if be.name == "netem":
-        from .shaper import netem
-        for d, imp in per_dir.items():
-            netem.apply(st, link, d, imp)
-    else:
-        _shaper_request(st, {"op": "set", "link": link, **{d: imp.to_wire() for d, imp in per_dir.items()}})
+    """Settings in the file's orientation, through the lab's backend."""
+    lab_backend(st).apply(st, link, per_dir)
     settings = current(st)
     settings.setdefault(link, {}).update(per_dir)
     _save(st, settings)
@@ -276,12 +296,7 @@ def show(lab) -> list[LinkStatus]:
     lab's shaper, its counters."""
     st = _state(lab)
     settings = current(st)
-    live: dict = {}
-    if backend().name == "shaper" and settings:
-        try:
-            live = _shaper_request(st, {"op": "show"}, start=False).get("links", {})
-        except (ShapingError, OSError, ValueError):
-            live = {}
+    live = lab_backend(st).status(st) if settings else {}
     out = []
     for link in st.topology["links"]:
         i = link["index"]
@@ -293,84 +308,35 @@ def show(lab) -> list[LinkStatus]:
     return out
 
 
+def backend_running(lab) -> bool:
+    """Is what holds the lab's impairments there (its shaper answering; netem always)?"""
+    st = _state(lab)
+    return lab_backend(st).running(st)
+
+
 def shaper_running(lab) -> bool:
     """Is the lab's shaper answering? (False also when it was never needed.)"""
-    from .shaper.daemon import socket_path
     try:
-        _ask(socket_path(_state(lab).name), {"op": "ping"}, timeout=2.0)
-        return True
-    except (OSError, ValueError, ShapingError):
+        return answering(_state(lab).name)
+    except ShapingError:
         return False
 
 
 def setup(network) -> None:
-    """Build hook: apply the impairments the topology file declares."""
+    """Build hook: choose the lab's backend (recorded in its state) and apply the
+    impairments the topology file declares."""
     links = [l for l in network.topo.links if l.impair is not None]
+    st = network.state
+    try:
+        st.impairment_backend = backend().name
+    except ShapingError:
+        if links:
+            raise
+        st.impairment_backend = None      # nothing to shape yet: the first change chooses
+    st.save()
     if not links:
         return
-    st = _state(network)
+    be = lab_backend(st)
+    be.start(st)
     for l in links:
         _apply(st, l.index, {"a2b": l.impair.a2b, "b2a": l.impair.b2a})
-
-
-# -- the shaper process ------------------------------------------------------------------------
-
-
-def _shaper_request(st: LabState, req: dict, start: bool = True) -> dict:
-    from .shaper.daemon import socket_path
-    path = socket_path(st.name)
-    try:
-        return _ask(path, req)
-    except (FileNotFoundError, ConnectionRefusedError):
-        if not start:
-            raise ShapingError(f"the shaper of lab '{st.name}' is not running: its impaired links do not "
-                               f"forward; 'icelab down {st.name}' and up again")
-    _start_shaper(st)
-    return _ask(path, req)
-
-
-def _ask(path: Path, req: dict, timeout: float = 10.0) -> dict:
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        s.settimeout(timeout)
-        s.connect(str(path))
-        s.sendall(json.dumps(req).encode() + b"\n")
-        data = b""
-        while not data.endswith(b"\n"):
-            chunk = s.recv(1 << 16)
-            if not chunk:
-                break
-            data += chunk
-    reply = json.loads(data or b"{}")
-    if not reply.get("ok"):
-        raise ShapingError(f"shaper: {reply.get('error', 'no answer')}")
-    return reply
-
-
-def _start_shaper(st: LabState, timeout: float = 10.0) -> None:
-    """Start the lab's shaper inside the lab (the namespace of its first node), marked
-    with ICELAB_LAB so that the lab's cleanup ends it; detached (setsid -f) so that it
-    outlives a short-lived `icelab link set`."""
-    from .shaper.daemon import socket_path
-    if shutil.which("iptables-legacy") is None:
-        raise ShapingError("iptables-legacy is missing (the shaper queues packets with it): run 'sudo make setup'")
-    node, ns = next(iter(st.nodes.items()))
-    root = str(Path(__file__).resolve().parents[2])
-    env = dict(os.environ, ICELAB_LAB=st.name, ICELAB_NODE="shaper",
-               PYTHONPATH=os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p))
-    log = (run_dir() / st.name / "shaper.log").open("ab")
-    try:
-        subprocess.run(["nsenter", "-t", str(ns.pid), "-n", "--", "setsid", "-f",
-                        sys.executable, "-m", "lab.net.shaper.daemon", st.name],
-                       env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log, check=True, timeout=10)
-    finally:
-        log.close()
-    path = socket_path(st.name)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            _ask(path, {"op": "ping"}, timeout=1.0)
-            return
-        except (OSError, ValueError):
-            time.sleep(0.02)
-    tail = (run_dir() / st.name / "shaper.log").read_text(errors="replace")[-800:]
-    raise ShapingError(f"the shaper of lab '{st.name}' did not start:\n{tail}")

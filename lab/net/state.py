@@ -8,6 +8,7 @@ The directory can be moved with ICELAB_RUN_DIR (tests do not need to).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -23,6 +24,19 @@ SHELL_PREFIX = procs.SHELL_MARK
 
 def run_dir() -> Path:
     return Path(os.environ.get("ICELAB_RUN_DIR", "/run/icelab"))
+
+
+def mac_address(lab: str, node: str, ifname: str) -> str:
+    """Stable, locally administered MACs: captures of two runs line up. (Here, not in
+    network.py, so that the shaper inside a lab finds a port's MAC without Mininet.)"""
+    h = hashlib.sha1(f"{lab}/{node}/{ifname}".encode()).digest()
+    return "02:" + ":".join(f"{b:02x}" for b in h[:5])
+
+
+def turn_control_path(lab: str, node: str = "turn") -> Path:
+    """Where the embedded TURN server of host ``node`` in lab ``lab`` listens for control
+    (lab.services.turn.faults.control talks to it)."""
+    return run_dir() / lab / f"turn-{node}.control.sock"
 
 
 def shell_name(lab: str, node: str) -> str:
@@ -47,6 +61,9 @@ class LabState:
     created: float = field(default_factory=time.time)
     nodes: dict[str, NodeState] = field(default_factory=dict)
     topology: dict | None = None
+    #: the impairment backend chosen when the lab was built (netem, shaper: lab/net/shaper/
+    #: backend.py); None until chosen. Every later change goes through it.
+    impairment_backend: str | None = None
 
     @property
     def path(self) -> Path:

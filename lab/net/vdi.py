@@ -10,15 +10,14 @@ from __future__ import annotations
 
 import json
 import os
-import select
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from lab.model.topology import Topology
+from lab.core import supervise
 from lab.core.errors import LabError
+from lab.model.topology import Topology
 
 ROOT = Path(__file__).resolve().parents[2]
 START_TIMEOUT = 10.0
@@ -41,22 +40,19 @@ def start(network) -> dict[str, subprocess.Popen]:
     listens. Raises LabError naming the desktop and what it printed."""
     topo: Topology = network.topo
     ports = {n.vdi.desktop: n.vdi.port for n in topo.nodes.values() if n.vdi is not None}
-    servers = {}
+    procs = {}
     for desktop, port in sorted(ports.items()):
-        servers[desktop] = network.nodes[desktop].popen(
-            [sys.executable, "-m", SERVER_MODULE, "serve", str(port)], cwd=str(ROOT), env=_python_env(),
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    network.vdi = servers
-    deadline = time.monotonic() + START_TIMEOUT
-    for desktop, proc in servers.items():
-        ready, _, _ = select.select([proc.stdout], [], [], max(0.0, deadline - time.monotonic()))
-        line = proc.stdout.readline().decode(errors="replace") if ready else ""
-        if "listening on" not in line:
-            rest = ""
-            if proc.poll() is not None:
-                rest = proc.stdout.read().decode(errors="replace")
-            raise LabError(f"virtual desktop '{desktop}': the display server did not start within "
-                           f"{START_TIMEOUT:g} s: {(line + rest).strip() or 'no output'}")
+        procs[desktop] = supervise.start(
+            [sys.executable, "-m", SERVER_MODULE, "serve", str(port)], name=desktop, popen=network.nodes[desktop].popen,
+            cwd=str(ROOT), env=_python_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    network.vdi = servers = {desktop: p.proc for desktop, p in procs.items()}
+    said = {p.pid: supervise.LineWatch(p.proc.stdout, "listening on") for p in procs.values()}
+
+    def failed(p: supervise.Process) -> str:
+        said[p.pid]()             # what a server that ended printed before it did
+        return (f"virtual desktop '{p.name}': the display server did not start within "
+                f"{START_TIMEOUT:g} s: {said[p.pid].rest().strip() or 'no output'}")
+    supervise.wait_ready(procs.values(), lambda p: said[p.pid](), START_TIMEOUT, exited=failed, not_ready=failed)
     return servers
 
 

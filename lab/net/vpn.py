@@ -20,10 +20,10 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from lab.core import supervise
 from lab.core.errors import LabError
 from lab.model.topology import Node, Topology
 from lab.model.vpn import Tunnel, VpnClient
@@ -135,7 +135,7 @@ def start(network) -> VpnRun:
             (d / f"{node.name}.nft").write_text(masquerade(node))
             out = network.nodes[node.name].cmd(f"nft -f {d / (node.name + '.nft')} 2>&1; echo rc=$?")
             if "rc=0" not in out:
-                raise _error(f"the masquerade rule of concentrator '{node.name}' failed: {out.strip()}")
+                raise LabError(f"the masquerade rule of concentrator '{node.name}' failed: {out.strip()}")
             for t in node.tunnels:
                 ccd = d / f"ccd-{node.name}-{t.index}"
                 ccd.mkdir(exist_ok=True)
@@ -153,45 +153,23 @@ def start(network) -> VpnRun:
         for key, name, conf in batch:
             log = d / f"{key.replace('#', '-')}.log"
             run.logs[key] = log
-            with open(log, "wb") as fh:
-                run.procs[key] = network.nodes[name].popen(
-                    ["openvpn", "--cd", str(d), "--config", str(conf)],
-                    stdin=subprocess.DEVNULL, stdout=fh, stderr=subprocess.STDOUT)
+            run.procs[key] = supervise.start(["openvpn", "--cd", str(d), "--config", str(conf)], name=key,
+                                             log=log, append=False, popen=network.nodes[name].popen).proc
         wait_up(run, [k for k, _n, _c in batch], UP_TIMEOUT)
     return run
 
 
 def wait_up(run: VpnRun, keys: list[str], timeout: float) -> None:
     """Until every process's log says ``Initialization Sequence Completed``."""
-    deadline = time.monotonic() + timeout
-    pending = list(keys)
-    while pending:
-        for key in list(pending):
-            text = _read(run.logs[key])
-            if UP_MARK in text:
-                pending.remove(key)
-            elif run.procs[key].poll() is not None:
-                raise _error(_failure(key, run.logs[key], f"OpenVPN exited (status {run.procs[key].returncode})"))
-        if pending and time.monotonic() > deadline:
-            key = pending[0]
-            raise _error(_failure(key, run.logs[key], f"the tunnel did not come up within {timeout:g} s"))
-        if pending:
-            time.sleep(0.05)
-
-
-def _read(path: Path) -> str:
-    try:
-        return path.read_text(errors="replace")
-    except OSError:
-        return ""
+    procs = [supervise.Process(run.procs[key], key, run.logs[key]) for key in keys]
+    supervise.wait_ready(
+        procs, lambda p: UP_MARK in supervise.read_text(p.log), timeout,
+        exited=lambda p: _failure(p.name, p.log, f"OpenVPN exited (status {p.returncode})"),
+        not_ready=lambda p: _failure(p.name, p.log, f"the tunnel did not come up within {timeout:g} s"))
 
 
 def _failure(key: str, log: Path, what: str) -> str:
     node = key.split("#")[0]
     role = "concentrator" if "#" in key else "VPN client"
-    tail = _read(log).splitlines()[-LOG_TAIL:]
+    tail = supervise.read_text(log).splitlines()[-LOG_TAIL:]
     return (f"{role} '{node}': {what}; last lines of {log}:\n    " + "\n    ".join(tail or ["(empty)"]))
-
-
-def _error(message: str):
-    return LabError(message)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from lab.core.control import ask
 from lab.model import load_topology
 from lab.model.impairment import GilbertElliott, Impairment
 from lab.net import Network
@@ -93,6 +94,22 @@ def _binomial_interval(n: int, p: float, level: float = 0.99) -> tuple[int, int]
     return lo, hi
 
 
+def test_the_lab_keeps_its_backend_and_its_shaper_refuses_bad_requests(lab):
+    from lab.net.state import get
+    assert get(lab.topo.name).impairment_backend == "shaper"        # no netem on this kernel
+    path = socket_path(lab.topo.name)
+    before = shaping.show(lab)[0]
+    for bad in ({"op": "set", "link": 0, "a2b": {"delay": "1s"}}, {"op": "set", "link": 0, "a2b": {"loss": 5}},
+                {"op": "set", "link": "0"}, [], {"op": "stop"}):
+        answer = ask(path, bad)
+        assert answer["ok"] is False and answer["error"], answer
+    after = shaping.show(lab)[0]
+    assert (after.a2b, after.b2a) == (before.a2b, before.b2a) == (Impairment(delay=0.010), Impairment())
+    live = ask(path, {"op": "show"})["links"]["0"]
+    assert live["a2b"]["settings"] == Impairment(delay=0.010).to_wire()
+    assert ask(path, {"op": "ping"})["ok"]
+
+
 def test_delay_is_one_way_per_direction_and_rtt_is_twice_it(lab):
     # the file delays left->right by 10 ms and leaves right->left alone
     r = _echo_rtts(lab, count=20)
@@ -102,7 +119,7 @@ def test_delay_is_one_way_per_direction_and_rtt_is_twice_it(lab):
     assert shaping.show(lab)[0].a2b == Impairment(delay=0.010)
 
     # the shaper measured how late it hears of a packet, and compensates it (calibrate.py)
-    cal = shaping._ask(socket_path(lab.topo.name), {"op": "ping"})["calibration"]
+    cal = ask(socket_path(lab.topo.name), {"op": "ping"})["calibration"]
     assert cal["error"] == "" and cal["samples"] >= 10 and 0 < cal["read_lag_us"] < 2000, cal
 
     shaping.set_impairment(lab, "left", "right", Impairment(), "a2b")

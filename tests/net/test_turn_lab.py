@@ -12,7 +12,8 @@ import pytest
 from lab.model import load_topology
 from lab.net import Network
 from lab.services.turn.auth import rest_password, rest_username
-from lab.services.turn.faults import control, control_path
+from lab.net.state import turn_control_path
+from lab.services.turn.faults import control
 
 pytestmark = pytest.mark.root
 HERE = Path(__file__).resolve().parent.parent / "services"
@@ -49,7 +50,7 @@ def test_turn_role_relays_in_a_lab(repo, backend):
                 assert res["received"] == 20, (transport, res)
             if backend == "embedded":
                 # a fault set live, as a scenario would at a time of its choosing
-                control(control_path(topo.name, "turn"), {"faults": {"error": [{"method": "Allocate", "code": 508}]}})
+                control(turn_control_path(topo.name, "turn"), {"faults": {"error": [{"method": "Allocate", "code": 508}]}})
                 out = net.node("agent1").popen(
                     [sys.executable, str(HERE / "turn_probe.py"), "--server", server, "--username", user,
                      "--password", pw, "--peer", f"{peer_ip}:5000", "--count", "1"],

@@ -32,6 +32,7 @@ import subprocess
 import time
 from dataclasses import dataclass
 
+from lab.core.errors import LabError
 from lab.net.shaper.nfqueue import NFQueueSocket
 
 SIOCGIFFLAGS = 0x8913
@@ -105,7 +106,7 @@ def _iptables(action: str, port: int, iptables: str) -> None:
                         "--dport", str(port), "-j", "NFQUEUE", "--queue-num", str(QUEUE)],
                        capture_output=True, text=True, timeout=10)
     if r.returncode != 0:
-        raise RuntimeError(f"{iptables}: {r.stderr.strip()}")
+        raise LabError(f"{iptables} {action} (the calibration's queue rule) failed: {r.stderr.strip()}")
 
 
 def _send_stamped(port: int, count: int, gap: float) -> None:
@@ -173,7 +174,7 @@ def measure(iptables: str) -> Calibration:
         return c
     try:
         lags = read_lags(iptables)
-    except (OSError, RuntimeError, subprocess.SubprocessError) as exc:
+    except (OSError, LabError, subprocess.SubprocessError) as exc:
         c.error = f"read-lag measurement failed: {exc}"
         return c
     # the first packets wake a process that was just busy: not the steady state

@@ -4,11 +4,9 @@ Run as ``python -m lab.net.shaper.daemon LAB`` inside one of the lab's namespace
 lab's cleanup ends it with everything else there) with ``ICELAB_LAB`` set. It opens one
 nfnetlink socket in each namespace where a link direction is held, adds the iptables
 rules that queue that direction's packets, and answers requests on the unix socket
-``/run/icelab/<lab>/shaper.sock`` (one JSON line in, one JSON line out):
-
-- ``{"op": "set", "link": 3, "a2b": {...}, "b2a": {...}}``: settings of one or both
-  directions (``Impairment.to_wire``); the link is attached on first use.
-- ``{"op": "show"}``: every attached direction, its settings, counters and held packets.
+``/run/icelab/<lab>/shaper.sock`` (the lab's control channel, lab/core/control.py; the
+messages are in ``messages.py``): ``set`` a link's settings (the link is attached on first
+use), ``show`` every attached direction, ``ping``, ``trace``.
 
 Where a direction is held: at the egress (iptables mangle POSTROUTING) of the node that
 sends on the link; when that node is a lan, at its bridge port (br_netfilter in the lan's
@@ -35,11 +33,14 @@ import sys
 import time
 from collections import deque
 
+from lab.core.control import Channel, listen_unix
+from lab.core.errors import LabError
 from lab.model.impairment import Impairment
 from lab.net.shaper import calibrate
+from lab.net.shaper.messages import Ping, SetLink, Show, Trace
 from lab.net.shaper.engine import Direction, Scheduler
 from lab.net.shaper.nfqueue import NF_ACCEPT, NF_DROP, NFQueueSocket
-from lab.net.state import get, run_dir
+from lab.net.state import get, mac_address, run_dir
 
 MARK = 0x1CE1                    # duplicates we send ourselves carry it and are not queued again
 CLONE_NEWNET = 0x40000000
@@ -113,14 +114,15 @@ class Namespace:
         r = subprocess.run(["nsenter", "-t", str(self.pid), "-n", "sysctl", "-qw", "net.bridge.bridge-nf-call-iptables=1"],
                            capture_output=True, text=True, timeout=10)
         if r.returncode != 0:
-            raise RuntimeError(f"bridge netfilter in a lan: {r.stderr.strip()}")
+            raise LabError(f"shaper: bridge netfilter in a lan (namespace of pid {self.pid}) could not be "
+                           f"turned on: {r.stderr.strip()}")
 
     def iptables(self, action: str, rule: list[str]) -> None:
         table, chain, rest = rule[0:2], rule[2], rule[3:]
         r = subprocess.run(["nsenter", "-t", str(self.pid), "-n", IPTABLES, "-w", *table, action, chain, *rest],
                            capture_output=True, text=True, timeout=10)
         if r.returncode != 0:
-            raise RuntimeError(f"{IPTABLES} {' '.join(rule)}: {r.stderr.strip()}")
+            raise LabError(f"shaper: {IPTABLES} {action} {' '.join(rule)} failed: {r.stderr.strip()}")
 
 
 class Held:
@@ -156,16 +158,9 @@ class Shaper:
         # 12 bytes): for measuring the shaper itself (docs/impairments.md); the first 40
         # bytes of each packet are then copied to us
         self.trace = deque(maxlen=TRACE) if os.environ.get("ICELAB_SHAPER_TRACE") else None
-        path = socket_path(lab)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            path.unlink()
-        except FileNotFoundError:
-            pass
-        self.control = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.control.bind(str(path))
-        self.control.listen(16)
-        self.control.setblocking(False)
+        self.channel = Channel.by_op({"ping": (Ping, self.ping), "trace": (Trace, self.get_trace),
+                                      "set": (SetLink, self.set_link), "show": (Show, self.show)})
+        self.control = listen_unix(socket_path(lab))
 
     # -- attaching ------------------------------------------------------------------
 
@@ -365,7 +360,6 @@ class Shaper:
 
     def peer_mac(self, d: Held) -> bytes:
         """The MAC of the interface at the other end of a lan port (the lab derives it)."""
-        from lab.net.network import mac_address
         spec = self.topology["links"][d.link]
         far = spec["b"] if d.direction == "a2b" else spec["a"]
         return bytes.fromhex(mac_address(self.lab, far["node"], far["ifname"]).replace(":", ""))
@@ -373,53 +367,35 @@ class Shaper:
     # -- control ----------------------------------------------------------------------
 
     def serve(self) -> None:
-        try:
-            conn, _ = self.control.accept()
-        except BlockingIOError:
-            return
-        with conn:
-            conn.settimeout(1.0)
-            try:
-                data = b""
-                while not data.endswith(b"\n"):
-                    chunk = conn.recv(65536)
-                    if not chunk:
-                        break
-                    data += chunk
-                reply = self.handle(json.loads(data or b"{}"))
-            except Exception as exc:        # a bad request must not stop the lab's links
-                reply = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
-            try:
-                conn.sendall(json.dumps(reply).encode() + b"\n")
-            except OSError:
-                pass
+        """One request on the control socket (answered, whatever it is: lab/core/control.py)."""
+        self.channel.serve_one(self.control)
 
-    def handle(self, req: dict) -> dict:
-        op = req.get("op")
-        if op == "ping":
-            return {"ok": True, "pid": os.getpid(), "calibration": self.calibration.to_dict()}
-        if op == "trace":
-            if self.trace is None:
-                return {"ok": False, "error": "start the shaper with ICELAB_SHAPER_TRACE=1 to trace"}
-            out = [[q, r, a, rel, done, p.hex()] for q, r, a, rel, done, p in self.trace]
-            self.trace.clear()
-            return {"ok": True, "trace": out}
-        if op == "set":
-            link = int(req["link"])
-            if not 0 <= link < len(self.topology["links"]):
-                return {"ok": False, "error": f"no link {link}"}
-            for direction in ("a2b", "b2a"):
-                if req.get(direction) is not None:
-                    self.set(link, direction, Impairment.from_wire(req[direction]))
-            return {"ok": True, "at": time.monotonic()}
-        if op == "show":
-            out: dict = {}
-            for (link, direction), d in sorted(self.dirs.items()):
-                out.setdefault(str(link), {})[direction] = {
-                    "settings": d.engine.settings.to_wire(), "counters": d.engine.counters.to_dict(),
-                    "held": len(self.sched.held_by(d)), "where": d.describe()}
-            return {"ok": True, "links": out}
-        return {"ok": False, "error": f"unknown op {op!r}"}
+    def ping(self, req: Ping) -> dict:
+        return {"pid": os.getpid(), "calibration": self.calibration.to_dict()}
+
+    def get_trace(self, req: Trace) -> dict:
+        if self.trace is None:
+            return {"ok": False, "error": "start the shaper with ICELAB_SHAPER_TRACE=1 to trace"}
+        out = [[q, r, a, rel, done, p.hex()] for q, r, a, rel, done, p in self.trace]
+        self.trace.clear()
+        return {"trace": out}
+
+    def set_link(self, req: SetLink) -> dict:
+        if req.link >= len(self.topology["links"]):
+            return {"ok": False, "error": f"no link {req.link}"}
+        for direction in ("a2b", "b2a"):
+            wire = getattr(req, direction)
+            if wire is not None:
+                self.set(req.link, direction, wire.impairment())
+        return {"at": time.monotonic()}
+
+    def show(self, req: Show) -> dict:
+        out: dict = {}
+        for (link, direction), d in sorted(self.dirs.items()):
+            out.setdefault(str(link), {})[direction] = {
+                "settings": d.engine.settings.to_wire(), "counters": d.engine.counters.to_dict(),
+                "held": len(self.sched.held_by(d)), "where": d.describe()}
+        return {"links": out}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,6 +14,7 @@ import math
 import subprocess
 
 from lab.model.impairment import Impairment
+from lab.net.shaper.backend import ImpairmentBackend, ShapingError, register
 
 
 def _pct(x: float) -> str:
@@ -57,5 +58,15 @@ def apply(st, link: int, direction: str, imp: Impairment) -> None:
            "netem", *netem_args(imp)]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=10)
     if r.returncode != 0:
-        from lab.net.shaping import ShapingError
         raise ShapingError(f"{' '.join(cmd[5:])}: {r.stderr.strip()}")
+
+
+@register
+class Netem(ImpairmentBackend):
+    """The kernel's netem: nothing to start, nothing to count beyond what tc shows."""
+
+    name = "netem"
+
+    def apply(self, st, link: int, per_dir: dict[str, Impairment]) -> None:
+        for d, imp in per_dir.items():
+            apply(st, link, d, imp)

@@ -14,20 +14,64 @@ answers with the code instead of processing. ``stop_relay`` discards all relayed
 both ways. ``permission_lifetime`` overrides the lifetime of permissions installed
 from then on (expiring them early).
 
-Live control: the server listens on a unix socket (``control`` in its config); each
-request is one JSON line, each answer one JSON line:
-``{"faults": {...}}`` replaces the fault set, ``{"expire_permissions": true}`` drops
-every permission now, ``{"restart": true}`` loses every allocation and nonce (as a
-restarted server would), ``{"status": true}`` reports counters. ``control()`` below is
-the client.
+Live control: the server listens on a unix socket (``control`` in its config), the lab's
+JSON-line channel (lab/core/control.py); each request is one JSON line (``ControlRequest``),
+each answer one JSON line: ``{"faults": {...}}`` replaces the fault set,
+``{"expire_permissions": true}`` drops every permission now, ``{"restart": true}`` loses every
+allocation and nonce (as a restarted server would), ``{"status": true}`` reports counters. A
+request that is not one of these (a drop rule that is not a list, a delay in a string, a field
+the server does not know) is answered with an error and changes nothing. ``control()`` below
+is the client.
 """
 
 from __future__ import annotations
 
-import json
+import os
 import random
-import socket
 from dataclasses import dataclass, field
+from typing import Literal
+
+from pydantic import Field, ValidationError
+
+from lab.core.control import Request, ask, describe
+
+FAULT_KINDS = ("drop", "delay", "error", "stop_relay", "permission_lifetime")
+
+
+class _Rule(Request):
+    method: str = "*"            # a STUN method name, or * for any
+    transport: Literal["*", "udp", "tcp", "tls"] = "*"
+
+
+class DropRule(_Rule):
+    probability: float = Field(1.0, ge=0, le=1)
+
+
+class DelayRule(_Rule):
+    ms: float = Field(0, ge=0)
+
+
+class ErrorRule(_Rule):
+    code: int = Field(ge=300, le=699)
+
+
+class FaultSet(Request):
+    """The message form of a fault set (see the module's docstring)."""
+
+    drop: list[DropRule] = []
+    delay: list[DelayRule] = []
+    error: list[ErrorRule] = []
+    stop_relay: bool = False
+    permission_lifetime: float | None = Field(None, ge=0)
+
+
+class ControlRequest(Request):
+    """One request on the control socket; several verbs may come in one request."""
+
+    faults: FaultSet | None = None
+    expire_permissions: bool = False
+    restart: bool = False
+    status: bool = False
 
 
 @dataclass
@@ -40,15 +84,22 @@ class Faults:
 
     @classmethod
     def from_dict(cls, d: dict | None) -> "Faults":
+        """Raises ValueError naming what is wrong (an unknown kind, a rule of the wrong shape)."""
+        if not isinstance(d, (dict, type(None))):
+            raise ValueError(f"a fault set is a mapping of {', '.join(FAULT_KINDS)}")
         d = dict(d or {})
-        unknown = set(d) - {"drop", "delay", "error", "stop_relay", "permission_lifetime"}
+        unknown = set(d) - set(FAULT_KINDS)
         if unknown:
             raise ValueError(f"unknown faults: {', '.join(sorted(unknown))}")
-        f = cls(**d)
-        for rule in f.error:
-            if not isinstance(rule.get("code"), int) or not 300 <= rule["code"] <= 699:
+        for rule in d.get("error") or []:
+            if not isinstance(rule, dict) or not isinstance(rule.get("code"), int) or not 300 <= rule["code"] <= 699:
                 raise ValueError("an error fault needs a code between 300 and 699")
-        return f
+        try:
+            FaultSet.model_validate(d)
+        except ValidationError as exc:
+            raise ValueError(describe(exc)) from None
+        # the rules are kept as given: the status answer shows them back as they were set
+        return cls(**d)
 
     @property
     def active(self) -> bool:
@@ -69,20 +120,14 @@ class Faults:
         return next((r["code"] for r in self.error if self._match(r, method, transport)), None)
 
 
-def control_path(lab: str, node: str = "turn") -> str:
-    """Where the embedded server of host ``node`` in lab ``lab`` listens for control."""
-    from lab.net.state import run_dir
-    return str(run_dir() / lab / f"turn-{node}.control.sock")
-
-
 def control(path: str, request: dict, timeout: float = 5.0) -> dict:
     """Send one request to a running server's control socket (and to every worker's,
-    ``path.1``, ``path.2`` ..., when it runs several); return the answer, counters summed."""
-    import os
-    answers = [_control_one(path, request, timeout)]
+    ``path.1``, ``path.2`` ..., when it runs several); return the answer, counters summed.
+    Raises lab.core.control.ControlError (an OSError) when a server does not answer."""
+    answers = [ask(path, request, timeout)]
     i = 1
     while os.path.exists(f"{path}.{i}"):
-        answers.append(_control_one(f"{path}.{i}", request, timeout))
+        answers.append(ask(f"{path}.{i}", request, timeout))
         i += 1
     if len(answers) == 1:
         return answers[0]
@@ -92,17 +137,3 @@ def control(path: str, request: dict, timeout: float = 5.0) -> dict:
     out["permissions"] = [p for a in answers for p in a.get("permissions", [])]
     out["stats"] = {k: sum(a.get("stats", {}).get(k, 0) for a in answers) for k in out.get("stats", {})}
     return out
-
-
-def _control_one(path: str, request: dict, timeout: float) -> dict:
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        s.settimeout(timeout)
-        s.connect(path)
-        s.sendall(json.dumps(request).encode() + b"\n")
-        buf = b""
-        while not buf.endswith(b"\n"):
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            buf += chunk
-    return json.loads(buf or b"{}")
