@@ -12,6 +12,8 @@ from __future__ import annotations
 import argparse
 
 from lab import __version__
+from lab.probe.args import EXAMPLES as PROBE_EXAMPLES
+from lab.probe.args import add_arguments as probe_arguments
 
 
 def parser() -> argparse.ArgumentParser:
@@ -22,6 +24,13 @@ def parser() -> argparse.ArgumentParser:
     _lab(sub)
     _scenario(sub)
     _net(sub)
+    s = sub.add_parser("probe", help="probe a real agent's network (no root, no lab): findings name the lab's scenarios",
+                       description="Probe the network the softphone uses: UDP 3478 from the OS's ephemeral ports, "
+                                   "TURN, signalling. Exit 0 healthy, 1 a problem found, 2 bad usage.",
+                       epilog=PROBE_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    probe_arguments(s)
+    s.set_defaults(handler="probe:probe")
+
     s = sub.add_parser("doctor", help="what this machine has of what labs need, and the link impairment backend")
     s.add_argument("--json", action="store_true", help="machine-readable result")
     s.set_defaults(handler="doctor:doctor")

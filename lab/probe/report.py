@@ -7,9 +7,12 @@ from pathlib import Path
 
 import jinja2
 
-_ENV = jinja2.Environment(loader=jinja2.FileSystemLoader(Path(__file__).with_name("templates")),
-                          trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
-                          autoescape=jinja2.select_autoescape(["html"]))
+# lab.report's way (lab/report/render.py), without importing it (a layer above): HTML is
+# autoescaped, Markdown is not; undefined is lenient because a measurement that never
+# happened (no answer, no credentials) leaves its keys out
+_ENV = jinja2.Environment(loader=jinja2.PackageLoader("lab.probe", "templates"),
+                          autoescape=jinja2.select_autoescape(enabled_extensions=("html.j2",), default_for_string=False),
+                          trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
 
 
 def render(result: dict, fmt: str = "md") -> str:
