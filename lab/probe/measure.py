@@ -267,22 +267,27 @@ class _Stream:
         self.writer.close()
 
 
-async def _udp_exchange(proto: _Udp, dest, request: bytes, tid: bytes, pace: Pace, deadline: float) -> bytes | None:
-    """Send on Chrome's schedule until an answer or ``deadline`` (monotonic)."""
+async def _udp_exchange(proto: _Udp, dest, request: bytes, tid: bytes, pace: Pace, deadline: float,
+                        sends: list[float]) -> bytes | None:
+    """Send on Chrome's schedule until an answer or ``deadline`` (monotonic); each send's
+    time goes into ``sends`` (times count from the first packet on the wire, not from the
+    wait for a send slot)."""
     fut = asyncio.get_running_loop().create_future()
     proto.waiting[tid] = fut
-    t0 = time.monotonic()
-    for i, at in enumerate(CHROME_SENDS):
-        if t0 + at >= deadline:
-            break
-        wait = t0 + at - time.monotonic()
-        if wait > 0:
+    t0 = None
+    for at in CHROME_SENDS:
+        if t0 is not None:
+            if t0 + at >= deadline:
+                break
             try:
-                return (await asyncio.wait_for(asyncio.shield(fut), wait))[1]
+                return (await asyncio.wait_for(asyncio.shield(fut), max(0.0, t0 + at - time.monotonic())))[1]
             except asyncio.TimeoutError:
                 pass
         if not await pace.slot(urgent=True):
             break
+        now = time.monotonic()
+        t0 = now if t0 is None else t0
+        sends.append(now)
         try:
             proto.transport.sendto(request, dest)
         except OSError:
@@ -309,6 +314,7 @@ async def turn_check(server: TurnServer, ip: str, pace: Pace, ca: str | None = N
     dest = (ip, server.port)
     family = socket.AF_INET6 if ":" in ip else socket.AF_INET
     udp = stream = None
+    sends: list[float] = []       # UDP: when each request went out
     try:
         if server.transport == "udp":
             got = await _udp_socket(family)
@@ -318,7 +324,8 @@ async def turn_check(server: TurnServer, ip: str, pace: Pace, ca: str | None = N
             udp = got
 
             async def exchange(req, tid):
-                return await _udp_exchange(udp[1], dest, req, tid, pace, deadline)
+                answer = await _udp_exchange(udp[1], dest, req, tid, pace, deadline, sends)
+                return answer
         else:
             if not await pace.slot(urgent=True):
                 out["error"] = "packet budget spent"
@@ -345,6 +352,8 @@ async def turn_check(server: TurnServer, ip: str, pace: Pace, ca: str | None = N
         tid = secrets.token_bytes(12)
         answer = await exchange(stun.encode(stun.ALLOCATE, stun.REQUEST, tid,
                                             [(stun.REQUESTED_TRANSPORT, UDP_TRANSPORT)]), tid)
+        if sends:       # UDP: from the first Allocate on the wire
+            t0 = sends[0]
         out["unauth_ms"] = _ms(time.monotonic() - t0) if answer else None
         if answer is None:
             return out

@@ -5,6 +5,7 @@ for docs/probe.md."""
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
@@ -50,7 +51,8 @@ def row(path: Path) -> dict:
     from lab.net import Network, shaping
     from lab.scenario.endpoint import run_probe
     from lab.scenario.load import load_scenario
-    s = load_scenario(path)
+    # a name of its own: other labs (other test runs) may be up under the scenario's
+    s = load_scenario(path, lab_name=f"pe{os.getpid() % 100000}")
     node = probe_node(s)
     t0 = time.monotonic()
     with Network(s.topology) as net:
