@@ -95,11 +95,11 @@ def paths(tmp: Path | None = None) -> list[Path]:
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| scenario | variant | probed from | problems found | notes | exit | probe s | verdict |",
+    lines = ["| scenario | variant | probed from | problems found | notes | exit | probe s (wall) | verdict |",
              "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| `{r['scenario']}` | {r['variant']} | {r['node']} | {', '.join(r['findings']) or 'none'} | "
-                     f"{', '.join(r['notes'])} | {r['exit_status']} | {r['probe_s']} | {r['verdict']} |")
+                     f"{', '.join(r['notes'])} | {r['exit_status']} | {r['probe_s']} ({r['wall_s']}) | {r['verdict']} |")
     return "\n".join(lines)
 
 

@@ -115,3 +115,12 @@ def test_a_run_opens_no_raw_socket(monkeypatch):
     finally:
         silent.close()
     assert kinds and set(kinds) <= {socket.SOCK_DGRAM, socket.SOCK_STREAM}
+
+
+def test_docs_explain_every_finding():
+    from lab.probe.signatures import SIGNATURES
+    doc = (PROBE.parents[1] / "docs" / "probe.md").read_text()
+    for sig in SIGNATURES:
+        assert f"`{sig.id}`" in doc, sig.id
+        for s in sig.scenarios:
+            assert (PROBE.parents[1] / "scenarios" / f"{s}.yaml").exists(), s
