@@ -19,7 +19,6 @@ import statistics
 import struct
 import threading
 import time
-from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import websockets
@@ -565,12 +564,3 @@ def _name(rdns) -> str | None:
     if not rdns:
         return None
     return ", ".join(f"{k}={v}" for rdn in rdns for k, v in rdn)
-
-
-@dataclass
-class Plan:
-    """What one run does: the OS whose ports it sends from and how many requests each."""
-
-    os_name: str
-    ports: list[int]
-    per_port: int = 4
