@@ -151,7 +151,7 @@ class TurnOptions(Strict):
     max_port: int = Field(65535, ge=1, le=65535, description="highest relay port (508 beyond)")
     max_lifetime: int = Field(3600, ge=600, description="allocation lifetime cap, seconds")
     user_quota: int = Field(0, ge=0, description="allocations per user (486 beyond); 0 = unlimited")
-    allowed_peers: list[str] = Field(default_factory=list, description="peer prefixes always allowed (wins)")
+    allowed_peers: list[str] = Field(default_factory=list, description="peer prefixes allowed even if denied_peers has them (never loopback, multicast, 0.0.0.0/8)")
     denied_peers: list[str] = Field(default_factory=list, description="peer prefixes refused (403)")
     allow_loopback: bool = Field(False, description="allow relaying to loopback peers")
     strict_channel_permission: bool = Field(

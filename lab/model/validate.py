@@ -464,6 +464,10 @@ class Resolver:
                 Faults.from_dict(turn.faults)
             except (ValueError, TypeError) as exc:
                 self.err(("services", "turn", "faults"), str(exc), "see docs/turn.md, 'Faults'")
+        if turn.backend == "coturn" and turn.users and turn.secret:
+            # coturn 4.6 skips user= lines under use-auth-secret (docs/turn.md)
+            self.err(("services", "turn", "users"), "coturn takes static users or a REST secret, not both",
+                     "set 'secret: null' to use the static users with coturn, or 'backend: embedded' (takes both)")
         if turn.backend == "coturn" and turn.faults:
             self.err(("services", "turn", "faults"), "fault injection needs the embedded backend",
                      "remove 'faults' or set 'backend: embedded'")

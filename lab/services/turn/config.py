@@ -11,6 +11,14 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 
+#: coturn 4.6 has one credential mechanism at a time: with ``use-auth-secret`` it derives
+#: every key from the secret and skips its ``user=`` accounts (userdb.c: get_user_key
+#: returns after the secret branch; add_static_user_account ignores them), so the static
+#: users would get 401 "Cannot find credentials"
+COTURN_ONE_KIND = ("coturn takes static users or a REST secret, not both (with use-auth-secret it ignores "
+                   "user= lines and answers those users 401)")
+
+
 @dataclass
 class TurnConfig:
     backend: str = "embedded"              # embedded | coturn
@@ -34,7 +42,7 @@ class TurnConfig:
     strict_channel_permission: bool = False  # True: a ChannelBind's permission lasts 300 s (RFC), not 600 (coturn)
     user_quota: int = 0                    # allocations per user; 0 = unlimited
     total_quota: int = 0
-    allowed_peers: list[str] = field(default_factory=list)  # prefixes; allowed wins over denied
+    allowed_peers: list[str] = field(default_factory=list)  # prefixes; allowed wins over denied, never over the fixed rules (PeerACL)
     denied_peers: list[str] = field(default_factory=list)
     allow_loopback: bool = False
     alt_address: str | None = None         # RFC 5780: a second address ...
@@ -56,6 +64,8 @@ class TurnConfig:
             raise ValueError(f"backend must be 'embedded' or 'coturn', not {cfg.backend!r}")
         if not 0 < cfg.min_port <= cfg.max_port < 65536:
             raise ValueError("relay port range must satisfy 0 < min_port <= max_port < 65536")
+        if cfg.backend == "coturn" and cfg.secret and cfg.users:
+            raise ValueError(COTURN_ONE_KIND)
         if cfg.workers > 1 and (cfg.user_quota or cfg.total_quota):
             raise ValueError("quotas need one worker: each worker counts only its own allocations")
         if cfg.workers > 1 and cfg.max_port - cfg.min_port + 1 < cfg.workers:

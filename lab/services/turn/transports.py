@@ -6,6 +6,7 @@ callbacks (no per-datagram objects): the relay's packet rate depends on it.
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import os
 import select
@@ -138,12 +139,18 @@ class Relays:
         loop.add_reader(self.epoll.fileno(), self._ready)
 
     def open(self, ip: str, port: int):
+        """The relay socket on ``port``; None when the port is taken (another program holds
+        it: the pool tries the next one). Anything else (socket() out of descriptors or
+        memory, the relay address gone) raises OSError: the server answers 508 and the
+        port stays in the pool."""
         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC)
         try:
             s.bind((ip, port))
-        except OSError:
+        except OSError as exc:
             s.close()
-            return None
+            if exc.errno in (errno.EADDRINUSE, errno.EACCES):
+                return None
+            raise
         return s
 
     def attach(self, sock, alloc) -> None:
