@@ -38,7 +38,7 @@ def ids(result) -> list[str]:
 
 @pytest.fixture(params=["embedded", "coturn"])
 def turn(request, tmp_path):
-    with server(tmp_path, backend=request.param) as s:
+    with server(tmp_path, backend=request.param, users={}) as s:   # coturn: a REST secret or users, not both
         s.backend = request.param
         yield s
 
@@ -63,7 +63,7 @@ def test_both_backends_give_the_same_findings(tmp_path):
     for backend in ("embedded", "coturn"):
         d = tmp_path / backend
         d.mkdir()
-        with server(d, backend=backend) as s:
+        with server(d, backend=backend, users={}) as s:
             for name, secret in (("good", SECRET), ("bad credentials", "not-the-secret")):
                 info = write_info(d, [f"turn:127.0.0.1:{s.cfg.udp_port}?transport=udp"], secret=secret)
                 got[(backend, name)] = [f["id"] for f in probe(from_media_info(info), "windows")["findings"]]
