@@ -15,7 +15,9 @@ import ssl
 import struct
 
 from lab.core import stun
+from lab.core.control import Channel, serve_unix
 from .config import TurnConfig
+from .faults import ControlRequest
 from .server import TurnServer
 
 MAX_TCP_BUFFER = 1 << 17      # a client that sends more than this unframed is cut off
@@ -225,11 +227,9 @@ class Service:
             if cfg.tls_port:
                 self._tls_listen(loop, ip, cfg.tls_port)
         if cfg.control:
-            try:
-                os.unlink(cfg.control)
-            except FileNotFoundError:
-                pass
-            self.stream_servers.append(await asyncio.start_unix_server(self._control, cfg.control))
+            # the one control channel (lab.core.control): every request checked against
+            # ControlRequest first; a bad one is answered with an error and changes nothing
+            self.stream_servers.append(await serve_unix(cfg.control, Channel.single(ControlRequest, self._control)))
         loop.create_task(self._sweeper())
 
     def close(self) -> None:
@@ -349,27 +349,10 @@ class Service:
                 loop.create_task(serve(conn))
         loop.create_task(accept())
 
-    async def _control(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while line := await reader.readline():
-                try:
-                    ans = self.server.control(json.loads(line))
-                except (ValueError, TypeError, KeyError) as exc:
-                    ans = {"ok": False, "error": str(exc)}
-                writer.write(json.dumps(ans).encode() + b"\n")
-                await writer.drain()
-        finally:
-            writer.close()
+    def _control(self, req: ControlRequest) -> dict:
+        return self.server.control(req.model_dump(exclude_unset=True))
 
     async def _sweeper(self) -> None:
         while True:
             await asyncio.sleep(0.2)      # also bounds how late the transaction log is written
             self.server.sweep()
-
-
-async def serve(cfg: TurnConfig, ready=None) -> None:
-    svc = Service(cfg)
-    await svc.start()
-    if ready is not None:
-        ready(svc)
-    await asyncio.Event().wait()
