@@ -38,7 +38,7 @@ expect:
 
 def probe_node(scenario) -> str:
     """Where the scenario's softphone (or its first probe) runs: the node probed."""
-    from lab.scenario.runner import engine_node
+    from lab.scenario.actions.call import engine_node
     for step in scenario.steps:
         if step.action == "call":
             return engine_node(scenario.topology, step.spec)
