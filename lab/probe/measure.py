@@ -97,10 +97,14 @@ async def resolve(name: str, timeout: float = DNS_TIMEOUT) -> dict:
         try:
             infos = socket.getaddrinfo(name, None, type=socket.SOCK_DGRAM)
             result = list(dict.fromkeys(i[4][0] for i in infos))
-            loop.call_soon_threadsafe(lambda: fut.done() or fut.set_result(result))
+            answer = lambda: fut.done() or fut.set_result(result)  # noqa: E731
         except OSError as exc:
             err = exc
-            loop.call_soon_threadsafe(lambda: fut.done() or fut.set_exception(err))
+            answer = lambda: fut.done() or fut.set_exception(err)  # noqa: E731
+        try:
+            loop.call_soon_threadsafe(answer)
+        except RuntimeError:        # the run ended before the resolver answered: nobody waits
+            pass
 
     t0 = time.monotonic()
     threading.Thread(target=work, daemon=True).start()
