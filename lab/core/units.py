@@ -208,7 +208,12 @@ def percent_setting(value: Any, path: tuple, issues: list[Issue], what: str,
 
 def rate_setting(value: Any, path: tuple, issues: list[Issue]) -> float | None:
     """A setting's rate (``rate: 1mbit``): bit/s, or None with an issue appended."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and value != 0:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if value == 0:
+            # rate 0 is "no limit" inside the lab, the opposite of what a bare 0 seems to say
+            issues.append((path, "rate 0 has no unit, and a rate of 0 would mean no limit at all, not a cut link",
+                           "leave 'rate' out for no limit, or use loss: 100% to cut the link; " + RATE_HINT))
+            return None
         issues.append((path, f"rate {value!r} has no unit", RATE_HINT))
         return None
     r = read_rate(value if isinstance(value, (int, float)) and not isinstance(value, bool) else str(value))

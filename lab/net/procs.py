@@ -13,6 +13,8 @@ import signal
 import time
 from dataclasses import dataclass
 
+from lab.core.names import SHELL_MARK, lab_of_shell
+
 
 def start_time(pid: int) -> int | None:
     """The process's start time in clock ticks since boot, or None if it is gone."""
@@ -50,9 +52,6 @@ def alive(pid: int | None, started: int | None) -> bool:
 
 def all_pids() -> list[int]:
     return [int(d) for d in os.listdir("/proc") if d.isdigit()]
-
-
-SHELL_MARK = "mininet:icelab."
 
 
 def _environ_lab(pid: int) -> str:
@@ -96,8 +95,8 @@ def scan() -> list[Proc]:
             continue
         argv = tuple(cmdline(pid))
         lab = _environ_lab(pid)
-        if not lab and argv and argv[-1].startswith(SHELL_MARK):
-            lab = argv[-1][len(SHELL_MARK):].split(".", 1)[0]
+        if not lab and argv:
+            lab = lab_of_shell(argv[-1])
         out.append(Proc(pid, ns, argv, lab, _ppid(pid)))
     return out
 
