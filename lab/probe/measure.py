@@ -225,13 +225,15 @@ async def stun_sweep(dests: list[tuple[str, int]], ports: list[int], per_port: i
 def stun_summary(sweep: dict) -> dict:
     """Loss, RTT and jitter over the ports that answered at all (a port that never answers is
     a port-range question, not loss), the reflexive address, NAT and mapping behaviour."""
-    rows = [r for r in sweep["ports"] if r["sent"]]
+    # a port this machine refused to send from (EPERM: a local firewall) counts as silent
+    rows = [r for r in sweep["ports"] if r["sent"] or r.get("send_errors")]
     answering = [r for r in rows if r["replies"]]
     rtts = [x for r in answering for x in r["rtt_ms"]]
     sent = sum(r["sent"] for r in answering)
     out = {"sent": sum(r["sent"] for r in rows), "replies": sum(r["replies"] for r in rows),
            "ports_answered": [r["bound"] for r in answering],
            "ports_silent": [r["bound"] for r in rows if not r["replies"]],
+           "send_errors": sorted({e for r in rows for e in r.get("send_errors", [])}),
            "loss": round(1 - len(rtts) / sent, 4) if sent else None,
            "rtt_ms": round(statistics.median(rtts), 1) if rtts else None,
            "rtt_max_ms": max(rtts) if rtts else None,

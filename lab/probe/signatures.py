@@ -73,7 +73,7 @@ def facts(m: dict) -> dict:
     stun = m.get("stun") or {}
     sent = stun.get("sent") or 0
     udp = None
-    if sent:
+    if sent or stun.get("send_errors"):
         udp = "none" if not stun.get("replies") else ("partial" if stun.get("ports_silent") else "ok")
     sig = m.get("signalling") or {}
     sig_tcp = None if not sig or sig.get("error") else not sig.get("tcp_error")
@@ -147,6 +147,10 @@ def _allowlist(f):
 def _udp(f):
     if f["udp"] == "none" and f["sig_tcp"] is not False:
         tcp = " while TCP 443 to the TURN server connects" if f["turn_tcp443"] else ""
+        if f["stun"].get("send_errors") and not f["stun"].get("sent"):
+            return (f"this machine refuses to send UDP 3478 ({f['stun']['send_errors'][0]}): a local firewall "
+                    "blocks it (the softphone's relay-only ICE then fails with ice_collection_timeout at 8 s)",
+                    {"send_errors": f["stun"]["send_errors"]})
         return (f"UDP 3478 requests leave, no reply comes back from any source port{tcp}: UDP 3478 is "
                 "blocked on the way (the softphone's relay-only ICE then fails with ice_collection_timeout at 8 s)",
                 {"sent": f["stun"].get("sent"), "ports": f["stun"].get("ports_silent")})

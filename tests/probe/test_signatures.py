@@ -117,3 +117,12 @@ def test_html_report_escapes(tmp_path):
     html = report.render(r, "html")
     assert "<script>" not in html and "&lt;script&gt;" in html
     assert "<script>" in report.render(r, "md")
+
+
+def test_a_local_firewall_refusing_to_send_is_udp3478_blocked():
+    from lab.probe.measure import stun_summary
+    rows = [{"port": p, "bound": p, "sent": 0, "replies": 0, "rtt_ms": [], "mapped": {},
+             "send_errors": ["[Errno 1] Operation not permitted"]} for p in LINUX]
+    s = stun_summary({"destinations": ["203.0.113.10:3478"], "local_ip": "10.0.0.2", "ports": rows})
+    found = signatures.findings(measured(s))
+    assert [f.id for f in found] == ["udp3478-blocked"] and "refuses to send" in found[0].sentence
