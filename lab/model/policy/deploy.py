@@ -2,10 +2,10 @@
 
 The lab: one agent per operating system in the agents' subnet, the firewall node between
 the agents and an ISP router (its interfaces named as the rules name them), a cloud region
-router, ``connect`` (TURN, signalling and the media edge, at an address inside the region's
-Connect ranges) and ``edge``, which answers the probes at the addresses spanning the ranges
+router, ``turn`` and ``signalling`` (with the media edge) at addresses inside the region's
+largest Connect range and ``edge``, which answers the probes at the addresses spanning the ranges
 (first and last usable address and one in the middle of each prefix; they are /32s on its
-loopback, routed by the region). The topology goes through the normal model (validation),
+loopback, routed by the ISP and the region). The topology goes through the normal model (validation),
 so a deployment the lab cannot build is refused before anything is built.
 """
 
@@ -42,7 +42,8 @@ class Deployment:
     nat: bool = False
     region: str = ""
     ip_ranges: str = ""
-    connect_address: str = ""                 # TURN/signalling/media (set by topology())
+    connect_address: str = ""                 # TURN (set by topology())
+    signalling_address: str = ""              # signalling and media edge
     targets: list[str] = field(default_factory=list)    # probe addresses on edge
 
     @property
@@ -87,8 +88,8 @@ def deployment(agents: str, oses: list[str], ip_ranges: str, region: str, interf
     if prefixes is None:
         raise InputError([Problem(ip_ranges, "", msg, hint)])
     big = min(prefixes, key=lambda p: ipaddress.ip_network(p).prefixlen)
-    if ipaddress.ip_network(big).prefixlen > 28:
-        raise InputError([Problem(ip_ranges, "", f"the region's largest Connect range {big} is smaller than a /28",
+    if ipaddress.ip_network(big).prefixlen > 27:
+        raise InputError([Problem(ip_ranges, "", f"the region's largest Connect range {big} is smaller than a /27",
                                   "the lab places TURN inside it, apart from the probed addresses")])
     taken = [ipaddress.ip_network(x) for x in (EDGE_LINK, *UPLINKS)]
     for p in prefixes + [str(net)]:
@@ -99,9 +100,9 @@ def deployment(agents: str, oses: list[str], ip_ranges: str, region: str, interf
 
 
 def _connect_link(prefix: str) -> ipaddress.IPv4Network:
-    """A /30 a quarter into the largest range: apart from its first, middle and last address."""
+    """A /29 a quarter into the largest range: apart from its first, middle and last address."""
     net = ipaddress.ip_network(prefix)
-    return ipaddress.ip_network(f"{net.network_address + net.num_addresses // 4}/30")
+    return ipaddress.ip_network(f"{net.network_address + net.num_addresses // 4}/29")
 
 
 def topology(d: Deployment, name: str = "policy"):
@@ -109,8 +110,12 @@ def topology(d: Deployment, name: str = "policy"):
     big = min(d.prefixes, key=lambda p: ipaddress.ip_network(p).prefixlen)
     link = _connect_link(big)
     d.connect_address = str(link.network_address + 2)
+    d.signalling_address = str(link.network_address + 3)
     d.targets = [a for a in addresses_in(d.prefixes) if ipaddress.ip_address(a) not in link]
     edge_ip = str(ipaddress.ip_network(EDGE_LINK).network_address + 2)
+    region_ip = str(ipaddress.ip_network(UPLINKS[1]).network_address + 2)
+    isp_ip = str(ipaddress.ip_network(UPLINKS[1]).network_address + 1)
+    fw_ip = str(ipaddress.ip_network(UPLINKS[0]).network_address + 1)
     nodes = {d.agent(o): ({"kind": "host", "role": "agent", "os": o} if o != "macos" else
                           {"kind": "host", "role": "agent", "ephemeral_ports": "49152-65535"}) for o in d.oses}
     for o in d.oses:
@@ -118,22 +123,30 @@ def topology(d: Deployment, name: str = "policy"):
     nodes.update({
         "agents": {"kind": "lan", "subnet": str(d.agents), "zone": "office"},
         "fw": {"kind": "router", "zone": "office", "label": "your firewall"},
-        "isp": {"kind": "router", "zone": "internet", "label": "ISP"},
+        "isp": {"kind": "router", "zone": "internet", "label": "ISP",
+                # a node's own routes replace the computed ones: all of them
+                "routes": [{"to": f"{t}/32", "via": region_ip} for t in d.targets]
+                + [{"to": str(link), "via": region_ip}, {"to": str(d.agents), "via": fw_ip}]},
         "region": {"kind": "router", "zone": "cloud", "label": f"{d.region or 'region'} edge",
-                   "routes": [{"to": f"{t}/32", "via": edge_ip} for t in d.targets]},
-        "connect": {"kind": "host", "services": ["turn", "signalling", "media"], "zone": "cloud",
-                    "label": "Connect TURN, signalling, media"},
+                   "routes": [{"to": f"{t}/32", "via": edge_ip} for t in d.targets]
+                   + [{"to": "default", "via": isp_ip}]},
+        "cloud": {"kind": "lan", "subnet": str(link), "zone": "cloud"},
+        "turn": {"kind": "host", "services": ["turn"], "zone": "cloud", "label": "Connect TURN"},
+        "signalling": {"kind": "host", "services": ["signalling", "media"], "zone": "cloud",
+                       "label": "Connect signalling and media edge"},
         "edge": {"kind": "host", "zone": "cloud", "label": "probe targets in the Connect ranges"},
     })
     links = [{"a": d.agent(o), "b": "agents"} for o in d.oses]
     links += [
         {"a": {"node": "fw", "ifname": d.inside}, "b": "agents"},
-        {"a": {"node": "fw", "ifname": d.outside}, "b": "isp", "subnet": UPLINKS[0]},
-        {"a": "isp", "b": "region", "subnet": UPLINKS[1]},
-        {"a": "region", "b": {"node": "connect", "ip": d.connect_address}, "subnet": str(link)},
+        {"a": {"node": "fw", "ifname": d.outside, "ip": fw_ip}, "b": "isp", "subnet": UPLINKS[0]},
+        {"a": {"node": "isp", "ip": isp_ip}, "b": {"node": "region", "ip": region_ip}, "subnet": UPLINKS[1]},
+        {"a": {"node": "region", "ip": str(link.network_address + 1)}, "b": "cloud"},
+        {"a": {"node": "turn", "ip": d.connect_address}, "b": "cloud"},
+        {"a": {"node": "signalling", "ip": d.signalling_address}, "b": "cloud"},
         {"a": "region", "b": {"node": "edge", "ip": edge_ip}, "subnet": EDGE_LINK},
     ]
     doc = {"name": name, "description": "icelab policy: the engineer's rules on the firewall node",
-           "internet": "region", "nodes": nodes, "links": links}
+           "internet": "isp", "nodes": nodes, "links": links}
     text = yaml.safe_dump(doc, sort_keys=False)
     return load_topology(f"<policy lab {name}>", name, text=text), text
