@@ -1,6 +1,7 @@
 """The command line as people and CI use it: exit statuses, no tracebacks, --json."""
 
 import json
+import signal
 import subprocess
 import sys
 
@@ -142,3 +143,75 @@ def test_doctor_lists_what_labs_need_and_names_what_is_missing(tmp_path, repo):
                                        text=True, env=env, cwd=repo).stdout)
     missing = {c["what"] for c in report["checks"] if not c["ok"]}
     assert {"mnexec", "nft", "tcpdump", "turnserver", "openvpn", "chromium"} <= missing
+
+
+def test_names_with_rich_markup_are_printed_as_they_are():
+    """rich reads '[/x]' as a closing tag: a user's string must never reach it as markup."""
+    r = icelab("down", "[/x]")
+    assert r.returncode == 2, r.stderr
+    assert "MarkupError" not in r.stderr and "Traceback" not in r.stderr
+    assert "no lab named '[/x]' is up" in r.stderr
+    r = icelab("exec", "[bold]lab", "n", "--", "true")
+    assert r.returncode == 2 and "no lab named '[bold]lab' is up" in r.stderr
+
+
+def test_a_signal_unwinds_the_command_and_ends_it_with_130():
+    """The one signal decorator: SIGTERM becomes Interrupted once the command's cleanup ran,
+    and the handlers from before are back afterwards."""
+    import os
+    import time
+
+    from lab.cli.signals import interruptible
+    from lab.core.errors import Interrupted
+
+    before = signal.getsignal(signal.SIGTERM)
+    cleaned = []
+
+    @interruptible()
+    def command():
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)
+        except Exception:          # what a lower layer may do: it must not swallow the signal
+            pytest.fail("the signal was taken for an error")
+        finally:
+            cleaned.append(True)
+
+    with pytest.raises(Interrupted) as caught:
+        command()
+    assert caught.value.signum == signal.SIGTERM and caught.value.exit_status == 130
+    assert cleaned == [True]
+    assert signal.getsignal(signal.SIGTERM) is before
+
+
+@pytest.mark.root
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
+def test_an_interrupted_up_tears_the_lab_down_and_exits_130(repo, tmp_path, sig):
+    """Started from a non-interactive shell, SIGINT is inherited as ignored: `up` installs its
+    own handler, so Ctrl-C (or a script's kill -INT) still stops the lab."""
+    import time
+    name = f"up-{sig.name.lower()}"
+    topo = tmp_path / "pair.yaml"
+    topo.write_text(f"name: {name}\nnodes:\n  a: {{kind: host}}\n  b: {{kind: host}}\nlinks:\n  - {{a: a, b: b}}\n")
+    p = subprocess.Popen([*ICELAB, "up", str(topo)], cwd=repo,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            states = json.loads(icelab("status", "--json").stdout or "[]")
+            if any(s["name"] == name and s["status"] == "running" for s in states):
+                break
+            assert p.poll() is None, p.communicate()
+            time.sleep(0.2)
+        else:
+            pytest.fail("the lab did not come up within 60 s")
+        p.send_signal(sig)
+        out, errs = p.communicate(timeout=60)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+            icelab("down", name)
+    assert p.returncode == 130, errs[-2000:]
+    assert f"lab '{name}' is down" in errs and "Traceback" not in errs

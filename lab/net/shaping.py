@@ -35,6 +35,7 @@ from typing import Any
 
 from lab.core.errors import InputError, Problem, did_you_mean
 from lab.model.impairment import DIRECTIONS, Impairment, LinkImpairment, parse_fields
+from lab.core.errors import UsageError
 from .shaper import backend as backends
 from .shaper.backend import ImpairmentBackend, ShapingError
 # both implementations, imported here so that the registry knows them wherever shaping is used
@@ -45,6 +46,10 @@ from .state import LabState, get, run_dir
 __all__ = ["ImpairmentBackend", "Netem", "Shaper", "ShapingError"]
 
 SETTINGS_FILE = "impairments.json"
+
+
+class UnknownLink(ShapingError, UsageError):
+    """The lab, a node or the link named is not there (exit status 2: a bad argument)."""
 
 
 # -- backend choice ---------------------------------------------------------------------
@@ -168,7 +173,7 @@ def _state(lab) -> LabState:
     name = lab if isinstance(lab, str) else lab.topo.name
     st = get(name)
     if st is None or not st.topology:
-        raise ShapingError(f"no lab named '{name}' is up")
+        raise UnknownLink(f"no lab named '{name}' is up")
     return st
 
 
@@ -176,14 +181,14 @@ def find_link(st: LabState, a: str, b: str) -> LinkRef:
     nodes = st.topology["nodes"]
     for n in (a, b):
         if n not in nodes:
-            raise ShapingError(f"lab '{st.name}' has no node '{n}'; {did_you_mean(n, nodes, 'nodes')}")
+            raise UnknownLink(f"lab '{st.name}' has no node '{n}'; {did_you_mean(n, nodes, 'nodes')}")
     for link in st.topology["links"]:
         ends = (link["a"]["node"], link["b"]["node"])
         if ends == (a, b) or ends == (b, a):
             return LinkRef(link["index"], link["a"]["node"], link["b"]["node"], ends == (b, a))
     peers = sorted({l["b"]["node"] for l in st.topology["links"] if l["a"]["node"] == a}
                    | {l["a"]["node"] for l in st.topology["links"] if l["b"]["node"] == a})
-    raise ShapingError(f"no link between '{a}' and '{b}' in lab '{st.name}'; '{a}' links to: {', '.join(peers) or 'nothing'}")
+    raise UnknownLink(f"no link between '{a}' and '{b}' in lab '{st.name}'; '{a}' links to: {', '.join(peers) or 'nothing'}")
 
 
 def _settings_path(st: LabState) -> Path:

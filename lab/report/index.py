@@ -10,8 +10,9 @@ from __future__ import annotations
 import csv
 import platform
 import time
-from html import escape as h
 from pathlib import Path
+
+from .render import render
 
 COLUMNS = ("scenario", "pair", "variant", "verdict", "checks_passed", "checks", "first_problem",
            "build_s", "total_s", "claim", "report")
@@ -45,20 +46,12 @@ def write_csv(results: list, path: Path) -> Path:
     return path
 
 
-def _one(result, row: dict) -> str:
-    seen = "".join(f"<li class='{c.status}'>{_MARK[c.status]} {h(c.title)}: {h(c.observed)}</li>" for c in result.checks)
-    if result.error:
-        seen = f"<li class='error'>? {h(result.error)}</li>" + seen
-    return (f"<div class='{result.verdict}'><a href='{h(row['report'])}'><b>{h(row['scenario'])}</b></a> "
-            f"<span class='v'>{result.verdict.upper()}</span> <small>{row['total_s']:.1f} s</small><ul>{seen}</ul></div>")
-
-
-def _cell(results: list, table: dict) -> str:
+def _slot(results: list, table: dict) -> dict:
     """One table cell: the scenarios of one variant of a pair (a pair may have several broken ones)."""
-    if not results:
-        return "<td class='none'>-</td>"
-    verdict = "pass" if all(r.verdict == "pass" for r in results) else "fail"
-    return f"<td class='{verdict}'>" + "".join(_one(r, table[r.scenario.name]) for r in results) + "</td>"
+    return {"verdict": "pass" if all(r.verdict == "pass" for r in results) else "fail",
+            "scenarios": [{"result": r, "row": table[r.scenario.name],
+                           "checks": [{"status": c.status, "mark": _MARK[c.status], "title": c.title,
+                                       "observed": c.observed} for c in r.checks]} for r in results]}
 
 
 def write_html(results: list, path: Path) -> Path:
@@ -71,33 +64,16 @@ def write_html(results: list, path: Path) -> Path:
         slot = s.variant if s.variant in ("broken", "fixed") else "other"
         by_row.setdefault(key, {"claim": s.claim or s.title or "", "broken": [], "fixed": [], "other": []})
         by_row[key][slot].append(r)
-    body = ""
+    lines = []
     for key, row in sorted(by_row.items()):
-        head = f"<tr><td><b>{h(key)}</b><br><small>{h(row['claim'])}</small></td>"
         if row["other"]:
-            body += head + _cell(row["other"], table) + "<td class='none'>-</td></tr>"
+            lines.append({"key": key, "claim": row["claim"], "cells": [_slot(row["other"], table), None]})
         if row["broken"] or row["fixed"]:
-            body += head + _cell(row["broken"], table) + _cell(row["fixed"], table) + "</tr>"
-    passed = sum(r.verdict == "pass" for r in results)
-    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-    path.write_text(f"""<!doctype html>
-<html><head><meta charset="utf-8"><title>icelab: {passed} of {len(results)} scenarios pass</title>
-<style>
-body {{ font: 15px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 1400px; color: #0f172a; padding: 0 1em }}
-table {{ border-collapse: collapse; width: 100% }} td, th {{ border: 1px solid #cbd5e1; padding: .4em .6em; vertical-align: top }}
-div.pass .v {{ color: #15803d; font-weight: 700 }} div.fail .v {{ color: #b91c1c; font-weight: 700 }}
-div.error .v {{ color: #a16207; font-weight: 700 }} td.none {{ color: #94a3b8 }} td div + div {{ margin-top: .6em }}
-ul {{ margin: .3em 0 0 1em; padding: 0 }} li.fail {{ color: #b91c1c }} li.error {{ color: #a16207 }}
-th {{ background: #f1f5f9; text-align: left }}
-</style></head><body>
-<h1>icelab: {passed} of {len(results)} scenarios pass</h1>
-<p>For a broken network, PASS means it failed the way agents see it; for a fixed one, that the
-call works. Each name links to its full report (timeline, where packets died, firewall
-counters, captures). Run {h(when)} on {h(platform.node())} ({h(platform.platform(terse=True))});
-the same as a table: <a href="summary.csv">summary.csv</a>.</p>
-<table><tr><th>claim</th><th>broken network</th><th>fixed network</th></tr>{body}</table>
-</body></html>
-""")
+            lines.append({"key": key, "claim": row["claim"],
+                          "cells": [_slot(row[v], table) if row[v] else None for v in ("broken", "fixed")]})
+    path.write_text(render("index.html.j2", rows=lines, passed=sum(r.verdict == "pass" for r in results),
+                           total=len(results), when=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                           host=platform.node(), platform=platform.platform(terse=True)))
     return path
 
 

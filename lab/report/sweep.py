@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from rich.markup import escape
 from rich.table import Table
 
 from lab.agent.constants import Timers
@@ -33,8 +34,8 @@ def _pct(x: float | None) -> str:
 
 
 def table(sweep) -> Table:
-    t = Table(title=f"sweep of {sweep.scenario}: link {sweep.link[0]}-{sweep.link[1]} ({sweep.direction}), "
-                    f"call {sweep.call}", title_justify="left")
+    t = Table(title=escape(f"sweep of {sweep.scenario}: link {sweep.link[0]}-{sweep.link[1]} ({sweep.direction}), "
+                           f"call {sweep.call}"), title_justify="left")
     for p in sweep.params:
         t.add_column(p.field, justify="right")
     for col in ("outcome", "first candidate", "set-up", "first audio", "audio loss", "rtt", "verdict"):
@@ -44,7 +45,7 @@ def table(sweep) -> Table:
         outcome = pt.outcome if not pt.error else f"{pt.outcome}: {pt.error}"
         if pt.error_at is not None:
             outcome += f" at {_ms(pt.error_at)}"
-        t.add_row(*[pt.labels[p.field] for p in sweep.params], f"[{style[pt.outcome]}]{outcome}[/]",
+        t.add_row(*[pt.labels[p.field] for p in sweep.params], f"[{style[pt.outcome]}]{escape(outcome)}[/]",
                   _ms(pt.first_candidate), _ms(pt.setup), _ms(pt.audio_start), _pct(pt.loss), _ms(pt.rtt), pt.verdict)
     return t
 

@@ -1,31 +1,27 @@
 """The report's VDI section: per call from a thin client, where the softphone ran and the
 mouth-to-ear estimate of both modes (lab/net/vdi.py), so a trainer can show why media from
-the data centre sounds worse even when it connects."""
+the data centre sounds worse even when it connects. Rendered by templates/vdi.*.j2."""
 
 from __future__ import annotations
 
+from .render import render
 
-def markdown(observations: dict[str, dict]) -> list[str]:
-    calls = [(k, o["vdi"]) for k, o in observations.items() if k.startswith("call:") and o.get("vdi")]
-    if not calls:
-        return []
-    lines = ["", "## VDI: where the softphone ran, mouth-to-ear (one way)", ""]
-    for key, v in calls:
-        lines.append(f"**{key}**: mode `{v['mode']}`, RTC engine on `{v['engine_on']}`, "
-                     f"signalling from `{v['signalling_from']}` (thin client `{v['thin_client']}`, "
-                     f"desktop `{v['desktop']}`).")
+
+def calls(observations: dict[str, dict]) -> list[dict]:
+    """The section's data: a call from a thin client each (none: no section)."""
+    out = []
+    for key, o in observations.items():
+        if not key.startswith("call:") or not o.get("vdi"):
+            continue
+        v = o["vdi"]
         m = v.get("mouth_to_ear") or {}
-        if "error" in m:
-            lines += ["", f"Mouth-to-ear not estimated: {m['error']}", ""]
-            continue
-        if not m:
-            lines.append("")
-            continue
-        r, d = m["redirected"], m["in-desktop"]
-        lines += ["", "| softphone runs | network | display channel | softphone (nominal) | total |",
-                  "|---|---|---|---|---|",
-                  f"| redirected (thin client) | {r['network_ms']:.1f} ms | - | {r['softphone_ms']:.0f} ms | "
-                  f"**{r['total_ms']:.0f} ms** |",
-                  f"| in the desktop | {d['network_ms']:.1f} ms | {d['display_ms']:.1f} ms | "
-                  f"{d['softphone_ms']:.0f} ms | **{d['total_ms']:.0f} ms** |", ""]
-    return lines
+        estimate = {"redirected": m["redirected"], "in_desktop": m["in-desktop"]} if m and "error" not in m else None
+        out.append({"key": key, "mode": v["mode"], "engine_on": v["engine_on"], "signalling_from": v["signalling_from"],
+                    "thin_client": v["thin_client"], "desktop": v["desktop"],
+                    "error": str(m["error"]) if "error" in m else None, "estimate": estimate})
+    return out
+
+
+def section(observations: dict[str, dict], fmt: str = "md") -> str:
+    """The section alone, as Markdown (``fmt`` md) or HTML (html); empty without VDI calls."""
+    return render(f"vdi.{fmt}.j2", vdi=calls(observations))

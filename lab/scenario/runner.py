@@ -66,6 +66,13 @@ class Result:
                 "observations": self.observations, "events": [e.to_dict() for e in self.events],
                 "pcaps": self.pcaps}
 
+    @classmethod
+    def from_dict(cls, d: dict, scenario: Scenario) -> "Result":
+        """A result back from ``to_dict`` (a child `icelab run --json`); the scenario is the caller's."""
+        return cls(scenario, d["lab"], d["verdict"], [Check(**c) for c in d["checks"]], d["observations"],
+                   [Event(**e) for e in d["events"]], d["timings"], d["error"], pcaps=d.get("pcaps", {}),
+                   turn_backend=d.get("turn_backend"))
+
 
 class _Probe:
     """A probe step in flight: the sender's process in the source node."""
