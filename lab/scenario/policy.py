@@ -417,6 +417,11 @@ class PolicyRunner(Runner):
         for req in self.out.requirements:
             if req.verdict != "pass" and req.id in added:
                 req.fix = dict(added[req.id], verified=verified)
+            elif req.id == "call" and req.verdict == "fail" and added and "call" in final:
+                # the call's fix is the others' together, verified by a second call
+                lines = [ln for a in added.values() for ln in a["lines"]]
+                first = next(iter(added.values()))
+                req.fix = dict(first, lines=lines, verified=verified)
             if req.verdict == "untested" and verified:
                 req.observed += "; with the fix for turn-udp-3478 it passes"
         if verified:
