@@ -396,7 +396,9 @@ class PolicyRunner(Runner):
                 text = apply_fix(cur, lines, before, chain)
                 added[rid] = {"format": cur.format, "lines": lines,
                               "before": {"file": pol.file, "line": before.line if before else None,
-                                         "text": before.text if before else f"end of chain {chain[2]}"},
+                                         "text": before.text if before else (
+                                             "after the last rule" if cur.format in ("csv", "yaml")
+                                             else f"end of chain {chain[2]}")},
                               "verified": False}
                 cur = self._reparse(text)
             netpolicy.load(fw, cur.loader, cur.load_text, d.outside if d.nat and not cur.has_nat else None)

@@ -16,6 +16,13 @@ BUILTIN = {"filter": ("INPUT", "FORWARD", "OUTPUT"), "nat": ("PREROUTING", "INPU
            "raw": ("PREROUTING", "OUTPUT"), "security": ("INPUT", "FORWARD", "OUTPUT")}
 
 
+# iptables' own targets (extensions); any other word after -j names a chain
+TARGETS = {"ACCEPT", "DROP", "REJECT", "RETURN", "LOG", "NFLOG", "MASQUERADE", "SNAT", "DNAT", "REDIRECT", "MARK",
+           "CONNMARK", "TRACE", "NOTRACK", "CT", "TCPMSS", "QUEUE", "NFQUEUE", "CLASSIFY", "DSCP", "TOS", "TTL",
+           "AUDIT", "CHECKSUM", "SET", "TEE", "NETMAP", "TPROXY", "HMARK", "SECMARK", "CONNSECMARK", "IDLETIMER",
+           "LED", "RATEEST", "SYNPROXY", "TCPOPTSTRIP", "ULOG"}
+
+
 def parse_iptables(path: str, text: str) -> Policy:
     pol = Policy(path, "iptables", text, load_text=text)
     problems: list[Problem] = []
@@ -69,7 +76,7 @@ def parse_iptables(path: str, text: str) -> Policy:
                                     did_you_mean(chain, chains, "chains") or f"declare it: ':{chain} - [0:0]'", n))
             continue
         j = re.search(r"\s-j\s+(\S+)", m.group(2))
-        if j and j.group(1) not in chains and not re.match(r"^[A-Z]+$", j.group(1)):
+        if j and j.group(1) not in chains and j.group(1) not in TARGETS:
             problems.append(Problem(path, "target", f"jump to chain '{j.group(1)}', which is not declared in *{table}",
                                     did_you_mean(j.group(1), chains, "chains"), n))
         key = ("ip", table, chain)

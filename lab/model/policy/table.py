@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from lab.core.errors import InputError, Problem, did_you_mean
 
+from ..loader import load_yaml
 from .base import Policy, PolicyRule
 
 TABLE = ("inet", "csv_rules", "forward")
@@ -31,7 +32,7 @@ ALIASES = {
                     "dst ip", "destination_address", "destinations", "dst_ip", "destination addresses"),
     "protocol": ("protocol", "proto", "ip protocol"),
     "dport": ("destination port", "destination ports", "dport", "dports", "dst port", "dst ports", "port", "ports",
-              "dst_port", "destination_port", "service port", "service ports"),
+              "dst_port", "destination_port", "service port", "service ports", "dest port", "dest ports"),
     "sport": ("source port", "source ports", "sport", "sports", "src port", "src ports", "src_port", "source_port"),
     "action": ("action", "verdict", "decision"),
 }
@@ -257,7 +258,6 @@ def parse_csv(path: str, text: str, objects_path: str | None, mode: str,
 def parse_yaml_rules(path: str, text: str, mode: str, interfaces: tuple[str, str]) -> Policy:
     """The lab's own rules: ``rules:`` as in a firewall node (direction, action, proto, src,
     dst, port, sport, name), optional ``mode``, ``policy`` is default drop, ``sets`` of addresses."""
-    from .loader import load_yaml
     doc = load_yaml(path, text)
     data = doc.data if isinstance(doc.data, dict) else {"rules": doc.data}
     problems: list[Problem] = []
