@@ -128,3 +128,17 @@ def test_deployment_usage_errors():
         deployment("10.20.0.0/23", ["linux"], "tests/policy/ip-ranges.json", "eu-west-2", "lan=eth0")
     with pytest.raises(InputError, match="no prefixes"):
         deployment("10.20.0.0/23", ["linux"], "tests/policy/ip-ranges.json", "mars-north-1", None)
+
+
+def test_cli_bad_input_exits_2_with_the_place(tmp_path, capsys):
+    from lab.cli import main
+    bad = tmp_path / "edge.rules"
+    bad.write_text("*filter\n:FORWARD DROP [0:0]\n-A FORWARD -p udp --dport 3478 -j ACCEPT\n")
+    rc = main(["policy", "check", str(bad), "--agents", "10.20.0.0/23", "--ip-ranges", "tests/policy/ip-ranges.json",
+               "--region", "eu-west-2"])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert f"{bad}:1" in err and "has no COMMIT" in err and "Traceback" not in err
+    rc = main(["policy", "check", P + "stateful-ok.rules", "--agents", "10.20.0.0/40",
+               "--ip-ranges", "tests/policy/ip-ranges.json", "--region", "eu-west-2"])
+    assert rc == 2 and "--agents" in capsys.readouterr().err
