@@ -28,6 +28,8 @@ def check(args) -> int:
         print(report.to_json(res))
     else:
         out.print(report.table(res))
+        for line in report.extra_lines(res):
+            out.print(escape(line))
         out.print(f"checked in {res.timings.get('total', 0):.1f} s" + (f": {escape(res.error)}" if res.error else ""))
     if args.junit:
         report.junit(res, args.junit)

@@ -47,6 +47,16 @@ def table(result) -> Table:
     return t
 
 
+def extra_lines(result) -> list[str]:
+    """Below the table: rules broader than needed, rules the softphone never reached."""
+    lines = []
+    for b in result.beyond:
+        lines.append(f"beyond what is needed: {b['text']}  ({b['file']}:{b['line']}): {b['why']}")
+    for n in result.never_hit:
+        lines.append(f"never hit by the softphone: {n['text']}  ({n['file']}:{n['line']})")
+    return lines
+
+
 def to_json(result) -> str:
     return json.dumps(result.to_dict(), indent=2)
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import re
 import subprocess
 import sys
 import tempfile
@@ -65,6 +66,8 @@ class PolicyResult:
     deployment: Deployment
     requirements: list[Requirement] = field(default_factory=list)
     fixed_text: str | None = None         # the whole verified patched policy
+    beyond: list[dict] = field(default_factory=list)      # accepting rules broader than the softphone needs
+    never_hit: list[dict] = field(default_factory=list)   # rules no softphone packet reached
     timings: dict[str, float] = field(default_factory=dict)
     error: str | None = None
 
@@ -81,6 +84,7 @@ class PolicyResult:
                                "signalling": d.signalling_address},
                 "verdict": "pass" if self.passed else ("error" if self.error else "fail"),
                 "requirements": [r.to_dict() for r in self.requirements],
+                "beyond": self.beyond, "never_hit": self.never_hit,
                 "translation": self.policy.load_text if self.policy.format in ("csv", "yaml") else None,
                 "timings": {k: round(v, 3) for k, v in self.timings.items()}, "error": self.error}
 
@@ -341,6 +345,33 @@ class PolicyRunner(Runner):
             out[req.id] = (req, {"rule": rule, "chain": chain, "step": step})
         return out
 
+    def _beyond(self, packets, rules: _Rules) -> None:
+        """Rules never reached by the softphone's packets, and accepting rules that decided
+        them while matching far more (any destination, any port, a port range)."""
+        pol = self.pol
+        hit, deciding = set(), set()
+        for p in packets:
+            for st in p.steps:
+                if st.handle is not None:
+                    hit.add(((st.table[0], st.table[1], st.chain), st.handle))
+            s_ = _decision(p, rules.hooks)
+            if s_ is not None and s_.handle is not None and s_.verdict.split()[0] == "accept":
+                deciding.add(((s_.table[0], s_.table[1], s_.chain), s_.handle))
+        by_rule = {}
+        for (key, h), i in rules.index.items():
+            r = pol.rule_at(key, i)
+            if r is not None:
+                by_rule[(key, h)] = r
+        for kh, r in sorted(by_rule.items(), key=lambda x: x[1].line):
+            if rules.hooks.get(kh[0], (None, None))[1] == "nat":
+                continue
+            if kh not in hit:
+                self.out.never_hit.append({"file": pol.file, "line": r.line, "text": r.text})
+            elif kh in deciding:
+                why = broad(pol, r)
+                if why:
+                    self.out.beyond.append({"file": pol.file, "line": r.line, "text": r.text, "why": why})
+
     def _missing(self, rows, ok, reply=False) -> str:
         bad = [r for r in rows if r not in ok]
         if not bad:
@@ -372,7 +403,9 @@ class PolicyRunner(Runner):
         self.call_step = next((s for s in self.scenario.steps if s.name == "call"), None)
         results, packets, call_obs = self._probe(0, self.call_step if self.want_call else None)
         self.out.timings["probe"] = time.monotonic() - t
-        got = self._verdicts(results, packets, call_obs, _Rules(pol, fw))
+        rules = _Rules(pol, fw)
+        got = self._verdicts(results, packets, call_obs, rules)
+        self._beyond(packets, rules)
         self.out.requirements = [got[r][0] for r in REQUIREMENTS if r in got]
         if not self.want_fix or all(r.verdict == "pass" for r in self.out.requirements):
             return
@@ -450,6 +483,41 @@ class PolicyRunner(Runner):
             new = parse_yaml_rules(p.file, text, p.csv.mode, p.csv.interfaces)
         dry_run(new)
         return new
+
+
+def broad(pol: Policy, r: PolicyRule) -> str | None:
+    """Why an accepting rule matches far more than the softphone needs (None: it does not)."""
+    t = r.text
+    if re.search(r"ctstate|ct state|stateful mode", t):
+        return None
+    if pol.format in ("csv", "yaml"):
+        row = next((x for x in pol.csv.rows if x.row == r.row), None)
+        if row is None:
+            return None
+        dst_any, ports = not row.dst, row.dport
+        proto_any = row.proto == "any"
+    else:
+        dst_any = not re.search(r"(^|\s)-d\s|daddr", t)
+        m = re.findall(r"--dports?\s+(\S+)|dport\s+(\{[^}]*\}|\S+)", t)
+        words = [a or b for a, b in m]
+        ports = []
+        for w in words:
+            for x in re.findall(r"(\d+)(?:[-:](\d+))?", w):
+                ports.append((int(x[0]), int(x[1] or x[0])))
+        proto_any = not re.search(r"-p\s+(tcp|udp)|\b(tcp|udp)\s+dport|l4proto\s+(tcp|udp)", t)
+        if re.search(r"--sport|sport", t):
+            return None             # a return rule: its port range is the agents' ephemeral ports
+    reasons = []
+    if proto_any:
+        reasons.append("any protocol")
+    if dst_any:
+        reasons.append("any destination")
+    if not ports:
+        reasons.append("any port")
+    elif any(hi - lo > 0 for lo, hi in ports):
+        n = sum(hi - lo + 1 for lo, hi in ports)
+        reasons.append(f"{n} ports (the softphone uses TCP 443 and UDP 3478)")
+    return ", ".join(reasons) or None
 
 
 def _csv_with_objects(p: Policy, text: str) -> Policy:

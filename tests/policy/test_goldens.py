@@ -40,6 +40,8 @@ def test_golden(golden, monkeypatch):
             assert r.fix["lines"] == w["fix"]
             assert r.fix["before"]["line"] == w["fix_before_line"]
             assert r.fix["verified"] is True
+    if "beyond" in want:      # accepting rules broader than the softphone needs, by line
+        assert [b["line"] for b in res.beyond] == want["beyond"]
     assert res.passed == (want["exit"] == 0)
     if not res.passed:
         assert res.fixed_text is not None        # a failing policy here always gets a verified fix
