@@ -135,8 +135,8 @@ def apply_fix(pol: Policy, lines: list[str], before: PolicyRule | None,
         indent = re.match(r"^\s*", src[at]).group(0)
         if pol.format == "nft" and re.match(r"^\s*(add|insert)\s+rule", src[at]):
             fam, tab, ch = before.chain
-            new = [f"{indent}insert rule {fam} {tab} {ch} {ln}" if False else f"{indent}add rule {fam} {tab} {ch} {ln}"
-                   for ln in lines]
+            # 'add rule' lines load in file order: one placed before the shadowing one goes first
+            new = [f"{indent}add rule {fam} {tab} {ch} {ln}" for ln in lines]
         else:
             new = [indent + ln for ln in lines]
         return "\n".join(src[:at] + new + src[at:]) + "\n"
