@@ -232,6 +232,13 @@ class PolicyRunner(Runner):
             for g in got:
                 g["agent"] = agent
             results += got
+        if call is not None and call_step.name == "call" and self.want_fix and self.want_call \
+                and any(not r["replies"] for r in results):
+            # a probe failed, so a fix will be verified by a second call: its softphone starts
+            # now, while the first call waits out its ICE timer
+            second = self._second_call()
+            if second is not None and second.name not in self._warm:
+                self._warm[second.name] = _Call(self, second)
         if call is not None:
             pending = [call]
             while pending:
