@@ -316,7 +316,8 @@ class PolicyRunner(Runner):
                         + self._missing(sig, ok))
         if back:
             req.observed += "; the SYN-ACKs died at the firewall on their way back"
-        out[req.id] = (req, {"rule": rule, "chain": chain, "back": back, "step": step})
+        out[req.id] = (req, {"rule": rule, "chain": chain, "back": back, "step": step,
+                             "failed": {r["to"] for r in sig if r not in ok}})
 
         turn = [r for r in results if r["req"] == "turn-udp-3478"]
         arrived = [r for r in turn if r["arrived"]]
@@ -326,7 +327,8 @@ class PolicyRunner(Runner):
         req.decided_by, rule, chain = rules.where(step)
         req.observed = f"{len(arrived)}/{len(turn)} STUN requests to UDP {TURN_PORT} reached TURN" + \
             self._missing(turn, arrived)
-        out[req.id] = (req, {"rule": rule, "chain": chain, "step": step})
+        out[req.id] = (req, {"rule": rule, "chain": chain, "step": step,
+                             "failed": {r["to"] for r in turn if r not in arrived}})
 
         back = [r for r in arrived if r["replies"]]
         if not arrived:
@@ -340,7 +342,8 @@ class PolicyRunner(Runner):
             req.decided_by, rule, chain = rules.where(step)
             req.observed = f"{len(back)}/{len(arrived)} replies from UDP {TURN_PORT} reached the agents" + \
                 self._missing(arrived, back, reply=True)
-            out[req.id] = (req, {"rule": rule, "chain": chain, "step": step})
+            out[req.id] = (req, {"rule": rule, "chain": chain, "step": step,
+                                 "failed": {r["to"] for r in arrived if r not in back}})
 
         if call_obs is not None:
             e = Expectation("call", CallExpect.model_validate({"call": "call", "outcome": "talking", "audio": True}),
@@ -378,7 +381,9 @@ class PolicyRunner(Runner):
                 continue
             if kh not in hit:
                 self.out.never_hit.append({"file": pol.file, "line": r.line, "text": r.text})
-            elif kh in deciding:
+            elif kh in deciding and rules.hooks.get(kh[0], (None, None))[0] is not None:
+                # a user chain's rule inherits the matches of the jump (or verdict map) that led
+                # to it, which its own text does not show: only base chains' rules are judged
                 why = broad(pol, r)
                 if why:
                     self.out.beyond.append({"file": pol.file, "line": r.line, "text": r.text, "why": why})
@@ -392,7 +397,12 @@ class PolicyRunner(Runner):
 
     def _needs(self, rid: str, info: dict) -> list[dict]:
         d = self.d
-        agents, pre = [str(d.agents)], d.prefixes
+        agents = [str(d.agents)]
+        # only the ranges where something failed: the smallest fix, not a second copy of a
+        # rule that already works for the other ranges
+        failed = info.get("failed") or set()
+        pre = [p for p in d.prefixes if any(ipaddress.ip_address(a) in ipaddress.ip_network(p) for a in failed)] \
+            or d.prefixes
         out = {"proto": "tcp", "src": agents, "dst": pre, "dport": (SIGNALLING_PORT, SIGNALLING_PORT),
                "iif": d.inside, "oif": d.outside, "name": "softphone signalling"}
         back_tcp = {"proto": "tcp", "src": pre, "dst": agents, "sport": (SIGNALLING_PORT, SIGNALLING_PORT),
