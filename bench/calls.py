@@ -24,7 +24,7 @@ sys.path[:0] = [str(ROOT / "tests" / "agent"), str(ROOT / "tests")]   # coturn a
 
 from coturn import coturn  # noqa: E402
 
-from lab.agent.audio import AGENT_TONE, CALLER_TONE  # noqa: E402
+from lab.core.audio import AGENT_TONE, CALLER_TONE  # noqa: E402
 from lab.agent.call import CallOptions, place_call  # noqa: E402
 from lab.services.media.cloud import CloudConfig, ConnectCloud  # noqa: E402
 

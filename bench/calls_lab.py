@@ -80,7 +80,7 @@ def _far_ends(log: Path) -> dict[str, dict]:
 
 
 def run(n: int, backend: str) -> dict:
-    from lab.agent.audio import AGENT_TONE, CALLER_TONE
+    from lab.core.audio import AGENT_TONE, CALLER_TONE
     from lab.model.validate import load_topology
     from lab.net import Network
     topo = copy.deepcopy(load_topology(ROOT / "topologies" / "agent-lan.yaml", name="callbench"))

@@ -24,14 +24,13 @@ def emulated(scenario) -> float:
     """The timers the scenario waits for on purpose: a call's talk time and answer delay, or
     the softphone's 8 s ICE timer for a call expected to end in ice_collection_timeout."""
     from lab.agent.constants import DEFAULT_ICE_TIMEOUT
-    from lab.core.units import parse_duration
     total = 0.0
     for s in scenario.steps:
         if s.action != "call":
             continue
         times_out = any(e.kind == "call" and e.target == s.name and e.spec.error == "ice_collection_timeout"
                         for e in scenario.expectations)
-        total += DEFAULT_ICE_TIMEOUT if times_out else parse_duration(s.spec.talk)[0] + parse_duration(s.spec.answer_delay)[0]
+        total += DEFAULT_ICE_TIMEOUT if times_out else s.spec.talk + s.spec.answer_delay    # seconds since load
     return total
 
 

@@ -49,7 +49,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "tests" / "services"), str(ROOT / "tests")]   # turnlab and its support module
 
-from lab.services.turn import coturn, stun  # noqa: E402
+from lab.core import stun  # noqa: E402
+from lab.services.turn import coturn  # noqa: E402
 from lab.services.turn.auth import rest_password, rest_username  # noqa: E402
 from lab.services.turn.config import TurnConfig  # noqa: E402
 from lab.services.turn.faults import control  # noqa: E402

@@ -14,7 +14,7 @@ import subprocess
 import time
 
 from lab.net import procs
-from lab.net.state import SHELL_PREFIX, run_dir
+from lab.core.names import SHELL_MARK, run_dir
 
 SYSCTL_GLOBS = [
     "/proc/sys/net/ipv4/ip_forward",
@@ -66,7 +66,7 @@ def netns_in_use() -> set[int]:
 
 
 def lab_shells() -> list[procs.Proc]:
-    return [p for p in procs.scan() if p.argv and p.argv[-1].startswith(SHELL_PREFIX)]
+    return [p for p in procs.scan() if p.argv and p.argv[-1].startswith(SHELL_MARK)]
 
 
 def leftovers(namespaces_before: set[int], wait: float = 3.0) -> list[str]:

@@ -136,3 +136,39 @@ def test_reachability_model_knows_nat_and_icmp_policies(repo):
     topo = load_topology(path, text=path.read_text().replace("mode: stateful", "mode: stateful\n    icmp: drop"))
     expected = {(p.src, p.dst): p.expected for p in plan(topo)}
     assert not expected[("agent1", "turn")] and not expected[("turn", "agent1")] and expected[("agent1", "agent2")]
+
+
+def test_hostile_ip_ranges_files_are_refused_quickly(tmp_path):
+    import time
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100_000 + "]" * 100_000)
+    big = tmp_path / "big.json"
+    big.write_text('{"prefixes": [' + ", ".join(['{"ip_prefix": "192.0.2.0/24"}'] * 600_000) + "]}")
+    start = time.monotonic()
+    assert load_ip_ranges(deep, None, None)[1] == "ip-ranges file " + str(deep) + " is nested too deep to read"
+    none, msg, hint = load_ip_ranges(big, None, None)
+    assert none is None and "is larger than 16 MB" in msg and "about 2 MB" in hint
+    assert time.monotonic() - start < 2.0
+
+
+@pytest.mark.parametrize("spec, words", [
+    ({"port": []}, "port: an empty list of ports matches every port, not none (hint: "),
+    ({"sport": []}, "sport: an empty list of ports matches every port"),
+    ({"port": True}, "port: true is not a port (YAML reads yes, on and true as true)"),
+    ({"port": [443, False]}, "port: false is not a port"),
+    ({"dst": []}, "dst: an empty list of addresses matches every address"),
+])
+def test_rules_added_at_run_time_refuse_what_would_match_everything(repo, spec, words):
+    from lab.model.firewall import rule_from_spec
+    topo = load_topology(repo / "topologies/office-firewall.yaml")
+    with pytest.raises(ValueError) as info:
+        rule_from_spec(topo, "fw", {"direction": "outbound", "action": "drop", "proto": "udp", **spec})
+    assert words in str(info.value)
+
+
+def test_a_rule_with_ports_and_addresses_still_resolves(repo):
+    from lab.model.firewall import rule_from_spec
+    topo = load_topology(repo / "topologies/office-firewall.yaml")
+    r = rule_from_spec(topo, "fw", {"direction": "outbound", "action": "drop", "proto": "udp",
+                                    "port": [3478, "49152-65535"], "dst": "any"})
+    assert r.dport == [(3478, 3478), (49152, 65535)] and r.dst == []

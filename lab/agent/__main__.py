@@ -24,10 +24,12 @@ import ssl
 import sys
 from pathlib import Path
 
+from . import browser
 from .call import CallOptions, place_call
 from .constants import Timers
 from .gather import PROFILES
 from .timeline import render
+from .vdi import VdiOptions
 from lab.core.errors import LabError
 
 
@@ -78,7 +80,6 @@ def load(path: str) -> tuple[str, dict, ssl.SSLContext | None, CallOptions]:
         raise ConfigError(f"{path}: engine: must be one of {', '.join(ENGINES)}, not {engine!r}")
     vdi = None
     if doc.get("vdi") is not None:
-        from .vdi import VdiOptions
         try:
             vdi = VdiOptions.from_dict(doc["vdi"])
         except (ValueError, TypeError, AttributeError) as exc:
@@ -112,7 +113,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if opts.engine == "chromium":
-        from . import browser
         try:
             summary = browser.place_call(call_id, info, pki_dir=opts.pki_dir, talk_time=opts.talk_time,
                                          stream=None if args.text else sys.stdout)

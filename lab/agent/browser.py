@@ -32,6 +32,10 @@ import tempfile
 import threading
 from pathlib import Path
 from typing import Any, TextIO
+from urllib.parse import urlsplit
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 from .errors import softphone_error_type
 from lab.core.errors import LabError
@@ -57,7 +61,6 @@ def resolver_rules(media_info: dict[str, Any]) -> str:
     resolved, so no query to the host's resolver shows up in the lab's captures and drop
     counters. The rule maps every name to 'not found' except the call's own hosts (the
     rules apply to address literals too)."""
-    from urllib.parse import urlsplit
     cfg = json.loads(media_info["callConfigJson"])
     hosts = {urlsplit(cfg["signalingEndpoint"]).hostname}
     for server in cfg.get("iceServers", []):
@@ -79,8 +82,6 @@ def chromium() -> str | None:
 def spki_hashes(pki_dir: Path) -> list[str]:
     """Base64 SHA-256 of the public key of every certificate the lab CA issued, for
     ``--ignore-certificate-errors-spki-list``."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import serialization
     out = []
     for pem in sorted(pki_dir.glob("*.pem")):
         if pem.name == "ca.pem":

@@ -9,6 +9,7 @@ import ssl as ssl_mod
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
+from urllib.parse import urlsplit
 
 from .constants import Timers
 from .peer import RelayPeer
@@ -42,7 +43,6 @@ async def place_call(call_id: str, info: dict[str, Any], *, ssl: ssl_mod.SSLCont
         if failed is not None:
             return failed
         if options.vdi.mode == "redirected":
-            from urllib.parse import urlsplit
             ep = urlsplit(cfg["signalingEndpoint"])
             channel = vdi_mod.virtual_channel(options.vdi, ep.hostname, ep.port or 443)
     peer = RelayPeer(cfg["iceServers"], profile=options.profile, timeline=tl, ssl=ssl, media=options.media,

@@ -19,7 +19,12 @@ RTC_PEER_CONNECTION_IDLE_TIMEOUT = 60.0
 ICE_RESTART_RETRY_INTERVAL = 3.0
 VDI_PLUGIN_TIMEOUT = 10.0            # VDI plug-ins wait up to 10000 ms -> vdi_redir_not_supported
 
-# The peer connection the library builds (rtc_session.js); the lab's agent honours each one.
+# The peer connection the library builds (rtc_session.js), kept as the reference: no code
+# reads this dict. The chromium engine runs the library, which passes it to RTCPeerConnection
+# itself; the emulated agent has the same behaviour written into its code: relay candidates
+# only (gather.py, peer.py), one audio m-line with a=rtcp-mux (peer.py's offer, so bundlePolicy
+# has nothing to choose). It does not model the candidate pool: it gathers when the session
+# reaches ConnectSignalingAndIceCollectionState (session.py).
 PEER_CONNECTION_CONFIG = {
     "iceTransportPolicy": "relay",
     "rtcpMuxPolicy": "require",

@@ -27,13 +27,6 @@ RTC_ERRORS = (
     CALL_NOT_FOUND,
 )
 
-# SoftphoneErrorTypes
-SOFTPHONE_ERROR_TYPES = (
-    "unsupported_browser", "microphone_not_shared", "signalling_handshake_failure",
-    "signalling_connection_failure", "ice_collection_timeout", "user_busy_error", "webrtc_error",
-    "realtime_communication_error", "vdi_strategy_not_supported", "vdi_redir_not_supported", "other",
-)
-
 _MAPPING = {
     ICE_COLLECTION_TIMEOUT: "ice_collection_timeout",
     USER_BUSY: "user_busy_error",
@@ -45,7 +38,6 @@ _MAPPING = {
 }
 
 # JSON-RPC error codes of the LilyRTC signalling (reference, "Signalling").
-RPC_ACCESS_DENIED = 403
 RPC_BUSY = 486
 RPC_CALL_NOT_FOUND = 404
 

@@ -29,7 +29,7 @@ from aiortc.rtcrtpparameters import (RTCRtcpParameters, RTCRtpCodecParameters, R
                                      RTCRtpReceiveParameters, RTCRtpSendParameters)
 from aiortc.sdp import SessionDescription
 
-from .audio import AGENT_TONE, ToneSink, tone_track
+from lab.core.audio import AGENT_TONE, ToneSink, tone_track
 from .gather import Relay
 
 OPUS = RTCRtpCodecParameters(mimeType="audio/opus", clockRate=48000, channels=2, payloadType=111,

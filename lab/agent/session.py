@@ -38,9 +38,6 @@ TALKING = "TalkingState"
 DISCONNECTED = "DisconnectedState"
 FAILED = "FailedState"
 
-STATES = (GRAB_LOCAL_MEDIA, CREATE_OFFER, SET_LOCAL_SESSION_DESCRIPTION,
-          CONNECT_SIGNALING_AND_ICE_COLLECTION, INVITE_ANSWER, ACCEPT, TALKING, DISCONNECTED, FAILED)
-
 
 class Peer(Protocol):
     """What the session needs of a peer connection (relay-only, audio only)."""

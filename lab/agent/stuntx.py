@@ -54,8 +54,6 @@ class RetransmitSchedule:
 CHROME = RetransmitSchedule("chrome", 0.25, 9, rto_cap=8.0, final_wait=8.0)        # times out at 39.75 s
 # aioice 0.13 stun.py: RETRY_RTO 0.5, RETRY_MAX 6 (7 sends), the last wait doubles too
 AIOICE = RetransmitSchedule("aioice", 0.5, 7)                                          # 63.5 s
-# RFC 8489: RTO 500 ms, Rc 7, Rm 16: fails at 39.5 s
-RFC8489 = RetransmitSchedule("rfc8489", 0.5, 7, final_wait=8.0)
 
 
 class ScheduledTransaction:

@@ -43,9 +43,6 @@ class Timeline:
     def first(self, kind: str, name: str | None = None) -> Event | None:
         return next((e for e in self.events if e.kind == kind and (name is None or e.name == name)), None)
 
-    def of(self, kind: str) -> list[Event]:
-        return [e for e in self.events if e.kind == kind]
-
     def states(self) -> list[str]:
         return [e.name for e in self.events if e.kind == "state"]
 

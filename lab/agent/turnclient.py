@@ -105,13 +105,6 @@ class RelayTransport:
             for t in self._tasks:
                 t.cancel()
 
-    def abort(self) -> None:
-        """Drop the allocation's socket without telling the server (shutdown paths)."""
-        self._closing = True
-        if self.client.refresh_task:
-            self.client.refresh_task.cancel()
-        self.client.transport.close()
-
 
 @dataclass(frozen=True)
 class TurnURL:

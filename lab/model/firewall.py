@@ -22,9 +22,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
+from pydantic_core import PydanticCustomError
 
-from lab.core.errors import did_you_mean
+from lab.core.errors import did_you_mean, format_path
 
 # Documented softphone requirements (shared/reference/softphone.md)
 EPHEMERAL = {"windows": (49152, 65535), "linux": (32768, 61000)}
@@ -37,6 +38,34 @@ class _Strict(BaseModel):
 
 Ports = Union[int, str, list[Union[int, str]]]
 Addresses = Union[str, list[str]]
+
+# pydantic's lax mode reads true as port 1, and an empty list would mean "no restriction":
+# both are accepted silently and match what the author did not write.
+_PORT_HINT = "write 3478, '49152-65535' or a list of them; leave '{field}' out to match every port"
+_ADDRESS_HINT = "write an address, a prefix, a set, a node or a list of them; leave '{field}' out (or write 'any') to match every address"
+
+
+def refusal(message: str, hint: str) -> PydanticCustomError:
+    """A structural error with its own message and hint (schema._translate shows both)."""
+    return PydanticCustomError("icelab", "{message}", {"message": message, "hint": hint})
+
+
+def _check_ports(value, field: str):
+    items = value if isinstance(value, list) else [value]
+    if isinstance(value, list) and not value:
+        raise refusal("an empty list of ports matches every port, not none", _PORT_HINT.format(field=field))
+    for item in items:
+        if isinstance(item, bool):
+            words = "yes, on and true" if item else "no, off and false"
+            raise refusal(f"{str(item).lower()} is not a port (YAML reads {words} as {str(item).lower()})",
+                          _PORT_HINT.format(field=field))
+    return value
+
+
+def _check_addresses(value, field: str):
+    if isinstance(value, list) and not value:
+        raise refusal("an empty list of addresses matches every address, not none", _ADDRESS_HINT.format(field=field))
+    return value
 
 
 class FwRule(_Strict):
@@ -51,6 +80,16 @@ class FwRule(_Strict):
     port: Ports | None = Field(None, description="destination port(s): 3478, '49152-65535' or a list")
     sport: Ports | None = Field(None, description="source port(s)")
     log: bool = Field(False, description="also log matching packets (prefix 'icelab <node> rN')")
+
+    @field_validator("port", "sport", mode="before")
+    @classmethod
+    def _ports(cls, value, info):
+        return _check_ports(value, info.field_name)
+
+    @field_validator("src", "dst", mode="before")
+    @classmethod
+    def _addresses(cls, value, info):
+        return _check_addresses(value, info.field_name)
 
 
 class AddressSet(_Strict):
@@ -70,6 +109,11 @@ class Preset(_Strict):
     clients: list[Literal["windows", "linux"]] = Field(
         default_factory=lambda: ["windows", "linux"],
         description="agent OSes whose ephemeral ports the stateless return rules open")
+
+    @field_validator("to", mode="before")
+    @classmethod
+    def _addresses(cls, value, info):
+        return _check_addresses(value, info.field_name)
 
 
 class Policy(_Strict):
@@ -279,14 +323,25 @@ def parse_ports(value, err, path) -> list[tuple[int, int]] | None:
     return sorted(r for r, _ in out) if ok else None
 
 
+MAX_IP_RANGES_BYTES = 16 * 2**20     # AWS's file is about 2 MB; JSON this size parses in a fraction of a second
+
+
 def load_ip_ranges(path: Path, service, region, shown: str | None = None) -> tuple[list[str] | None, str | None, str | None]:
     """IPv4 prefixes of an ip-ranges.json file (AWS's published format), filtered.
     Returns (prefixes, error, hint); ``shown`` is the path as the author wrote it."""
     real, path = path, (shown or str(path))
     try:
-        data = json.loads(real.read_text(encoding="utf-8"))
+        with open(real, "rb") as f:
+            raw = f.read(MAX_IP_RANGES_BYTES + 1)
+        if len(raw) > MAX_IP_RANGES_BYTES:
+            return None, f"ip-ranges file {path} is larger than {MAX_IP_RANGES_BYTES // 2**20} MB", \
+                "AWS's own ip-ranges.json is about 2 MB: is this the right file?"
+        data = json.loads(raw.decode("utf-8"))
     except FileNotFoundError:
         return None, f"ip-ranges file {path} not found", "the path is relative to the topology file"
+    except RecursionError:
+        return None, f"ip-ranges file {path} is nested too deep to read", \
+            'AWS format: {"syncToken": ..., "createDate": ..., "prefixes": [{"ip_prefix": ..., ...}]}'
     except (OSError, ValueError) as exc:
         return None, f"cannot read ip-ranges file {path}: {exc}", "it must be JSON in AWS's ip-ranges.json format"
     prefixes = data.get("prefixes") if isinstance(data, dict) else None
@@ -657,11 +712,12 @@ def rule_from_spec(topo, node: str, spec: dict) -> Rule:
     """A rule written like the YAML ones (``{direction, action, proto, src, dst, port, sport,
     name, log}``) resolved against a lab's topology and the node's sets, for adding at run
     time. Raises ValueError naming every problem."""
-    from lab.core.errors import format_path
     try:
         r = FwRule.model_validate(spec)
     except ValidationError as exc:
-        raise ValueError("; ".join(f"{format_path(e['loc'])}: {e['msg']}" for e in exc.errors())) from None
+        raise ValueError("; ".join(f"{format_path(e['loc'])}: {e['msg']}" +
+                                   (f" (hint: {e['ctx']['hint']})" if e["type"] == "icelab" else "")
+                                   for e in exc.errors())) from None
     problems: list[str] = []
 
     def err(path, message, hint=None):

@@ -13,9 +13,12 @@ Everything here is pure data and text; ``lab.net.shaping`` applies it to a runni
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
+
+from lab.core.errors import did_you_mean
+from lab.core.units import (Issue, format_percent, format_rate, format_time, percent_setting, rate_setting,
+                            time_setting)
 
 DISTRIBUTIONS = ("normal", "uniform", "pareto", "paretonormal")
 FIELDS = ("delay", "jitter", "distribution", "loss", "rate", "queue", "duplicate", "reorder")
@@ -23,12 +26,6 @@ DIRECTIONS = ("a2b", "b2a")
 DEFAULT_QUEUE = 1000            # packets waiting for the rate limit (netem's default limit)
 MAX_DELAY = 60.0                # seconds; more is a typo, not a network
 ETHERNET_OVERHEAD = 14          # bytes the rate limit counts on top of the IP packet (as tc does)
-
-_TIME_RE = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(us|µs|ms|s)\s*$")
-_PERCENT_RE = re.compile(r"^\s*(-?\d+(?:\.\d*)?|-?\.\d+)\s*%\s*$")
-_RATE_RE = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(bit|kbit|mbit|gbit)\s*$", re.IGNORECASE)
-_TIME_UNITS = {"us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0}
-_RATE_UNITS = {"bit": 1, "kbit": 1e3, "mbit": 1e6, "gbit": 1e9}
 
 
 @dataclass(frozen=True)
@@ -144,116 +141,23 @@ class LinkImpairment:
         return {"a2b": a, "b2a": b}
 
 
-# -- text ---------------------------------------------------------------------------------
-
-
-def format_time(s: float) -> str:
-    if s == 0:
-        return "0ms"
-    if s >= 1 and abs(s * 1000 - round(s * 1000)) < 1e-9 and round(s * 1000) % 1000 == 0:
-        return f"{s:g}s"
-    ms = s * 1000
-    return f"{ms:.6g}ms" if ms >= 0.001 else f"{s * 1e6:.3g}us"
-
-
-def format_percent(x: float) -> str:
-    return f"{x * 100:.6g}%"
-
-
-def format_rate(bps: float) -> str:
-    for unit, f in (("gbit", 1e9), ("mbit", 1e6), ("kbit", 1e3)):
-        if bps >= f:
-            return f"{bps / f:.6g}{unit}"
-    return f"{bps:g}bit"
-
-
 # -- parsing with problems ------------------------------------------------------------------
-
-#: (path relative to the value, message, hint)
-Issue = tuple[tuple, str, "str | None"]
-
-_TIME_HINT = "write a time with its unit: 20ms, 0.2s or 500us"
-_PERCENT_HINT = "write a percentage from 0% to 100%, e.g. 2%"
-_RATE_HINT = "write a rate in bit/s with its unit: 100kbit, 1mbit, 1.5gbit (tc's units; not bytes)"
 
 
 def parse_time(value: Any, path: tuple, issues: list[Issue], what: str) -> float | None:
-    if isinstance(value, bool) or value is None:
-        issues.append((path, f"{what} must be a time like 20ms, not {value!r}", _TIME_HINT))
-        return None
-    if isinstance(value, (int, float)):
-        if value == 0:
-            return 0.0
-        issues.append((path, f"{what} {value!r} has no unit", f"{_TIME_HINT} (a bare number could mean s or ms)"))
-        return None
-    text = str(value)
-    if text.strip().startswith("-"):
-        issues.append((path, f"{what} cannot be negative ({text})", "a link cannot deliver packets before they are sent; use 0ms or more"))
-        return None
-    m = _TIME_RE.match(text)
-    if not m:
-        unit = re.sub(r"^[\s\d.]*", "", text)
-        hint = _TIME_HINT if not unit else f"unknown unit '{unit}'; {_TIME_HINT}"
-        issues.append((path, f"'{text}' is not a time", hint))
-        return None
-    s = float(m.group(1)) * _TIME_UNITS[m.group(2)]
-    if s > MAX_DELAY:
-        issues.append((path, f"{what} {text} is longer than {MAX_DELAY:g} s", "a network path adds milliseconds to seconds; check the unit"))
-        return None
-    return s
-
-
-def parse_percent(value: Any, path: tuple, issues: list[Issue], what: str, below_100: bool = False) -> float | None:
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        if value == 0:
-            return 0.0
-        issues.append((path, f"{what} {value!r} has no '%'", f"{_PERCENT_HINT} (a bare number could mean a fraction or percent)"))
-        return None
-    m = _PERCENT_RE.match(str(value)) if isinstance(value, str) else None
-    if not m:
-        issues.append((path, f"'{value}' is not a percentage", _PERCENT_HINT))
-        return None
-    x = float(m.group(1))
-    if x < 0 or x > 100 or (below_100 and x >= 100):
-        limit = "below 100%" if below_100 else "from 0% to 100%"
-        issues.append((path, f"{what} {value} is out of range", f"a probability is {limit}"))
-        return None
-    return x / 100
-
-
-def parse_rate(value: Any, path: tuple, issues: list[Issue]) -> float | None:
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        if value == 0:
-            return 0.0
-        issues.append((path, f"rate {value!r} has no unit", _RATE_HINT))
-        return None
-    text = str(value)
-    if text.strip().startswith("-"):
-        issues.append((path, f"rate cannot be negative ({text})", _RATE_HINT))
-        return None
-    m = _RATE_RE.match(text)
-    if not m:
-        unit = re.sub(r"^[\s\d.]*", "", text)
-        hint = f"unknown unit '{unit}'; {_RATE_HINT}" if unit else _RATE_HINT
-        issues.append((path, f"'{text}' is not a rate", hint))
-        return None
-    bps = float(m.group(1)) * _RATE_UNITS[m.group(2).lower()]
-    if 0 < bps < 8000:
-        issues.append((path, f"rate {text} is too low (under 8kbit)", "one 1500-byte packet would take over a second"))
-        return None
-    return bps
+    return time_setting(value, path, issues, what, longest=MAX_DELAY)
 
 
 def _parse_loss(value: Any, path: tuple, issues: list[Issue]) -> tuple[float, GilbertElliott | None] | None:
     if not isinstance(value, dict):
-        x = parse_percent(value, path, issues, "loss")
+        x = percent_setting(value, path, issues, "loss")
         return None if x is None else (x, None)
     keys = set(value)
     if keys <= {"mean", "burst"} and keys:
         if "mean" not in value or "burst" not in value:
             issues.append((path, "bursty loss needs both 'mean' and 'burst'", "e.g. loss: {mean: 5%, burst: 4}"))
             return None
-        mean = parse_percent(value["mean"], path + ("mean",), issues, "mean loss", below_100=True)
+        mean = percent_setting(value["mean"], path + ("mean",), issues, "mean loss", below_100=True)
         burst = value["burst"]
         if isinstance(burst, bool) or not isinstance(burst, (int, float)) or burst < 1:
             issues.append((path + ("burst",), f"burst {burst!r} must be a number of packets, at least 1",
@@ -266,7 +170,7 @@ def _parse_loss(value: Any, path: tuple, issues: list[Issue]) -> tuple[float, Gi
         got = {}
         for k in ("p", "r", "bad", "good"):
             if k in value:
-                got[k] = parse_percent(value[k], path + (k,), issues, k)
+                got[k] = percent_setting(value[k], path + (k,), issues, k)
         if any(v is None for v in got.values()):
             return None
         if got["r"] == 0 and got["p"] > 0:
@@ -294,7 +198,6 @@ def parse_fields(spec: Any, path: tuple, issues: list[Issue], base: Impairment |
             changes[key] = parse_time(value, p, issues, key)
         elif key == "distribution":
             if value not in DISTRIBUTIONS:
-                from lab.core.errors import did_you_mean
                 issues.append((p, f"unknown distribution '{value}'", did_you_mean(str(value), DISTRIBUTIONS, "distributions")))
             else:
                 changes[key] = value
@@ -303,7 +206,7 @@ def parse_fields(spec: Any, path: tuple, issues: list[Issue], base: Impairment |
             if got is not None:
                 changes["loss"], changes["burst"] = got
         elif key == "rate":
-            changes[key] = parse_rate(value, p, issues)
+            changes[key] = rate_setting(value, p, issues)
         elif key == "queue":
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 issues.append((p, f"queue {value!r} must be a whole number of packets, at least 1",
@@ -311,9 +214,8 @@ def parse_fields(spec: Any, path: tuple, issues: list[Issue], base: Impairment |
             else:
                 changes[key] = value
         elif key in ("duplicate", "reorder"):
-            changes[key] = parse_percent(value, p, issues, key)
+            changes[key] = percent_setting(value, p, issues, key)
         else:
-            from lab.core.errors import did_you_mean
             allowed = FIELDS + (DIRECTIONS if len(path) <= 3 else ())
             issues.append((p, f"unknown impairment '{key}'", did_you_mean(str(key), allowed, "settings")))
     if len(issues) > n:

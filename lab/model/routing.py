@@ -1,4 +1,4 @@
-"""Routes computed from the graph with networkx.
+"""Routes computed from the graph.
 
 The lab is a bipartite graph of nodes and subnets. A packet may enter a subnet from any
 node on it, but may only leave a node onto another subnet if the node forwards (hosts do
@@ -6,38 +6,73 @@ not). For each destination subnet one Dijkstra run from it gives every node's ne
 (the forwarder on the node's own subnet that is one step closer). Each node's default route
 points towards the ``internet`` node; specific routes are installed only where the next hop
 differs from the default one, so routing tables stay short enough to read.
+
+Dijkstra is written out here (as networkx's ``dijkstra_predecessor_and_distance`` does it,
+with the same results) rather than imported: importing networkx costs `icelab validate`
+about a third of its start-up.
 """
 
 from __future__ import annotations
 
+import heapq
 from ipaddress import IPv4Network
 
-import networkx as nx
-
+from .firewall import ping_blocked
 from .topology import DEFAULT_ROUTE, Node, Route, Subnet
+from .vpn import tunnelled
+
+Vertex = tuple          # ("n", node name) or ("s", subnet)
+Graph = dict            # vertex -> {successor: weight}, successors in the order they were added
 
 
-def _graph(nodes: dict[str, Node], subnets: list[Subnet], costs: dict[int, int]) -> nx.DiGraph:
-    g = nx.DiGraph()
+def _graph(nodes: dict[str, Node], subnets: list[Subnet], costs: dict[int, int]) -> Graph:
+    g: Graph = {}
     for s in subnets:
-        g.add_node(("s", s.network))
+        g.setdefault(("s", s.network), {})
     for node in nodes.values():
         if node.kind == "lan":
             continue
-        g.add_node(("n", node.name))
+        out = g.setdefault(("n", node.name), {})
         for itf in node.interfaces:
             if itf.address is None:
                 continue
             cost = costs.get(itf.link, 1)
-            g.add_edge(("s", itf.subnet), ("n", node.name), weight=cost)
+            g.setdefault(("s", itf.subnet), {})[("n", node.name)] = cost
             if node.forwards:
-                g.add_edge(("n", node.name), ("s", itf.subnet), weight=0)
+                out[("s", itf.subnet)] = 0
     return g
 
 
-def _next_hops(g: nx.DiGraph, source, nodes: dict[str, Node]) -> dict[str, Route]:
+def _predecessors(g: Graph, source: Vertex) -> dict[Vertex, list[Vertex]]:
+    """Every vertex reachable from ``source``, with all its predecessors on shortest paths."""
+    pred: dict[Vertex, list[Vertex]] = {source: []}
+    dist: dict[Vertex, int] = {}
+    seen = {source: 0}
+    fringe = [(0, 0, source)]      # (distance, order pushed, vertex): ties pop in push order
+    pushed = 1
+    while fringe:
+        d, _, v = heapq.heappop(fringe)
+        if v in dist:
+            continue
+        dist[v] = d
+        for u, cost in g.get(v, {}).items():
+            vu = d + cost
+            if u in dist:
+                if vu == dist[u]:
+                    pred[u].append(v)
+            elif u not in seen or vu < seen[u]:
+                seen[u] = vu
+                heapq.heappush(fringe, (vu, pushed, u))
+                pushed += 1
+                pred[u] = [v]
+            elif vu == seen[u]:
+                pred[u].append(v)
+    return pred
+
+
+def _next_hops(g: Graph, source: Vertex, nodes: dict[str, Node]) -> dict[str, Route]:
     """For every node that can reach ``source``: its first hop (via, dev) towards it."""
-    pred, _dist = nx.dijkstra_predecessor_and_distance(g, source, weight="weight")
+    pred = _predecessors(g, source)
     hops: dict[str, Route] = {}
     for vertex in pred:
         if vertex[0] != "n":
@@ -147,7 +182,6 @@ def reachable(nodes: dict[str, Node], src: str, dst) -> bool:
     """Would a ping from ``src`` to ``dst`` get its answer? Both directions must route.
     A VPN client's tunnelled traffic leaves its concentrator masqueraded (lab/model/vpn.py),
     and a reply a client sends into its tunnel comes back from the wrong address."""
-    from .vpn import tunnelled
     back_from = _owner(nodes, dst)
     client = nodes[src]
     if tunnelled(client, dst):
@@ -196,6 +230,5 @@ def hops(nodes: dict[str, Node], src: str, dst) -> list[tuple[str, str | None, s
 
 def _policy_drops(nodes: dict[str, Node], src: str, dst) -> bool:
     """A firewall or nat on the way drops the ping (lab/model/firewall.py)."""
-    from .firewall import ping_blocked
     path = trace(nodes, src, dst)
     return path is not None and ping_blocked(nodes, path)

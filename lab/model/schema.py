@@ -7,6 +7,8 @@ routes, reachability) is checked afterwards in ``validate.py``.
 
 from __future__ import annotations
 
+import datetime
+import typing
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
@@ -14,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from lab.core.errors import Problem, did_you_mean
 from .firewall import FirewallNode, NatNode, parse_firewall
 from .loader import Located
+from . import turn as turn_defaults
 from .vdi import DEFAULT_PORT as VDI_PORT, VdiSpec
 from .vpn import VpnSpec
 
@@ -140,18 +143,18 @@ class TurnOptions(Strict):
     """Options of the `turn` role (docs/turn.md); every field has a default."""
 
     backend: Literal["embedded", "coturn"] = Field(
-        "embedded", description="embedded: icelab's own server (faults, transaction log); coturn: Debian's turnserver")
-    realm: str = Field("icelab", description="long-term credential realm")
-    secret: str | None = Field("icelab-turn-secret", description="REST credential secret (coturn use-auth-secret); null = off")
+        turn_defaults.BACKEND, description="embedded: icelab's own server (faults, transaction log); coturn: Debian's turnserver")
+    realm: str = Field(turn_defaults.REALM, description="long-term credential realm")
+    secret: str | None = Field(turn_defaults.SECRET, description="REST credential secret (coturn use-auth-secret); null = off")
     users: dict[str, str] = Field(default_factory=dict, description="static users: name -> password")
-    udp_port: int | None = Field(3478, ge=1, le=65535, description="UDP listener (null = none)")
-    tcp_port: int | None = Field(3478, ge=1, le=65535, description="TCP listener (null = none)")
-    tls_port: int | None = Field(443, ge=1, le=65535, description="TLS (turns:) and plain TCP listener (null = none)")
-    min_port: int = Field(49152, ge=1, le=65535, description="lowest relay port")
-    max_port: int = Field(65535, ge=1, le=65535, description="highest relay port (508 beyond)")
-    max_lifetime: int = Field(3600, ge=600, description="allocation lifetime cap, seconds")
+    udp_port: int | None = Field(turn_defaults.UDP_PORT, ge=1, le=65535, description="UDP listener (null = none)")
+    tcp_port: int | None = Field(turn_defaults.TCP_PORT, ge=1, le=65535, description="TCP listener (null = none)")
+    tls_port: int | None = Field(turn_defaults.TLS_PORT, ge=1, le=65535, description="TLS (turns:) and plain TCP listener (null = none)")
+    min_port: int = Field(turn_defaults.MIN_PORT, ge=1, le=65535, description="lowest relay port")
+    max_port: int = Field(turn_defaults.MAX_PORT, ge=1, le=65535, description="highest relay port (508 beyond)")
+    max_lifetime: int = Field(turn_defaults.MAX_LIFETIME, ge=turn_defaults.DEFAULT_LIFETIME, description="allocation lifetime cap, seconds")
     user_quota: int = Field(0, ge=0, description="allocations per user (486 beyond); 0 = unlimited")
-    allowed_peers: list[str] = Field(default_factory=list, description="peer prefixes always allowed (wins)")
+    allowed_peers: list[str] = Field(default_factory=list, description="peer prefixes allowed even if denied_peers has them (never loopback, multicast, 0.0.0.0/8)")
     denied_peers: list[str] = Field(default_factory=list, description="peer prefixes refused (403)")
     allow_loopback: bool = Field(False, description="allow relaying to loopback peers")
     strict_channel_permission: bool = Field(
@@ -231,7 +234,6 @@ def _walk_fields(model: Any, rel: tuple) -> list[str]:
 
 
 def _inner_model(ann: Any) -> type[BaseModel] | None:
-    import typing
     if isinstance(ann, type) and issubclass(ann, BaseModel):
         return ann
     for arg in typing.get_args(ann):
@@ -248,6 +250,8 @@ def _translate(err: dict, doc: Located, base: tuple, model: Any, rel: tuple) -> 
     typ = err["type"]
     value = err.get("input")
     field = rel[-1] if rel else None
+    if typ == "icelab":        # a check of our own (firewall.refusal): its message and hint as written
+        return doc.problem(path, err["msg"], err.get("ctx", {}).get("hint"))
     if typ == "missing":
         return doc.problem(path[:-1], f"required field '{field}' is missing", _HINTS.get(str(field)))
     if typ == "extra_forbidden":
@@ -266,7 +270,9 @@ def _translate(err: dict, doc: Located, base: tuple, model: Any, rel: tuple) -> 
     if typ == "list_type":
         return doc.problem(path, f"must be a list, not {_kind_of(value)}", "write it as a YAML list: '- item'")
     if typ == "string_type":
-        return doc.problem(path, f"must be a text value, not {_kind_of(value)}", None)
+        hint = "put it in quotes: YAML reads a value like 2024-01-31 as a date" \
+            if isinstance(value, datetime.date) else None
+        return doc.problem(path, f"must be a text value, not {_kind_of(value)}", hint)
     if typ in ("int_type", "int_parsing", "int_from_float"):
         return doc.problem(path, f"must be a whole number, not {value!r}", None)
     if typ in ("greater_than_equal", "less_than_equal", "greater_than", "less_than"):
@@ -278,7 +284,8 @@ def _kind_of(value: Any) -> str:
     if value is None:
         return "an empty value"
     return {dict: "a mapping", list: "a list", str: "text", int: "a number", float: "a number",
-            bool: "true/false"}.get(type(value), type(value).__name__)
+            bool: "true/false", datetime.date: "a date", datetime.datetime: "a date and time"
+            }.get(type(value), type(value).__name__)
 
 
 _HINTS = {

@@ -6,6 +6,7 @@ address, every node its routes. Builders and reports never compute addresses or 
 
 from __future__ import annotations
 
+import copy
 import ipaddress
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
@@ -144,7 +145,6 @@ class Topology:
 
     def renamed(self, name: str) -> "Topology":
         """The same lab under another name (to run a second copy side by side)."""
-        import copy
         t = copy.deepcopy(self)
         t.name = name
         return t

@@ -8,25 +8,21 @@ follow-on errors, so each problem in the file is reported once, at its own place
 from __future__ import annotations
 
 import ipaddress
-import re
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 
 from . import schema
-from .addressing import (ALLOWED_TEXT, DEFAULT_POOLS, PoolAllocator, allocate_hosts, first_host,
-                         host_count, in_allowed_range, last_host, parse_address, parse_prefix)
-from lab.core.errors import InputError, Problem, did_you_mean
+from .addressing import (ALLOWED_TEXT, DEFAULT_POOLS, PoolAllocator, allocate_hosts, host_count,
+                         in_allowed_range, parse_address, parse_prefix)
+from lab.core.errors import InputError, Problem, did_you_mean, format_path
+from lab.core.names import IFNAME_RE, MAX_NAME, RESERVED_NAMES, check_name, default_ifname
 from .firewall import PolicyResolver, parse_ephemeral
 from .impairment import parse_link_impair
 from .loader import Located, load_yaml
 from . import vdi, vpn
 from .routing import compute_routes, reachable, trace
+from .turn import check_faults
 from .topology import DEFAULT_ROUTE, Interface, Link, Node, Route, Subnet, Topology
-
-NAME_RE = re.compile(r"^[a-z][a-z0-9-]*$")
-IFNAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-MAX_NAME = 15          # Linux interface names (IFNAMSIZ - 1): a lan's bridge carries its node's name
-RESERVED_NAMES = {"lo"}
 
 
 def load_topology(path: str | Path, name: str | None = None, text: str | None = None) -> Topology:
@@ -46,21 +42,6 @@ def resolve(doc: Located, name: str | None = None) -> Topology:
         raise InputError(problems)
     assert topo is not None
     return topo
-
-
-def check_name(value: object, what: str) -> tuple[str | None, str | None]:
-    """(error, hint) for a lab or node name."""
-    if not isinstance(value, str) or not value:
-        return f"{what} must be a word", "use lowercase letters, digits and '-', starting with a letter"
-    if len(value) > MAX_NAME:
-        return (f"{what} '{value}' is too long ({len(value)} characters, at most {MAX_NAME})",
-                "Linux interface and bridge names are limited to 15 characters; shorten it")
-    if not NAME_RE.match(value):
-        return (f"{what} '{value}' has characters that cannot be used",
-                "use lowercase letters, digits and '-', starting with a letter")
-    if value in RESERVED_NAMES:
-        return f"{what} '{value}' is reserved", "choose another name ('lo' is the loopback interface)"
-    return None, None
 
 
 class Resolver:
@@ -395,9 +376,9 @@ class Resolver:
                     if self.nodes[ep.node].kind == "lan":
                         name = other
                     else:
-                        while f"eth{counters[ep.node]}" in used[ep.node]:
+                        while default_ifname(counters[ep.node]) in used[ep.node]:
                             counters[ep.node] += 1
-                        name = f"eth{counters[ep.node]}"
+                        name = default_ifname(counters[ep.node])
                     used[ep.node][name] = ("links", i, side)
                 l[side + "_ifname"] = name
         if self.problems:
@@ -419,6 +400,9 @@ class Resolver:
     def _services(self) -> None:
         placed: dict[str, list[str]] = {s: [] for s in schema.SERVICES}
         has_agents = False
+        # taken before the loop: each unlinked host is a problem of its own, not a consequence
+        # of the one reported before it
+        links_complete = self.complete
         for name, node in self.nodes.items():
             if node.kind != "host":
                 continue
@@ -429,7 +413,7 @@ class Resolver:
                              "move the services to a host with 'role: server' in the cloud")
             for s in node.services:
                 placed[s].append(name)
-            if not node.interfaces and self.complete:
+            if not node.interfaces and links_complete:
                 self.err(("nodes", name), f"host '{name}' has no links", "link it to a lan or a router")
         if has_agents:
             for s, where in placed.items():
@@ -459,11 +443,14 @@ class Resolver:
                 except ValueError:
                     self.err(("services", "turn", key, i), f"'{p}' is not an address or prefix", "write e.g. 10.0.0.0/8")
         if turn.faults:
-            from lab.services.turn.faults import Faults
             try:
-                Faults.from_dict(turn.faults)
+                check_faults(turn.faults)
             except (ValueError, TypeError) as exc:
                 self.err(("services", "turn", "faults"), str(exc), "see docs/turn.md, 'Faults'")
+        if turn.backend == "coturn" and turn.users and turn.secret:
+            # coturn 4.6 skips user= lines under use-auth-secret (docs/turn.md)
+            self.err(("services", "turn", "users"), "coturn takes static users or a REST secret, not both",
+                     "set 'secret: null' to use the static users with coturn, or 'backend: embedded' (takes both)")
         if turn.backend == "coturn" and turn.faults:
             self.err(("services", "turn", "faults"), "fault injection needs the embedded backend",
                      "remove 'faults' or set 'backend: embedded'")
@@ -512,5 +499,4 @@ def subnets_by_net(subnets: list[Subnet]) -> dict[IPv4Network, Subnet]:
 
 
 def _place(path: tuple) -> str:
-    from lab.core.errors import format_path
     return format_path(path)

@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from .addressing import ALLOWED_TEXT, PoolAllocator, in_allowed_range, parse_prefix
 from lab.core.errors import did_you_mean
+from lab.core.names import tun_device
 
 DEFAULT_PORTS = {"udp": 1194, "tcp": 443}
 #: concentrators without a ``tunnel:`` prefix get a /24 from here
@@ -59,7 +60,7 @@ class Tunnel:
 
     @property
     def device(self) -> str:
-        return f"vpn{self.index}"
+        return tun_device(self.index)
 
     def to_dict(self) -> dict:
         return {"index": self.index, "device": self.device, "proto": self.proto, "port": self.port,
@@ -77,7 +78,7 @@ class VpnClient:
     bypass: list[IPv4Network]
     tunnel: int                 # index into the concentrator's tunnels
     remote: IPv4Address | None = None
-    device: str = "vpn0"        # the client's tun device
+    device: str = tun_device(0)     # the client's tun device
 
     def to_dict(self) -> dict:
         return {"concentrator": self.concentrator, "proto": self.proto, "port": self.port,

@@ -9,6 +9,6 @@ __all__ = ["Network", "Cleaned", "clean_all", "clean_lab", "orphans"]
 
 def __getattr__(name: str):
     if name in __all__:
-        from . import network
+        from . import network       # start-up time: see above (Mininet only when asked for)
         return getattr(network, name)
     raise AttributeError(f"module 'lab.net' has no attribute {name!r}")

@@ -23,7 +23,7 @@ import subprocess
 from dataclasses import dataclass, field
 
 from lab.core.errors import LabError
-from lab.model.firewall import FirewallPolicy, Rule, render_defines, rule_from_spec
+from lab.model.firewall import FirewallPolicy, Rule, nft_variable, render_defines, rule_from_spec
 
 TABLE = "icelab"
 
@@ -92,7 +92,6 @@ def ruleset(node: str, p: FirewallPolicy) -> str:
     if p.ruleset is not None:
         return (f"# icelab variables for {node}; then your file, verbatim\n" + render_defines(p.defines)
                 + f'include "{p.ruleset}"\n')
-    from lab.model.firewall import nft_variable
     ins = "{ " + ", ".join(f'"{i}"' for i in p.inside) + " }"
     outs = "{ " + ", ".join(f'"{i}"' for i in p.outside) + " }"
     lines = [f"# icelab firewall '{node}' ({p.mode}): inside {', '.join(p.inside)}; outside {', '.join(p.outside)}",
@@ -209,11 +208,6 @@ def counters(pid: int) -> list[RuleCounter]:
             c.peers = refused.get(str(c.number), [])
     out.sort(key=lambda r: (r.number is None, r.number or 0))
     return out
-
-
-def hits(pid: int) -> dict[int, int]:
-    """Packets per rule number: {4: 36, ...}."""
-    return {c.number: c.packets for c in counters(pid) if c.number is not None}
 
 
 def add_rule(pid: int, node: str, policy: FirewallPolicy, rule: Rule, before: int | None = None) -> Rule:

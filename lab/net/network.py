@@ -12,7 +12,9 @@ lab's namespaces, which frees the namespaces and, with them, every veth and brid
 from __future__ import annotations
 
 import os
+import shutil
 import signal
+import subprocess
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -21,10 +23,12 @@ from typing import Any, Callable, Iterator
 from mininet.net import Mininet
 
 from lab.model.topology import Topology
-from . import procs, render, vdi, vpn
+from . import procs, render, services, vdi, vpn
 from .nodes import LabBridge, LabIntf, LabLink, LabNode
-from .state import LabState, NodeState, all_states, get, mac_address, remove_files, shell_name
+from .shaping import setup as setup_shaping
+from .state import LabState, NodeState, all_states, get, remove_files
 from lab.core.errors import LabError
+from lab.core.names import mac_address, shell_name
 
 Progress = Callable[[str], None]
 
@@ -37,7 +41,6 @@ def check_environment() -> None:
     """Fail early, with the fix, when the lab cannot run here."""
     if os.geteuid() != 0:
         raise LabError("building a lab needs root (network namespaces): run it with sudo")
-    import shutil
     missing = [t for t in ("mnexec", "ip", "sysctl", "ifconfig") if shutil.which(t) is None]
     if missing:
         raise LabError(f"missing tools: {', '.join(missing)}; run 'sudo make setup' to install them")
@@ -121,7 +124,6 @@ class Network:
         t1 = time.monotonic()
         self._wait_ready()
         self.timings["ready"] = time.monotonic() - t1
-        from .shaping import setup as setup_shaping
         setup_shaping(self)     # link impairments declared in the file (no-op without any)
         if vpn.configured(self.topo):      # tunnels need the underlay up (lab/net/vpn.py)
             self.progress("starting VPN tunnels")
@@ -131,7 +133,6 @@ class Network:
         if vdi.configured(self.topo):      # display servers of virtual desktops (lab/net/vdi.py)
             self.progress("starting virtual desktops")
             vdi.start(self)
-        from . import services      # the hosts' services (TURN, ...): see lab/net/services.py
         if self.before_services is not None:
             self.before_services(self)
         t2 = time.monotonic()
@@ -194,7 +195,6 @@ class Network:
                 self.state.save()
             except OSError:
                 pass
-            from . import services
             services.stop(self.services)
             self.services = []
             for mn in self.nodes.values():
@@ -256,7 +256,6 @@ def _lab_macs(name: str, st: LabState | None) -> set[str]:
 
 def _carries_macs(pid: int, macs: set[str]) -> bool:
     """Does the namespace ``pid`` is in hold one of the lab's own (derived) MACs?"""
-    import subprocess
     try:
         out = subprocess.run(["nsenter", "-t", str(pid), "-n", "ip", "-o", "link", "show"],
                              capture_output=True, text=True, timeout=5).stdout

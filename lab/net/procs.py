@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 from dataclasses import dataclass
+
+from lab.core.names import SHELL_MARK, lab_of_shell
+from lab.core.supervise import TimedOut, wait_until
 
 
 def start_time(pid: int) -> int | None:
@@ -50,9 +52,6 @@ def alive(pid: int | None, started: int | None) -> bool:
 
 def all_pids() -> list[int]:
     return [int(d) for d in os.listdir("/proc") if d.isdigit()]
-
-
-SHELL_MARK = "mininet:icelab."
 
 
 def _environ_lab(pid: int) -> str:
@@ -96,8 +95,8 @@ def scan() -> list[Proc]:
             continue
         argv = tuple(cmdline(pid))
         lab = _environ_lab(pid)
-        if not lab and argv and argv[-1].startswith(SHELL_MARK):
-            lab = argv[-1][len(SHELL_MARK):].split(".", 1)[0]
+        if not lab and argv:
+            lab = lab_of_shell(argv[-1])
         out.append(Proc(pid, ns, argv, lab, _ppid(pid)))
     return out
 
@@ -119,18 +118,22 @@ def kill_all(pids: list[int], grace: float = 0.5) -> list[int]:
             os.kill(pid, signal.SIGTERM)
         except ProcessLookupError:
             pass
-    deadline = time.monotonic() + grace
     left = [p for p in pids if alive(p, starts[p])]
-    while left and time.monotonic() < deadline:
-        time.sleep(0.02)
-        left = [p for p in left if alive(p, starts[p])]
-    for pid in left:
+
+    def gone() -> bool:
+        left[:] = [p for p in left if alive(p, starts[p])]
+        return not left
+
+    try:
+        wait_until(gone, grace, 0.02, what="the processes ending")
+    except TimedOut:
+        for pid in left:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
+            wait_until(gone, 2.0, 0.01, what="the killed processes ending")
+        except TimedOut:
             pass
-    deadline = time.monotonic() + 2.0
-    while left and time.monotonic() < deadline:
-        time.sleep(0.01)
-        left = [p for p in left if alive(p, starts[p])]
     return left

@@ -8,6 +8,7 @@ Sysctls written inside a namespace change that namespace only; the host's are un
 from __future__ import annotations
 
 from lab.model.topology import Node, Topology
+from . import firewall, nat
 
 # Written in every lab namespace so that lab behaviour does not depend on the host's
 # defaults (IPv4 devconf is inherited from the root namespace when a namespace is made).
@@ -50,10 +51,8 @@ def policy_lines(node: Node) -> list[str]:
         lo, hi = node.ephemeral_ports
         return [f"sysctl -q -w net.ipv4.ip_local_port_range='{lo} {hi}'"]
     if node.kind == "firewall" and node.policy is not None:
-        from . import firewall
         return firewall.script_lines(node)
     if node.kind == "nat" and node.policy is not None:
-        from . import nat
         return nat.script_lines(node)
     return []
 

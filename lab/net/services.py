@@ -4,7 +4,7 @@ The interface, for whoever adds a service:
 
 * a service is a module (a package) named in ``REGISTRY`` below, e.g. ``"turn":
   "lab.services.turn"``;
-* that module has ``lab_service(ctx: ServiceContext) -> ServiceSpec``: given where it
+* that module has ``lab_service(ctx: ServiceContext) -> ServiceSpec`` (lab/services/spec.py): given where it
   runs (lab, node, the node's addresses, the topology's ``services.<name>`` options, the
   lab's run directory, the lab CA) it says what to run (``argv``, where ``{config}``
   stands for the config file's path), its ``config`` (a JSON-able dict, written to
@@ -22,13 +22,14 @@ A service named on a host but not in REGISTRY yet is reported and not started.
 from __future__ import annotations
 
 import importlib
+import json
 import os
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from lab.core import supervise
+from lab.services.spec import ServiceContext, ServiceSpec
 
 REGISTRY: dict[str, str] = {"turn": "lab.services.turn", "signalling": "lab.services.media"}
 #: roles served by another role's process: the media edge runs inside the signalling
@@ -36,34 +37,6 @@ REGISTRY: dict[str, str] = {"turn": "lab.services.turn", "signalling": "lab.serv
 #: come from TURN, so the host it runs on does not change the agent's media path)
 HOSTED_BY: dict[str, str] = {"media": "signalling"}
 REPO = Path(__file__).resolve().parents[2]
-
-
-@dataclass
-class ServiceSpec:
-    argv: list[str]
-    config: dict
-    listens: list[tuple[str, str, int]] = field(default_factory=list)
-    ready_timeout: float = 10.0
-
-
-@dataclass
-class ServiceContext:
-    lab: str
-    node: str
-    service: str
-    addresses: list[Any]          # the node's IPv4 addresses
-    options: dict                 # the topology's services.<service> section (defaults filled in)
-    run_dir: Path
-    topology: Any = None          # the whole lab.model.Topology (where the other services are)
-
-    def file(self, suffix: str) -> Path:
-        """A file of this service instance in the lab's run directory."""
-        return self.run_dir / f"{self.service}-{self.node}.{suffix}"
-
-    def certificate(self, dns: list[str], ips: list[str]):
-        """A server certificate from the lab CA (``<run dir>/pki/ca.pem`` is what clients trust)."""
-        from lab.services.pki import LabCA
-        return LabCA.load_or_create(self.run_dir / "pki", self.lab).issue(f"{self.service}-{self.node}", dns, ips)
 
 
 @dataclass
@@ -100,7 +73,6 @@ def start(net, progress=None) -> list[RunningService]:
                                  dict(options.get(service) or {}), run_dir, topo)
             spec: ServiceSpec = importlib.import_module(modname).lab_service(ctx)
             cfg_path, log_path = ctx.file("json"), ctx.file("log")
-            import json
             cfg_path.write_text(json.dumps(spec.config, indent=2) + "\n")
             argv = [a.replace("{config}", str(cfg_path)) for a in spec.argv]
             env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),

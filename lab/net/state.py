@@ -8,7 +8,6 @@ The directory can be moved with ICELAB_RUN_DIR (tests do not need to).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -16,32 +15,13 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from lab.core.names import run_dir
 from . import procs
-
-#: Marker in every node shell's command line: ``mininet:icelab.<lab>.<node>``
-SHELL_PREFIX = procs.SHELL_MARK
-
-
-def run_dir() -> Path:
-    return Path(os.environ.get("ICELAB_RUN_DIR", "/run/icelab"))
-
-
-def mac_address(lab: str, node: str, ifname: str) -> str:
-    """Stable, locally administered MACs: captures of two runs line up. (Here, not in
-    network.py, so that the shaper inside a lab finds a port's MAC without Mininet.)"""
-    h = hashlib.sha1(f"{lab}/{node}/{ifname}".encode()).digest()
-    return "02:" + ":".join(f"{b:02x}" for b in h[:5])
-
 
 def turn_control_path(lab: str, node: str = "turn") -> Path:
     """Where the embedded TURN server of host ``node`` in lab ``lab`` listens for control
     (lab.services.turn.faults.control talks to it)."""
     return run_dir() / lab / f"turn-{node}.control.sock"
-
-
-def shell_name(lab: str, node: str) -> str:
-    """The Mininet node name: the shell's command line then carries the lab's prefix."""
-    return f"icelab.{lab}.{node}"
 
 
 @dataclass
@@ -125,17 +105,3 @@ def all_states() -> list[LabState]:
             continue
     return out
 
-
-def unreadable_state_files() -> list[Path]:
-    d = run_dir()
-    if not d.is_dir():
-        return []
-    bad = []
-    for p in sorted(d.glob("*.json")):
-        try:
-            LabState.load(p)
-        except (ValueError, TypeError, KeyError):
-            bad.append(p)
-        except OSError:
-            pass
-    return bad

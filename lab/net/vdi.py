@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -89,7 +90,6 @@ def display_channel(network, client: str, seconds: float = 1.0) -> DisplayStats:
 
 
 def _rtt_ms(network, src: str, dst, count: int = 10) -> float:
-    import re
     out = network.cmd(src, f"ping -n -q -c {count} -i 0.02 -W 1 {dst}")
     m = re.search(r"= [\d.]+/([\d.]+)/", out)
     if m is None:

@@ -27,6 +27,7 @@ from lab.core import supervise
 from lab.core.errors import LabError
 from lab.model.topology import Node, Topology
 from lab.model.vpn import Tunnel, VpnClient
+from lab.services.pki import LabCA
 
 UP_TIMEOUT = 20.0
 UP_MARK = "Initialization Sequence Completed"
@@ -119,7 +120,6 @@ def check_environment() -> None:
 def start(network) -> VpnRun:
     """Write the configs, start every concentrator's servers, then every client; wait
     until each says it is up. Raises LabError naming the node and its log's last lines."""
-    from lab.services.pki import LabCA
     check_environment()
     topo: Topology = network.topo
     d = network.state.dir / "vpn"

@@ -16,6 +16,9 @@ from pathlib import Path
 from lab.core import stun
 from lab.model.routing import hops
 from lab.model.topology import Topology
+from lab.model.vpn import tunnelled
+
+from .pcap import packets
 
 
 @dataclass(frozen=True)
@@ -34,7 +37,6 @@ def path_points(topo: Topology, src: str, dst_address) -> list[Point] | None:
     A tunnelled packet (lab/model/vpn.py) is followed inside the tunnel: out of the client's
     tun device, into the concentrator's, and on from there (on the underlay it is only
     OpenVPN's encrypted datagrams, in which a probe cannot be recognised)."""
-    from lab.model.vpn import tunnelled
     node = topo.nodes[src]
     if tunnelled(node, dst_address):
         c = node.vpn
@@ -57,8 +59,6 @@ def path_points(topo: Topology, src: str, dst_address) -> list[Point] | None:
 
 def count_probe_packets(pcap: Path, run_id: str, proto: str, port: int) -> tuple[int, int]:
     """(requests, replies) of one probe run in a capture file."""
-    from .pcap import packets
-
     requests = replies = 0
     tag = run_id.encode()
     for pkt in packets(pcap):
@@ -155,8 +155,6 @@ def stun_header(payload: bytes) -> tuple[str, str, bytes, int | None] | None:
 def stun_messages(pcap: Path, port: int) -> list[tuple[str, str, bytes, int | None, str]]:
     """Every STUN message over UDP to or from ``port`` in a capture:
     (method, class, transaction id, error code, "src-ip:src-port")."""
-    from .pcap import packets
-
     out = []
     for pkt in packets(pcap):
         if pkt.proto != 17 or port not in (pkt.sport, pkt.dport):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import os
+import re
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, ip_address
 from pathlib import Path
@@ -19,13 +20,17 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from lab.core.errors import InputError, Problem, did_you_mean, format_path
+from lab.core.units import Bound, parse_bound, parse_duration, parse_percent_bound
 from lab.model.loader import Located, load_yaml
 from lab.model.schema import _kind_of, _translate
 from lab.model.topology import Topology
-from lab.core.units import Bound, format_duration, parse_bound, parse_duration, parse_percent_bound
 from lab.model.validate import resolve
 
 from . import schema as S
+from .actions import ACTIONS, EXPECTS
+from .actions.call import SOFTPHONE_ERRORS
+from .actions.link import joins
+from .params import parse_param
 
 Path_ = tuple
 
@@ -94,8 +99,8 @@ def _merge(target: dict, patch: dict, at: Path_, set_paths: set[Path_]) -> None:
 @dataclass
 class Step:
     at: float
-    action: str                  # probe, call, ...
-    spec: BaseModel
+    action: str                  # probe, call, ... (lab/scenario/actions/)
+    spec: BaseModel              # once checked, the action's typed form (times in seconds)
     path: Path_
     line: int | None
     name: str | None = None      # what expectations call it
@@ -159,11 +164,16 @@ class _Checker:
         self.lab_name = lab_name
         self.turn_backend = turn_backend
         self.problems: list[Problem] = []
-        self._turn_stopped: dict[str, bool] = {}
-        self._rules: dict[str, list[tuple[int, str, str]]] = {}
+        self._state: dict[str, dict] = {}
+        self.topo: Topology | None = None
 
     def err(self, path: Path_, message: str, hint: str | None = None) -> None:
         self.problems.append(self.doc.problem(path, message, hint))
+
+    def state(self, action: str) -> dict:
+        """What an action's checks keep along the timeline (a TURN server stopped, the rules
+        a firewall has then), checked in time order."""
+        return self._state.setdefault(action, {})
 
     def run(self) -> Scenario:
         doc = self.doc
@@ -293,7 +303,7 @@ class _Checker:
             if topo is not None and not self._check_step(step, topo):
                 continue
             key = (action, step.name)
-            if step.name and key in names and action in S.EXPECT_KEYS:
+            if step.name and key in names and ACTIONS[action].named:
                 self.err(path + (action, "name"), f"a {action} named '{step.name}' is already at "
                          f"{format_path(names[key])}", "give each a name of its own with 'name:'")
                 continue
@@ -302,213 +312,10 @@ class _Checker:
         return steps
 
     def _check_step(self, step: Step, topo: Topology) -> bool:
-        spec, path = step.spec, step.path
-        if step.action == "probe":
-            ok = self._host(topo, spec.from_, path + ("from",))
-            to = spec.to
-            if to not in topo.nodes:
-                try:
-                    addr = ip_address(to)
-                except ValueError:
-                    self.err(path + ("to",), f"unknown node '{to}'",
-                             did_you_mean(to, topo.nodes, "nodes") or "name a node or give an IPv4 address")
-                    return False
-                if not any(a.ip == addr for n in topo.nodes.values() for a in n.addresses):
-                    self.err(path + ("to",), f"no node of the lab has the address {addr}",
-                             "name the node instead, or use one of its addresses")
-                    return False
-            elif topo.nodes[to].kind == "lan":
-                self.err(path + ("to",), f"'{to}' is a lan and has no address", "probe a host or a router on it")
-                return False
-            for key in ("interval", "timeout"):
-                _, m, h = parse_duration(getattr(spec, key), allow_zero=key == "interval")
-                if m:
-                    self.err(path + (key,), m, h)
-                    ok = False
-            step.name = spec.name or f"{spec.from_}-{to}-{spec.proto}{spec.port}"
-            return ok
-        if step.action == "call":
-            step.name = spec.name or spec.from_
-            ok = self._host(topo, spec.from_, path + ("from",), agent=True)
-            for key in ("talk", "answer_delay"):
-                _, m, h = parse_duration(getattr(spec, key))
-                if m:
-                    self.err(path + (key,), m, h)
-                    ok = False
-            if ok and spec.vdi is not None and topo.nodes[spec.from_].vdi is None:
-                self.err(path + ("vdi",), f"'{spec.from_}' is not a thin client, so it has no VDI mode",
-                         "give the host 'vdi: {desktop: NAME}' in the topology, or leave 'vdi' out")
-                ok = False
-            if not any("signalling" in n.services for n in topo.nodes.values()):
-                self.err(path, "a call needs a host with the signalling service (and one with turn)",
-                         "add 'services: [signalling]' to a server host in the cloud")
-                ok = False
-            return ok
-        if step.action == "link":
-            return self._link(topo, step)
-        if step.action == "flush-conntrack":
-            node = topo.nodes.get(spec.node)
-            if node is None or node.kind == "lan":
-                self.err(path + ("node",), f"'{spec.node}' is not a node with connection tracking",
-                         did_you_mean(spec.node, [n.name for n in topo.nodes.values() if n.forwards], "firewalls, nats and routers"))
-                return False
-            step.name = spec.node
-        if step.action == "turn":
-            return self._turn(topo, step)
-        if step.action == "rule":
-            return self._rule(topo, step)
-        return True
+        return ACTIONS[step.action].check(self, step, topo)
 
-    def _turn(self, topo: Topology, step: Step) -> bool:
-        """A TURN action: one verb, on a host that runs turn, possible with its backend, in an
-        order that makes sense (start only a stopped server, nothing else on one)."""
-        spec, path = step.spec, step.path
-        node = topo.nodes.get(spec.node)
-        if node is None or "turn" not in node.services:
-            turns = [n.name for n in topo.hosts() if "turn" in n.services]
-            self.err(path + ("node",), f"'{spec.node}' does not run the turn service",
-                     did_you_mean(spec.node, turns, "TURN hosts") or "name the host with 'services: [turn]'")
-            return False
-        verbs = spec.verbs
-        if len(verbs) != 1:
-            self.err(path, "the turn step does nothing" if not verbs else
-                     f"one thing per turn step, not {len(verbs)} ({', '.join(verbs)})",
-                     "write one of 'stop: true', 'start: true', 'restart: true', 'faults: {...}', "
-                     "'expire_permissions: true'" if not verbs else "split them into steps with the same 'at'")
-            return False
-        verb = verbs[0]
-        backend = (topo.services.get("turn") or {}).get("backend", "embedded")
-        if backend == "coturn" and verb in ("faults", "expire_permissions"):
-            self.err(path + (verb,), f"'{verb}' needs the embedded TURN backend; this lab runs coturn, which has "
-                     "no control socket" + (" (--turn-backend coturn)" if self.turn_backend else ""),
-                     "with coturn use 'stop', 'start' or 'restart'; or run this scenario on the embedded backend")
-            return False
-        if verb == "faults":
-            from lab.services.turn.faults import Faults
-            try:
-                Faults.from_dict(spec.faults)
-            except (ValueError, TypeError) as exc:
-                self.err(path + ("faults",), f"not a fault set: {exc}",
-                         "see docs/turn.md, 'Faults': drop, delay, error, stop_relay, permission_lifetime")
-                return False
-        # the server's state along the timeline (steps at one time in file order)
-        stopped = self._turn_stopped.setdefault(spec.node, False)
-        if verb == "start" and not stopped:
-            self.err(path + ("start",), f"the TURN server on {spec.node} is running at {format_duration(step.at)}",
-                     "start it again only after a step that stops it")
-            return False
-        if verb != "start" and verb != "stop" and stopped:
-            self.err(path + (verb,), f"the TURN server on {spec.node} is stopped at {format_duration(step.at)}",
-                     "add a 'start: true' step before this one")
-            return False
-        if verb == "stop" and stopped:
-            self.err(path + ("stop",), f"the TURN server on {spec.node} is stopped already",
-                     "stop it once; 'start: true' brings it back")
-            return False
-        self._turn_stopped[spec.node] = verb == "stop" or (stopped and verb != "start")
-        step.name = f"{spec.node}-{verb.replace('_', '-')}"
-        return True
-
-    def _rule(self, topo: Topology, step: Step) -> bool:
-        """A rule added to or deleted from a firewall's live table; the numbers and names
-        the step can use are those the timeline has left at that time."""
-        from lab.model.firewall import FwRule, rule_from_spec
-        spec, path = step.spec, step.path
-        node = topo.nodes.get(spec.node)
-        pol = getattr(node, "policy", None)
-        if node is None or node.kind != "firewall" or pol is None or pol.ruleset is not None:
-            fws = [n.name for n in topo.nodes.values() if n.kind == "firewall"]
-            why = "has its own nftables file (rules are changed there)" if pol is not None and \
-                getattr(pol, "ruleset", None) is not None else "is not a firewall"
-            self.err(path + ("node",), f"'{spec.node}' {why}",
-                     did_you_mean(spec.node, fws, "firewalls") or "name a node with 'kind: firewall' and rules")
-            return False
-        if (spec.add is None) == (spec.delete is None):
-            self.err(path, "a rule step either adds or deletes one rule",
-                     "write 'add: {name: ..., direction: inbound, action: accept, ...}' or 'delete: NAME-OR-NUMBER'")
-            return False
-        rules = self._rules.setdefault(spec.node, [(r.number, r.name, r.direction) for r in pol.rules])
-        if spec.add is not None:
-            try:
-                FwRule.model_validate(spec.add)
-            except ValidationError as exc:
-                self.problems += [_translate(e, self.doc, path + ("add",), FwRule, tuple(e["loc"]))
-                                  for e in exc.errors()]
-                return False
-            try:
-                rule = rule_from_spec(topo, spec.node, spec.add)
-            except ValueError as exc:
-                msg, _, hint = str(exc).partition(" (hint: ")
-                self.err(path + ("add",), f"the rule cannot be added to {spec.node}: {msg}",
-                         hint.rstrip(")") if hint else "write it as in the topology's rules (docs/firewall.md)")
-                return False
-            number = max((n for n, _, _ in rules), default=0) + 1
-            if spec.before is not None:
-                at = self._find_rule(spec.node, rules, spec.before, path + ("before",), step.at)
-                if at is None:
-                    return False
-                if at[2] != rule.direction:
-                    self.err(path + ("before",), f"rule {at[0]} ({at[1]}) is {at[2]}, the new rule {rule.direction}",
-                             "a rule goes before one of its own direction")
-                    return False
-                step.before = at[0]
-            rules.append((number, rule.name, rule.direction))
-            step.name = f"{spec.node}-add-r{number}"
-            return True
-        if spec.before is not None:
-            self.err(path + ("before",), "'before' places a rule that is added", "leave it out when deleting")
-            return False
-        found = self._find_rule(spec.node, rules, spec.delete, path + ("delete",), step.at)
-        if found is None:
-            return False
-        if found[1].startswith("default "):
-            self.err(path + ("delete",), f"rule {found[0]} ({found[1]}) is the default of its direction "
-                     "and cannot be deleted", "add a rule before it instead")
-            return False
-        rules.remove(found)
-        step.name = f"{spec.node}-delete-r{found[0]}"
-        return True
-
-    def _find_rule(self, node: str, rules: list, want, path: Path_, at: float):
-        """The one rule (number, name, direction) called ``want`` (a number or a name)."""
-        found = [r for r in rules if (r[0] == want if isinstance(want, int) else r[1] == want)]
-        if not found:
-            listed = ", ".join(f"{n} ({name})" for n, name, _ in rules)
-            import difflib
-            close = difflib.get_close_matches(str(want), [r[1] for r in rules], 1) if isinstance(want, str) else []
-            self.err(path, f"{node} has no rule {want!r} at {format_duration(at)}",
-                     (f"did you mean '{close[0]}'? " if close else "") + f"its rules then: {listed}")
-            return None
-        if len(found) > 1:
-            self.err(path, f"{len(found)} rules of {node} are named {want!r}",
-                     "name it by number: " + ", ".join(str(r[0]) for r in found))
-            return None
-        return found[0]
-
-    def _link(self, topo: Topology, step: Step) -> bool:
-        from lab.model.impairment import parse_fields
-        spec, path = step.spec, step.path
-        ok = True
-        for end in ("a", "b"):
-            name = getattr(spec, end)
-            if name not in topo.nodes:
-                self.err(path + (end,), f"unknown node '{name}'", did_you_mean(name, topo.nodes, "nodes"))
-                ok = False
-        if ok and not any({l.a.node, l.b.node} == {spec.a, spec.b} for l in topo.links):
-            self.err(path, f"no link joins '{spec.a}' and '{spec.b}'", "name the two ends of one link of the topology")
-            ok = False
-        issues: list = []
-        parse_fields(spec.settings, (), issues)
-        for p, msg, hint in issues:
-            self.err(path + tuple(p), msg, hint)
-            ok = False
-        if not spec.settings and not spec.clear:
-            self.err(path, "the link change sets nothing", "add e.g. 'delay: 120ms' or 'loss: 2%', or 'clear: true'")
-            ok = False
-        step.name = f"{spec.a}-{spec.b}"
-        return ok
-
-    def _host(self, topo: Topology, name: str, path: Path_, agent: bool = False) -> bool:
+    def host(self, topo: Topology, name: str, path: Path_, agent: bool = False) -> bool:
+        """``name`` is a host of the lab (an agent workstation with ``agent``): it sends."""
         node = topo.nodes.get(name)
         if node is None:
             hosts = [n.name for n in topo.hosts() if not agent or n.role == "agent"]
@@ -522,25 +329,12 @@ class _Checker:
             return False
         return True
 
-    def _nat_target(self, name: str, path: Path_) -> bool:
-        topo = getattr(self, "topo", None)
-        if topo is None:
-            return False
-        node = topo.nodes.get(name)
-        if node is None or node.kind != "nat":
-            self.err(path + ("nat",), f"'{name}' is not a NAT node of the topology",
-                     did_you_mean(name, [n.name for n in topo.nodes.values() if n.kind == "nat"], "NAT nodes")
-                     or "the topology has no node of kind nat")
-            return False
-        return True
-
     def _sweep(self, spec: S.SweepSpec, topo: Topology, steps: list[Step]) -> None:
         """The sweep: section names a link of the topology, a call of the timeline, and
         parameters that parse (lab/scenario/sweep.py)."""
-        from .sweep import parse_param
         if (spec.a is None) != (spec.b is None):
             self.err(("sweep",), "the swept link needs both ends", "write 'sweep: {a: edge, b: isp}'")
-        elif spec.a is not None and not any({l.a.node, l.b.node} == {spec.a, spec.b} for l in topo.links):
+        elif spec.a is not None and not joins(topo, spec.a, spec.b):
             self.err(("sweep", "a"), f"no link joins '{spec.a}' and '{spec.b}'",
                      "name the two ends of one link of the topology")
         calls = [s.name for s in steps if s.action == "call"]
@@ -587,18 +381,14 @@ class _Checker:
                 continue
             exp = Expectation(kind, spec, path, self.doc.line(path))
             target = getattr(spec, kind)
-            if kind == "nat":
-                ok = self._nat_target(target, path)
-            else:
-                ok = any(s.action == kind and s.name == target for s in steps)
+            ok = EXPECTS[kind].target_known(self, target, path, steps)
             if not ok and self.steps_whole and kind != "nat":
                 known = [s.name for s in steps if s.action == kind and s.name]
                 self.err(path + (kind,), f"no {kind} named '{target}' in the timeline",
                          did_you_mean(target, known, f"{kind}s") or f"add a '{kind}' step to the timeline")
             checks = [k for k in spec.model_fields_set if k not in ("name", "pass_", "fail", kind)]
             if not checks:
-                self.err(path, "the expectation checks nothing",
-                         "add what must hold, e.g. 'reached: true'" if kind == "probe" else "add e.g. 'outcome: talking'")
+                self.err(path, "the expectation checks nothing", EXPECTS[kind].example)
                 continue
             for key in ("rtt", "error_at", "first_candidate", "setup", "jitter", "jitter_max", "loss", "mappings"):
                 text = getattr(spec, key, None)
@@ -614,9 +404,9 @@ class _Checker:
                 else:
                     exp.bounds[key] = b
             err_name = getattr(spec, "error", None)
-            if err_name is not None and err_name not in S.SOFTPHONE_ERRORS:
+            if err_name is not None and err_name not in SOFTPHONE_ERRORS:
                 self.err(path + ("error",), f"'{err_name}' is not an error the softphone reports",
-                         did_you_mean(err_name, S.SOFTPHONE_ERRORS, "softphone errors"))
+                         did_you_mean(err_name, SOFTPHONE_ERRORS, "softphone errors"))
                 ok = False
             if ok:
                 out.append(exp)
@@ -636,7 +426,6 @@ def _count_bound(value: int | str) -> tuple[Bound | None, str | None, str | None
 
 
 def _word(name: str) -> bool:
-    import re
     return bool(re.match(r"^[a-z][a-z0-9-]*$", name))
 
 

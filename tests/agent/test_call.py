@@ -9,7 +9,7 @@ import pytest
 from coturn import black_hole_udp, coturn
 
 from lab.agent import session as S
-from lab.agent.audio import AGENT_TONE, CALLER_TONE
+from lab.core.audio import AGENT_TONE, CALLER_TONE
 from lab.agent.call import CallOptions, place_call
 from lab.services.media.cloud import CloudConfig, ConnectCloud
 from lab.services.media.edge import _answer_sdp

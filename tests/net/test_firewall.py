@@ -11,7 +11,7 @@ import pytest
 
 from lab.model import load_topology
 from lab.net import Network, firewall, nat
-from packets import Sniffer, ping, send, syn, udp
+from packets import Sniffer, ping, rule_hits, send, syn, udp
 
 pytestmark = pytest.mark.root
 
@@ -24,11 +24,11 @@ def case(net, policy, src: str, pkt, dst_node: str | None, rule: int, delivered:
     mine = {r.number for r in policy.rules if r.direction == direction}
     sniffer = Sniffer(net, dst_node) if dst_node else None
     try:
-        before = firewall.hits(fw)
+        before = rule_hits(fw)
         send(net, src, pkt)
         deadline = time.monotonic() + 2
         while True:
-            after = firewall.hits(fw)
+            after = rule_hits(fw)
             delta = {n: after[n] - before.get(n, 0) for n in after if n in mine and after[n] != before.get(n, 0)}
             if delta or time.monotonic() > deadline:
                 break
@@ -140,7 +140,7 @@ def test_user_ruleset_is_loaded_verbatim_with_lab_variables(repo):
         send(net, "agent1", udp(AGENT1, TURN, 50000, 3478))
         send(net, "agent1", udp(AGENT1, TURN, 50000, 9999))
         deadline = time.monotonic() + 2
-        while firewall.hits(fw).get(5, 0) < 1 and time.monotonic() < deadline:
+        while rule_hits(fw).get(5, 0) < 1 and time.monotonic() < deadline:
             time.sleep(0.02)
-        hits = firewall.hits(fw)
+        hits = rule_hits(fw)
         assert hits[3] == 1 and hits[5] == 1

@@ -1,5 +1,5 @@
 """Timeline actions on a running lab: TURN stopped, started, restarted, given faults; firewall
-rules deleted and added on the live table (lab/scenario/live.py)."""
+rules deleted and added on the live table (lab/scenario/actions/rule.py)."""
 
 from pathlib import Path
 

@@ -10,7 +10,8 @@ import pytest
 
 from lab.scenario.expect import evaluate
 from lab.scenario.load import load_scenario
-from lab.scenario.runner import run_scenario, write_report
+from lab.report.scenario import write as write_report
+from lab.scenario.runner import run_scenario
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -37,6 +37,7 @@ def test_options_are_read():
     ("{denied_peers: [nope]}", "services.turn.denied_peers[0]", "not an address"),
     ("{faults: {explode: true}}", "services.turn.faults", "unknown faults"),
     ("{backend: coturn, faults: {stop_relay: true}}", "services.turn.faults", "embedded"),
+    ("{backend: coturn, users: {alice: pw}}", "services.turn.users", "secret: null"),
 ])
 def test_bad_options_are_reported_with_place_and_hint(snippet, where, words):
     with pytest.raises(InputError) as exc:

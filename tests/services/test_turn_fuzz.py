@@ -56,7 +56,7 @@ class Mutator:
         r = self.r
         tid = r.randbytes(12)
         m = r.randrange(13)
-        if m == 0:      # an unknown comprehension-required attribute: 420 (checked before auth)
+        if m == 0:      # an unknown comprehension-required attribute: 420 (Binding: no auth)
             t = r.choice([0x0002, 0x0031, 0x7FFF, 0x0040])
             return stun.encode(stun.BINDING, stun.REQUEST, tid, [(t, r.randbytes(r.randrange(9)))]), ("code", 420)
         if m == 1:      # bad MESSAGE-INTEGRITY: 401

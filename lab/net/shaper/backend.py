@@ -13,12 +13,8 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import ClassVar
 
-from lab.core.errors import LabError
+from lab.net.shaper import ShapingError
 from lab.model.impairment import Impairment
-
-
-class ShapingError(LabError):
-    """Impairments could not be applied; the message says what to do."""
 
 
 class ImpairmentBackend(ABC):

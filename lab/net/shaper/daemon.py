@@ -35,12 +35,13 @@ from collections import deque
 
 from lab.core.control import Channel, listen_unix
 from lab.core.errors import LabError
+from lab.core.names import mac_address, run_dir
 from lab.model.impairment import Impairment
 from lab.net.shaper import calibrate
 from lab.net.shaper.messages import Ping, SetLink, Show, Trace
 from lab.net.shaper.engine import Direction, Scheduler
 from lab.net.shaper.nfqueue import NF_ACCEPT, NF_DROP, NFQueueSocket
-from lab.net.state import get, mac_address, run_dir
+from lab.net.state import get
 
 MARK = 0x1CE1                    # duplicates we send ourselves carry it and are not queued again
 CLONE_NEWNET = 0x40000000

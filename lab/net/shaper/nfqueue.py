@@ -13,6 +13,7 @@ network namespace, the one the socket was created in.
 from __future__ import annotations
 
 import os
+import select
 import socket
 import struct
 from lab.core.errors import LabError
@@ -146,7 +147,6 @@ class NFQueueSocket:
             try:
                 self.sock.send(chunk)
             except BlockingIOError:
-                import select
                 select.select([], [self.sock], [], 0.01)
                 continue
             del out[:len(chunk)]

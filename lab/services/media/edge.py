@@ -23,7 +23,7 @@ from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSession
 from aiortc.rtcconfiguration import RTCIceTransportPolicy
 from aiortc.sdp import candidate_from_sdp
 
-from lab.agent.audio import CALLER_TONE, HOLD_TONE, SourceTrack, ToneSink, tone_samples
+from lab.core.audio import CALLER_TONE, HOLD_TONE, SourceTrack, ToneSink, tone_samples
 
 
 TELEPHONE_EVENT_PT = 126

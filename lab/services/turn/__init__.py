@@ -6,21 +6,21 @@ REST credentials), ``server`` (request processing), ``transports`` (sockets),
 ``config`` (the JSON config), ``coturn`` (the same config for coturn).
 
 Run it with ``python -m lab.services.turn --config FILE``; in a lab, ``lab_service``
-below is what lab/net/services.py calls. See docs/turn.md.
+below is what lab/net/services.py calls (lab/services/spec.py). See docs/turn.md.
 """
 
 from __future__ import annotations
 
 import sys
 
+from lab.services.spec import ServiceContext, ServiceSpec
 from .config import TurnConfig
 
 __all__ = ["TurnConfig", "lab_service"]
 
 
-def lab_service(ctx) -> "object":
-    """How the `turn` role starts inside a lab (see lab.net.services.ServiceContext)."""
-    from lab.net.services import ServiceSpec
+def lab_service(ctx: ServiceContext) -> ServiceSpec:
+    """How the `turn` role starts inside a lab (see lab.services.spec)."""
     opts = dict(ctx.options)
     addrs = [str(a) for a in ctx.addresses]
     cfg = TurnConfig.from_dict({"addresses": addrs, **opts})

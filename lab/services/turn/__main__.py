@@ -4,29 +4,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
 import os
 import signal
 import sys
 from pathlib import Path
 
-from lab.core.control import Channel, serve_unix
-
 from . import coturn
 from .config import TurnConfig
-from .faults import ControlRequest
 from .transports import Service
 
 
 async def serve(cfg: TurnConfig, ready=None) -> None:
-    """The embedded server on its ports and, when ``cfg.control`` is set, the control
-    channel on that socket (requests checked against ``ControlRequest`` first)."""
-    svc = Service(dataclasses.replace(cfg, control=None))
+    """The embedded server on its ports and, when ``cfg.control`` is set, its control channel."""
+    svc = Service(cfg)
     await svc.start()
-    if cfg.control:
-        def handle(req: ControlRequest) -> dict:
-            return svc.server.control(req.model_dump(exclude_unset=True))
-        await serve_unix(cfg.control, Channel.single(ControlRequest, handle))
     if ready is not None:
         ready(svc)
     await asyncio.Event().wait()

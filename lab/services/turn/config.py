@@ -1,7 +1,8 @@
 """The TURN service's configuration: one JSON object, the same for both backends.
 
 The lab writes it to ``/run/icelab/<lab>/turn-<node>.json``; ``python -m
-lab.services.turn --config FILE`` reads it. Every field has a default (see TurnConfig).
+lab.services.turn --config FILE`` reads it. Every field has a default (see TurnConfig); those
+a topology can set are lab.model.turn's, the same as the topology schema's.
 """
 
 from __future__ import annotations
@@ -10,31 +11,41 @@ import json
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+from lab.model import turn as defaults
+
+
+#: coturn 4.6 has one credential mechanism at a time: with ``use-auth-secret`` it derives
+#: every key from the secret and skips its ``user=`` accounts (userdb.c: get_user_key
+#: returns after the secret branch; add_static_user_account ignores them), so the static
+#: users would get 401 "Cannot find credentials"
+COTURN_ONE_KIND = ("coturn takes static users or a REST secret, not both (with use-auth-secret it ignores "
+                   "user= lines and answers those users 401)")
+
 
 @dataclass
 class TurnConfig:
-    backend: str = "embedded"              # embedded | coturn
-    realm: str = "icelab"
+    backend: str = defaults.BACKEND        # embedded | coturn
+    realm: str = defaults.REALM
     users: dict[str, str] = field(default_factory=dict)     # static long-term users
-    secret: str | None = "icelab-turn-secret"                # REST credentials (use-auth-secret)
+    secret: str | None = defaults.SECRET                     # REST credentials (use-auth-secret)
     addresses: list[str] = field(default_factory=lambda: ["127.0.0.1"])   # listening addresses
     relay_address: str | None = None       # relayed transport address (default: addresses[0])
-    udp_port: int | None = 3478
-    tcp_port: int | None = 3478
-    tls_port: int | None = 443             # TLS and plain TCP on one port, as coturn does
+    udp_port: int | None = defaults.UDP_PORT
+    tcp_port: int | None = defaults.TCP_PORT
+    tls_port: int | None = defaults.TLS_PORT   # TLS and plain TCP on one port, as coturn does
     cert: str | None = None
     key: str | None = None
-    min_port: int = 49152
-    max_port: int = 65535
-    default_lifetime: int = 600
-    max_lifetime: int = 3600
-    permission_lifetime: int = 300
-    channel_lifetime: int = 600
-    nonce_lifetime: int = 600
+    min_port: int = defaults.MIN_PORT
+    max_port: int = defaults.MAX_PORT
+    default_lifetime: int = defaults.DEFAULT_LIFETIME
+    max_lifetime: int = defaults.MAX_LIFETIME
+    permission_lifetime: int = defaults.PERMISSION_LIFETIME
+    channel_lifetime: int = defaults.CHANNEL_LIFETIME
+    nonce_lifetime: int = defaults.NONCE_LIFETIME
     strict_channel_permission: bool = False  # True: a ChannelBind's permission lasts 300 s (RFC), not 600 (coturn)
     user_quota: int = 0                    # allocations per user; 0 = unlimited
     total_quota: int = 0
-    allowed_peers: list[str] = field(default_factory=list)  # prefixes; allowed wins over denied
+    allowed_peers: list[str] = field(default_factory=list)  # prefixes; allowed wins over denied, never over the fixed rules (PeerACL)
     denied_peers: list[str] = field(default_factory=list)
     allow_loopback: bool = False
     alt_address: str | None = None         # RFC 5780: a second address ...
@@ -52,10 +63,12 @@ class TurnConfig:
         if unknown:
             raise ValueError(f"unknown TURN config fields: {', '.join(sorted(unknown))}")
         cfg = cls(**data)
-        if cfg.backend not in ("embedded", "coturn"):
+        if cfg.backend not in defaults.BACKENDS:
             raise ValueError(f"backend must be 'embedded' or 'coturn', not {cfg.backend!r}")
         if not 0 < cfg.min_port <= cfg.max_port < 65536:
             raise ValueError("relay port range must satisfy 0 < min_port <= max_port < 65536")
+        if cfg.backend == "coturn" and cfg.secret and cfg.users:
+            raise ValueError(COTURN_ONE_KIND)
         if cfg.workers > 1 and (cfg.user_quota or cfg.total_quota):
             raise ValueError("quotas need one worker: each worker counts only its own allocations")
         if cfg.workers > 1 and cfg.max_port - cfg.min_port + 1 < cfg.workers:

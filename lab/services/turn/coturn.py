@@ -11,6 +11,7 @@ from __future__ import annotations
 import ipaddress
 from pathlib import Path
 
+from lab.model.turn import UDP_PORT
 from .config import TurnConfig
 
 
@@ -37,7 +38,7 @@ def render(cfg: TurnConfig, workdir: str | Path) -> str:
         lines.append(f"listening-ip={cfg.alt_address}")
     if cfg.alt_port:
         lines.append(f"alt-listening-port={cfg.alt_port}")
-    lines.append(f"listening-port={cfg.udp_port or cfg.tcp_port or 3478}")
+    lines.append(f"listening-port={cfg.udp_port or cfg.tcp_port or UDP_PORT}")
     if not cfg.udp_port:
         lines.append("no-udp")
     if not cfg.tcp_port and not cfg.tls_port:

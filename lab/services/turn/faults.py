@@ -34,8 +34,7 @@ from typing import Literal
 from pydantic import Field, ValidationError
 
 from lab.core.control import Request, ask, describe
-
-FAULT_KINDS = ("drop", "delay", "error", "stop_relay", "permission_lifetime")
+from lab.model.turn import check_faults
 
 
 class _Rule(Request):
@@ -74,6 +73,7 @@ class ControlRequest(Request):
     status: bool = False
 
 
+
 @dataclass
 class Faults:
     drop: list[dict] = field(default_factory=list)
@@ -85,15 +85,7 @@ class Faults:
     @classmethod
     def from_dict(cls, d: dict | None) -> "Faults":
         """Raises ValueError naming what is wrong (an unknown kind, a rule of the wrong shape)."""
-        if not isinstance(d, (dict, type(None))):
-            raise ValueError(f"a fault set is a mapping of {', '.join(FAULT_KINDS)}")
-        d = dict(d or {})
-        unknown = set(d) - set(FAULT_KINDS)
-        if unknown:
-            raise ValueError(f"unknown faults: {', '.join(sorted(unknown))}")
-        for rule in d.get("error") or []:
-            if not isinstance(rule, dict) or not isinstance(rule.get("code"), int) or not 300 <= rule["code"] <= 699:
-                raise ValueError("an error fault needs a code between 300 and 699")
+        d = check_faults(d)
         try:
             FaultSet.model_validate(d)
         except ValidationError as exc:

@@ -3,7 +3,9 @@
 Fields: ``t`` (unix time, seconds), ``client`` ("ip:port"), ``transport`` (udp, tcp,
 tls), ``method`` (Binding, Allocate, ...), ``outcome`` (success, error, dropped,
 discarded), ``code`` (the error code, or null), ``latency_ms`` (receipt to answer,
-fault delays included), and for some lines ``user``.
+fault delays included), ``user`` once the request was authenticated, and ``reason``
+on every error (and on a retransmitted Allocate's success): why, in a few words ("no
+credentials" for the first leg, "wrong password", "stale nonce", ...).
 Lines are batched and written at most 200 ms late (the log must not slow the relay):
 ``write`` only keeps a tuple; ``flush`` (the server's sweeper, every 200 ms) formats and
 writes them all at once.
@@ -33,9 +35,9 @@ class TransactionLog:
             atexit.register(self.close)         # what is pending when the server is stopped
 
     def write(self, client: tuple, transport: str, method: str, outcome: str, code: int | None,
-              started: float, user: str | None = None) -> None:
+              started: float, user: str | None = None, reason: str | None = None) -> None:
         if self._f is not None:
-            self._pending.append((time.monotonic(), client, transport, method, outcome, code, started, user))
+            self._pending.append((time.monotonic(), client, transport, method, outcome, code, started, user, reason))
 
     def flush(self) -> None:
         """Format and write every pending line (times come from the monotonic clock,
@@ -52,7 +54,7 @@ class TransactionLog:
                 clients.clear()
             lines = []
             add = lines.append
-            for mono, client, transport, method, outcome, code, started, user in pending:
+            for mono, client, transport, method, outcome, code, started, user, reason in pending:
                 c = clients.get(client)
                 if c is None:
                     c = clients[client] = json.dumps(f"{client[0]}:{client[1]}")
@@ -62,6 +64,8 @@ class TransactionLog:
                     tail = users.get(user)
                     if tail is None:
                         tail = users[user] = f', "user": {json.dumps(user)}}}\n'
+                if reason is not None:
+                    tail = f', "reason": {json.dumps(reason)}' + tail
                 add(_LINE % (mono + offset, c, transport, method, outcome, "null" if code is None else code,
                              (mono - started) * 1000, tail))
             self._f.write("".join(lines))

@@ -24,9 +24,18 @@ _pack_hh = struct.Struct("!HH").pack
 
 
 class Reject(LabError):
-    def __init__(self, code: int, attrs: list | None = None):
+    """An error answer: ``code``, extra attributes, and the reason the transaction log gives."""
+
+    def __init__(self, code: int, attrs: list | None = None, reason: str | None = None):
         self.code = code
         self.attrs = attrs or []
+        self.reason = reason
+
+
+#: RFC 8489 section 14.3: USERNAME is "fewer than 509 bytes"; REALM and NONCE "fewer than
+#: 128 characters", at most 763 bytes (sections 14.9 and 14.10)
+MAX_USERNAME = 508
+MAX_REALM_NONCE = 763
 
 
 class TurnServer:
@@ -71,35 +80,34 @@ class TurnServer:
             self.stats["discarded"] += 1      # responses and other indications: not for us
 
     def _request(self, msg: stun.Message, conn) -> None:
+        """One request, one answer, one line in the transaction log (whatever happens)."""
         started = time.monotonic()
         self.stats["requests"] += 1
         name = msg.name
         key = None
         user = None
         try:
-            known = stun.KNOWN_REQUIRED
-            for t, _ in msg.attrs:
-                if t < 0x8000 and t not in known:
-                    unknown = [t for t, _ in msg.attrs if t < 0x8000 and t not in known]
-                    # RFC 8489 section 6.3.1.1: 420 listing them
-                    raise Reject(420, [(stun.UNKNOWN_ATTRIBUTES,
-                                        b"".join(struct.pack("!H", t) for t in unknown[:32]))])
             if self.faults.error:
                 code = self.faults.error_code(name, conn.transport)
                 if code is not None:
-                    raise Reject(code)
+                    raise Reject(code, reason="error fault")
             if msg.method == stun.BINDING:
+                self._check_attributes(msg)
                 attrs, src = self._binding(msg, conn)
                 self._respond(msg, conn, stun.SUCCESS, attrs, None, started, "success", None, src=src)
                 return
             handler = self._handlers.get(msg.method)
             if handler is None:
-                raise Reject(400)
+                raise Reject(400, reason="unknown method")
             username, key = self._authenticate(msg)
             user = username
+            # RFC 8489 section 6.3: attributes are looked at once authentication passed
+            self._check_attributes(msg)
             attrs = handler(msg, conn, username, key)
             if attrs is None:
-                return          # answered already (a retransmitted Allocate)
+                # a retransmitted Allocate: its answer went again, unchanged
+                self.log.write(conn.client, conn.transport, name, "success", None, started, user, "retransmission")
+                return
             store = self.allocs.get(conn.key) if msg.method == stun.ALLOCATE else None
             self._respond(msg, conn, stun.SUCCESS, attrs, key, started, "success", None, user=user, store=store)
         except Reject as r:
@@ -107,13 +115,28 @@ class TurnServer:
             if r.code in (401, 438):
                 attrs += [(stun.REALM, self._realm), (stun.NONCE, self.creds.nonce().encode())]
                 key = None if r.code == 401 else key
-            self._respond(msg, conn, stun.ERROR, attrs, key, started, "error", r.code, user=user)
-        except stun.ParseError:
-            self._respond(msg, conn, stun.ERROR, [(stun.ERROR_CODE, stun.error_code(400))], key,
-                          started, "error", 400, user=user)
+            self._respond(msg, conn, stun.ERROR, attrs, key, started, "error", r.code, user=user, reason=r.reason)
+        except stun.ParseError as exc:
+            self._respond(msg, conn, stun.ERROR, [(stun.ERROR_CODE, _error_code(400))], key,
+                          started, "error", 400, user=user, reason=f"malformed attribute: {exc}")
+        except Exception as exc:        # a bug: the client still gets an answer, the log a line
+            print(f"turn: error on {name} from {conn.client}: {exc!r}", flush=True)
+            self._respond(msg, conn, stun.ERROR, [(stun.ERROR_CODE, _error_code(500))], None,
+                          started, "error", 500, user=user, reason=f"internal error: {exc!r}")
+
+    @staticmethod
+    def _check_attributes(msg: stun.Message) -> None:
+        """RFC 8489 section 6.3.1.1: unknown comprehension-required attributes get 420
+        listing them."""
+        known = stun.KNOWN_REQUIRED
+        for t, _ in msg.attrs:
+            if t < 0x8000 and t not in known:
+                unknown = [t for t, _ in msg.attrs if t < 0x8000 and t not in known][:32]
+                raise Reject(420, [(stun.UNKNOWN_ATTRIBUTES, b"".join(struct.pack("!H", t) for t in unknown))],
+                             reason="unknown attributes " + " ".join(f"0x{t:04x}" for t in unknown))
 
     def _respond(self, msg, conn, cls, attrs, key, started, outcome, code, src=None, user=None,
-                 store: Allocation | None = None) -> bytes:
+                 store: Allocation | None = None, reason: str | None = None) -> bytes:
         out = stun.encode(msg.method, cls, msg.tid, attrs, key,
                           add_fingerprint=msg.fingerprinted or msg.method == stun.BINDING)
         if store is not None:
@@ -122,20 +145,20 @@ class TurnServer:
         user = user or None
         if self.faults.active:
             if self.faults.dropped(name, tr):
-                self.log.write(conn.client, tr, name, "dropped", code, started, user)
+                self.log.write(conn.client, tr, name, "dropped", code, started, user, "drop fault")
                 return out
             delay = self.faults.delay_s(name, tr)
             if delay > 0:
                 def later():
                     self._send(conn, out, src)
-                    self.log.write(conn.client, tr, name, outcome, code, started, user)
+                    self.log.write(conn.client, tr, name, outcome, code, started, user, reason)
                 asyncio.get_running_loop().call_later(delay, later)
                 return out
         if src is None:
             conn.send(out)
         else:
             self._send(conn, out, src)
-        self.log.write(conn.client, tr, name, outcome, code, started, user)
+        self.log.write(conn.client, tr, name, outcome, code, started, user, reason)
         return out
 
     def _send(self, conn, data: bytes, src=None) -> None:
@@ -147,20 +170,36 @@ class TurnServer:
     # -- RFC 8489 section 9.2.4: long-term credentials --------------------------------
 
     def _authenticate(self, msg: stun.Message) -> tuple[str, bytes]:
+        """Nothing derived from what the client sent is kept before its MESSAGE-INTEGRITY
+        checked: a flood of made-up names must leave no trace in memory."""
         if msg.integrity_at is None:
-            raise Reject(401)
+            raise Reject(401, reason="no credentials")
         username, realm, nonce = msg.get(stun.USERNAME), msg.get(stun.REALM), msg.get(stun.NONCE)
         if username is None or realm is None or nonce is None:
-            raise Reject(400)
+            raise Reject(400, reason="USERNAME, REALM or NONCE missing")
+        if len(username) > MAX_USERNAME:
+            raise Reject(400, reason="username too long")
+        if len(realm) > MAX_REALM_NONCE or len(nonce) > MAX_REALM_NONCE:
+            raise Reject(400, reason="realm or nonce too long")
         try:
-            username_s, nonce_s = username.decode(), nonce.decode()
+            nonce_s = nonce.decode("ascii")
         except UnicodeDecodeError:
-            raise Reject(400)
-        if self.creds.nonce_state(nonce_s) != "ok":
-            raise Reject(438)
-        key = self.creds.key(username_s)
-        if key is None or realm != self._realm or not stun.check_integrity(msg, key):
-            raise Reject(401)
+            raise Reject(438, reason="bad nonce")       # ours are ASCII: not one of ours (coturn: 438)
+        state = self.creds.nonce_state(nonce_s)
+        if state != "ok":
+            raise Reject(438, reason=f"{state} nonce")
+        try:
+            username_s = username.decode()
+        except UnicodeDecodeError:
+            raise Reject(400, reason="username not UTF-8")
+        if realm != self._realm:
+            raise Reject(401, reason="wrong realm")
+        key, why = self.creds.lookup(username_s)
+        if key is None:
+            raise Reject(401, reason=why)
+        if not stun.check_integrity(msg, key):
+            raise Reject(401, reason="wrong password")  # the integrity check failed
+        self.creds.remember(username_s, key)
         return username_s, key
 
     # -- RFC 8489 section 7 / RFC 5780 section 6: Binding -------------------------------
@@ -184,7 +223,8 @@ class TurnServer:
             attrs += [(stun.RESPONSE_ORIGIN, stun.address(src or conn.local)),
                       (stun.OTHER_ADDRESS, stun.address(other))]
         elif msg.has(stun.CHANGE_REQUEST):
-            raise Reject(420, [(stun.UNKNOWN_ATTRIBUTES, struct.pack("!H", stun.CHANGE_REQUEST))])
+            raise Reject(420, [(stun.UNKNOWN_ATTRIBUTES, struct.pack("!H", stun.CHANGE_REQUEST))],
+                         reason="CHANGE-REQUEST without RFC 5780")
         return attrs, src
 
     # -- RFC 8656 section 7.2: Allocate --------------------------------------------------
@@ -196,22 +236,22 @@ class TurnServer:
             if have.tid == msg.tid and have.response:
                 conn.send(have.response)      # a retransmission: the same answer
                 return None
-            raise Reject(437)
+            raise Reject(437, reason="allocation exists")
         rt = msg.get(stun.REQUESTED_TRANSPORT)
         if rt is None or len(rt) != 4:
-            raise Reject(400)
+            raise Reject(400, reason="REQUESTED-TRANSPORT missing")
         if rt[0] != UDP:
-            raise Reject(442)
+            raise Reject(442, reason="not UDP")
         if msg.has(stun.RESERVATION_TOKEN) and msg.has(stun.EVEN_PORT):
-            raise Reject(400)
+            raise Reject(400, reason="RESERVATION-TOKEN with EVEN-PORT")
         fam = msg.get(stun.REQUESTED_ADDRESS_FAMILY)
         if fam is not None and (len(fam) != 4 or fam[0] != 1):
-            raise Reject(440)
+            raise Reject(440, reason="not IPv4")
         user = self.creds.user_of(username)
         if self.cfg.user_quota and self.allocs.per_user.get(user, 0) >= self.cfg.user_quota:
-            raise Reject(486)
+            raise Reject(486, reason="user quota")
         if self.cfg.total_quota and len(self.allocs) >= self.cfg.total_quota:
-            raise Reject(486)
+            raise Reject(486, reason="total quota")
         lifetime = self._lifetime(msg)
         even = msg.get(stun.EVEN_PORT)
         token = msg.get(stun.RESERVATION_TOKEN)
@@ -220,22 +260,30 @@ class TurnServer:
             # RFC 8656 section 7.2 step 4: the port an earlier EVEN-PORT (R=1) kept
             held = self.reserved.pop(token, None)
             if held is None or held[2] <= now:
-                raise Reject(508)
+                raise Reject(508, reason="unknown or expired RESERVATION-TOKEN")
             port, sock = held[0], held[1]
         else:
             try:
                 port, sock = self.allocs.ports.take(lambda p: self._open_pair(p, even),
                                                     even=even is not None)
             except CapacityError:
-                raise Reject(508)
+                raise Reject(508, reason="no relay port left")
+            except OSError as exc:
+                # socket() failed (out of descriptors, memory): the port went back to the pool
+                raise Reject(508, reason=f"relay socket: {exc.strerror or exc}")
             if isinstance(sock, tuple):
                 sock, next_sock = sock
                 tok = os.urandom(8)
                 self.reserved[tok] = (port + 1, next_sock, now + 30)
                 extra.append((stun.RESERVATION_TOKEN, tok))
         a = Allocation(conn.key, conn, username, user, key, (self.relay_ip, port), now + lifetime, msg.tid, sock=sock)
+        try:
+            self.relays.attach(sock, a)
+        except OSError as exc:      # epoll_ctl: out of memory or watches
+            self.relays.close(sock)
+            self.allocs.ports.give(port)
+            raise Reject(508, reason=f"relay socket: {exc.strerror or exc}")
         self.allocs.add(a)
-        self.relays.attach(sock, a)
         return [(stun.XOR_RELAYED_ADDRESS, stun.xor_address(a.relay, msg.tid)),
                 (stun.LIFETIME, stun.u32(lifetime)),
                 (stun.XOR_MAPPED_ADDRESS, stun.xor_address(conn.client, msg.tid))] + extra
@@ -248,7 +296,12 @@ class TurnServer:
         if not self.allocs.ports.claim(port + 1):
             self.relays.close(sock)
             return None
-        nxt = self.relays.open(self.relay_ip, port + 1)
+        try:
+            nxt = self.relays.open(self.relay_ip, port + 1)
+        except OSError:
+            self.allocs.ports.give(port + 1)
+            self.relays.close(sock)
+            raise
         if nxt is None:
             self.allocs.ports.give(port + 1)
             self.relays.close(sock)
@@ -279,9 +332,9 @@ class TurnServer:
     def _mine(self, conn, username) -> Allocation:
         a = self.allocs.get(conn.key)
         if a is None:
-            raise Reject(437)
+            raise Reject(437, reason="no allocation")
         if a.username != username:
-            raise Reject(441)       # RFC 8656 section 6.1: same credentials as the Allocate
+            raise Reject(441, reason="not the allocation's credentials")       # RFC 8656 section 6.1: same credentials as the Allocate
         return a
 
     # -- RFC 8656 section 9: CreatePermission ---------------------------------------------
@@ -289,12 +342,12 @@ class TurnServer:
     def _peers(self, msg) -> list[tuple[str, int]]:
         peers = [stun.parse_xor_address(v, msg.tid) for t, v in msg.attrs if t == stun.XOR_PEER_ADDRESS]
         if not peers:
-            raise Reject(400)
+            raise Reject(400, reason="XOR-PEER-ADDRESS missing")
         for p in peers:
             if ":" in p[0]:
-                raise Reject(443)   # RFC 8656 section 9.2: peer address family mismatch
+                raise Reject(443, reason="IPv6 peer")   # RFC 8656 section 9.2: peer address family mismatch
             if not self.acl.permits(p[0]):
-                raise Reject(403)
+                raise Reject(403, reason=f"peer {p[0]} denied")
         return peers
 
     def _permission_until(self, now: float) -> float:
@@ -315,16 +368,16 @@ class TurnServer:
         a = self._mine(conn, username)
         ch = msg.get(stun.CHANNEL_NUMBER)
         if ch is None or len(ch) != 4:
-            raise Reject(400)
+            raise Reject(400, reason="CHANNEL-NUMBER missing")
         number = struct.unpack("!H", ch[:2])[0]
         if not CHANNEL_MIN <= number <= CHANNEL_MAX:
-            raise Reject(400)
+            raise Reject(400, reason="channel number out of range")
         peers = self._peers(msg)
         if len(peers) != 1:
-            raise Reject(400)
+            raise Reject(400, reason="more than one peer")
         now = time.monotonic()
         if not a.bind_channel(number, peers[0], now + self.cfg.channel_lifetime):
-            raise Reject(400)
+            raise Reject(400, reason="channel or peer bound otherwise")
         until = self._permission_until(now)
         if not self.cfg.strict_channel_permission and self.faults.permission_lifetime is None:
             # coturn gives the permission a ChannelBind installs the channel's lifetime;

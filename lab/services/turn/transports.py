@@ -6,15 +6,16 @@ callbacks (no per-datagram objects): the relay's packet rate depends on it.
 from __future__ import annotations
 
 import asyncio
-import json
-import os
+import errno
 import select
 import socket
 import ssl
 import struct
 
 from lab.core import stun
+from lab.core.control import Channel, serve_unix
 from .config import TurnConfig
+from .faults import ControlRequest
 from .server import TurnServer
 
 MAX_TCP_BUFFER = 1 << 17      # a client that sends more than this unframed is cut off
@@ -138,12 +139,18 @@ class Relays:
         loop.add_reader(self.epoll.fileno(), self._ready)
 
     def open(self, ip: str, port: int):
+        """The relay socket on ``port``; None when the port is taken (another program holds
+        it: the pool tries the next one). Anything else (socket() out of descriptors or
+        memory, the relay address gone) raises OSError: the server answers 508 and the
+        port stays in the pool."""
         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC)
         try:
             s.bind((ip, port))
-        except OSError:
+        except OSError as exc:
             s.close()
-            return None
+            if exc.errno in (errno.EADDRINUSE, errno.EACCES):
+                return None
+            raise
         return s
 
     def attach(self, sock, alloc) -> None:
@@ -218,11 +225,9 @@ class Service:
             if cfg.tls_port:
                 self._tls_listen(loop, ip, cfg.tls_port)
         if cfg.control:
-            try:
-                os.unlink(cfg.control)
-            except FileNotFoundError:
-                pass
-            self.stream_servers.append(await asyncio.start_unix_server(self._control, cfg.control))
+            # the one control channel (lab.core.control): every request checked against
+            # ControlRequest first; a bad one is answered with an error and changes nothing
+            self.stream_servers.append(await serve_unix(cfg.control, Channel.single(ControlRequest, self._control)))
         loop.create_task(self._sweeper())
 
     def close(self) -> None:
@@ -342,27 +347,10 @@ class Service:
                 loop.create_task(serve(conn))
         loop.create_task(accept())
 
-    async def _control(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while line := await reader.readline():
-                try:
-                    ans = self.server.control(json.loads(line))
-                except (ValueError, TypeError, KeyError) as exc:
-                    ans = {"ok": False, "error": str(exc)}
-                writer.write(json.dumps(ans).encode() + b"\n")
-                await writer.drain()
-        finally:
-            writer.close()
+    def _control(self, req: ControlRequest) -> dict:
+        return self.server.control(req.model_dump(exclude_unset=True))
 
     async def _sweeper(self) -> None:
         while True:
             await asyncio.sleep(0.2)      # also bounds how late the transaction log is written
             self.server.sweep()
-
-
-async def serve(cfg: TurnConfig, ready=None) -> None:
-    svc = Service(cfg)
-    await svc.start()
-    if ready is not None:
-        ready(svc)
-    await asyncio.Event().wait()

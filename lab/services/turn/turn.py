@@ -103,7 +103,11 @@ class PortPool:
             if even and p & 1:
                 free.append(p)
                 continue
-            sock = try_bind(p)
+            try:
+                sock = try_bind(p)
+            except BaseException:
+                free.append(p)      # not this port's fault (out of descriptors ...): keep it
+                raise
             if sock is None:
                 free.append(p)
                 continue
@@ -125,9 +129,19 @@ class PortPool:
             self.free.append(port)
 
 
+#: peers refused whatever ``allowed_peers`` says, as coturn 4.6.1 does (measured: see
+#: docs/turn.md, "Peers"): "this network" 0.0.0.0/8 (RFC 1122 section 3.2.1.3; 0.0.0.0
+#: reaches the host itself, coturn's CVE-2020-26262), and 224.0.0.0 and above: multicast,
+#: the reserved 240.0.0.0/4 and the broadcast 255.255.255.255 (coturn's
+#: ``no-multicast-peers``, which both backends always have)
+NEVER_PEERS = (ipaddress.ip_network("0.0.0.0/8"), ipaddress.ip_network("224.0.0.0/3"))
+
+
 class PeerACL:
-    """coturn's ``allowed-peer-ip`` / ``denied-peer-ip``: allowed wins; loopback,
-    unspecified and multicast peers are refused unless explicitly allowed."""
+    """coturn's peer checks, in coturn's order: 0.0.0.0/8, multicast, reserved and
+    broadcast addresses never; loopback only with ``allow_loopback`` (coturn's
+    ``allow-loopback-peers``); then ``allowed-peer-ip`` wins over ``denied-peer-ip``.
+    No allowed prefix reaches what the first two refuse."""
 
     def __init__(self, allowed: list[str], denied: list[str], allow_loopback: bool = False):
         self.allowed = [ipaddress.ip_network(p, strict=False) for p in allowed]
@@ -139,14 +153,14 @@ class PeerACL:
         ok = self._cache.get(ip)
         if ok is None:
             a = ipaddress.ip_address(ip)
-            if any(a in n for n in self.allowed):
-                ok = True
-            elif any(a in n for n in self.denied):
+            if a.is_multicast or a.is_unspecified or (a.version == 4 and any(a in n for n in NEVER_PEERS)):
                 ok = False
             elif a.is_loopback:
                 ok = self.allow_loopback
+            elif any(a in n for n in self.allowed):
+                ok = True
             else:
-                ok = not (a.is_unspecified or a.is_multicast)
+                ok = not any(a in n for n in self.denied)
             if len(self._cache) < 65536:
                 self._cache[ip] = ok
         return ok

@@ -1,6 +1,13 @@
 """Recognisable audio for the lab's calls: tones at known frequencies, and a sink that finds
 the dominant frequency and counts what it heard, so audio is verified at the far end by
-frequency and energy rather than trusted."""
+frequency and energy rather than trusted.
+
+It is here, in the leaf package, because both ends of a call use it: the emulated softphone
+(lab.agent) speaks and hears the agent's tone, the media edge (lab.services) plays hold
+audio and the caller's tone and checks the agent's. Like the STUN codec it is pure signal
+code with no state of the lab: samples in, samples or a frequency out (it needs numpy and
+aiortc's track and frame types, imported only by who imports it).
+"""
 
 from __future__ import annotations
 
