@@ -33,10 +33,9 @@ from lab.model.policy.deploy import SIGNALLING_PORT, TURN_PORT, Deployment, topo
 from lab.net import policy as netpolicy
 from lab.net.state import run_dir
 
-from .expect import _call
+from .actions.call import CallExpect, CallExpectation, CallRun, CallStep
 from .load import Expectation, Scenario, Step
-from .runner import Runner, _Call
-from .schema import Call, CallExpect
+from .runner import Runner
 
 REQUIREMENTS = ("signalling-tcp-443", "turn-udp-3478", "turn-udp-return", "call")
 SOURCES = {
@@ -156,7 +155,7 @@ class PolicyRunner(Runner):
         self.out = PolicyResult(pol, d, [Requirement(r) for r in REQUIREMENTS if r != "call" or call])
         self.log = str(run_dir() / scenario.topology.name / "policy-targets.jsonl")
 
-    def _start_softphones(self, network) -> None:
+    def _before_services(self, network) -> None:
         t = time.monotonic()
         fw = network.node("fw").pid
         nat = self.d.outside if self.d.nat and not self.pol.has_nat else None
@@ -175,7 +174,7 @@ class PolicyRunner(Runner):
         # fix, and two aiortc imports beside the services' cost a 2-core machine a second
         step = next((st for st in self.scenario.steps if st.name == "call"), None)
         if self.want_call and step is not None:
-            self._warm[step.name] = _Call(self, step, network)
+            self.warm[step.name] = CallRun(self, step, network)
 
     # the timeline --------------------------------------------------------------------------
 
@@ -211,7 +210,7 @@ class PolicyRunner(Runner):
         trace = netpolicy.Trace(fw).start()
         call = None
         if call_step is not None:
-            call = (self._warm.pop(call_step.name, None) or _Call(self, call_step)).go()
+            call = (self.warm.pop(call_step.name, None) or CallRun(self, call_step)).go()
         run = uuid.uuid4().hex[:10]
         start = len(netpolicy.received(self.log))
         procs = []
@@ -237,8 +236,8 @@ class PolicyRunner(Runner):
             # a probe failed, so a fix will be verified by a second call: its softphone starts
             # now, while the first call waits out its ICE timer
             second = self._second_call()
-            if second is not None and second.name not in self._warm:
-                self._warm[second.name] = _Call(self, second)
+            if second is not None and second.name not in self.warm:
+                self.warm[second.name] = CallRun(self, second)
         if call is not None:
             pending = [call]
             while pending:
@@ -348,7 +347,7 @@ class PolicyRunner(Runner):
         if call_obs is not None:
             e = Expectation("call", CallExpect.model_validate({"call": "call", "outcome": "talking", "audio": True}),
                             (), None)
-            okc, words = _call(e, call_obs) if "error" not in call_obs else (False, call_obs["error"])
+            okc, words = CallExpectation.evaluate(e, call_obs) if "error" not in call_obs else (False, call_obs["error"])
             req = Requirement("call", "pass" if okc else "fail", observed=f"{self.call_step.spec.from_}: {words}")
             ca = {d.connect_address, d.signalling_address}
             cp = [p for p in packets if (p.tuple()[2] in ca or p.tuple()[1] in ca)]
@@ -558,7 +557,8 @@ def _csv_with_objects(p: Policy, text: str) -> Policy:
 def scenario_for(pol: Policy, d: Deployment, name: str = "policy") -> Scenario:
     topo, _text = topology(d, name)
     agent = d.agent(d.oses[0])
-    steps = [Step(0.0, "call", Call.model_validate({"name": n, "from": agent, "talk": "1s"}), (), None, name=n)
+    steps = [Step(0.0, "call", CallStep.model_validate({"name": n, "from": agent, "talk": 1.0, "answer_delay": 0.0}),
+                  (), None, name=n)
              for n in ("call", "call-fixed")]
     return Scenario(name, pol.file, f"policy check of {pol.file}", None, None, None, None, topo, steps, [],
                     None, capture="off")
