@@ -322,7 +322,9 @@ class PolicyRunner(Runner):
         arrived = [r for r in turn if r["arrived"]]
         req = Requirement("turn-udp-3478", "pass" if turn and len(arrived) == len(turn) else "fail")
         reqs = flows("udp", TURN_PORT, True)
-        step = decided(dropped(reqs)) if req.verdict == "fail" and dropped(reqs) else decided(reqs)
+        # a passing flow was decided by what let its first packet through (the rule for NEW
+        # packets), not by the ESTABLISHED rule that every later request of the flow meets
+        step = decided(dropped(reqs)) if req.verdict == "fail" and dropped(reqs) else decided(firsts(reqs))
         req.decided_by, rule, chain = rules.where(step)
         req.observed = f"{len(arrived)}/{len(turn)} STUN requests to UDP {TURN_PORT} reached TURN" + \
             self._missing(turn, arrived)
