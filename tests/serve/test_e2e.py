@@ -11,6 +11,7 @@ Screenshots go to $ICELAB_SCREENSHOTS (docs/img/ for docs/serve.md) when it is s
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import shutil
@@ -19,6 +20,7 @@ import statistics
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -190,3 +192,26 @@ def test_a_scenario_played_step_by_step(tmp_path):
             browser.close()
     assert proc.returncode == 130
     assert (tmp_path / "udp3478-blocked" / "report.html").exists()
+
+
+def test_a_call_with_the_real_softphone_library(tmp_path):
+    """The 'chromium' engine from the page's API: connect-rtc-js in headless Chromium in agent1's
+    namespace reaches Talking, and its states reach the API as they happen."""
+    with serving("topologies/office-firewall.yaml", "sv-e2e-c") as (proc, url):
+        base, token = url.split("/?token=")
+
+        def api(path, body=None):
+            req = urllib.request.Request(base + path, data=None if body is None else json.dumps(body).encode(),
+                                         headers={"X-Icelab-Token": token, "Content-Type": "application/json"})
+            return json.loads(urllib.request.urlopen(req, timeout=30).read())
+
+        cid = api("/api/call", {"agent": "agent1", "engine": "chromium"})["id"]
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            call = next(c for c in api("/api/calls") if c["id"] == cid)
+            if call["outcome"] is not None:
+                break
+            time.sleep(0.5)
+        assert call["outcome"]["reached_talking"], call["outcome"]
+        assert call["outcome"]["engine"] == "chromium"
+        assert "TalkingState" in [e["name"] for e in call["events"] if e["kind"] == "state"]
