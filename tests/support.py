@@ -13,6 +13,8 @@ import os
 import subprocess
 import time
 
+import pytest
+
 from lab.net import procs
 from lab.core.names import SHELL_MARK, run_dir
 
@@ -120,3 +122,14 @@ def stop(proc: subprocess.Popen, grace: float = 5.0) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
+
+
+def check_golden(golden, text: str) -> None:
+    """``text`` must equal the golden file; ICELAB_UPDATE_GOLDEN=1 rewrites it (review the diff).
+    A golden file that is not there fails: writing it and passing would bless any message."""
+    if os.environ.get("ICELAB_UPDATE_GOLDEN") == "1":
+        golden.write_text(text)
+    elif not golden.exists():
+        pytest.fail(f"no golden file {golden}; review the message below, then write it with "
+                    f"ICELAB_UPDATE_GOLDEN=1\n{text}")
+    assert text == golden.read_text()

@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 
 from lab.model import InputError, load_topology
+from support import check_golden
 
 ROOT = Path(__file__).resolve().parent.parent
 BAD = sorted((ROOT / "tests/bad").glob("*.yaml"))
-UPDATE = os.environ.get("ICELAB_UPDATE_GOLDEN") == "1"
 
 
 def test_the_corpus_is_large_enough():
@@ -38,9 +38,7 @@ def test_golden_message(path, monkeypatch):
         assert p.message and not p.message.startswith("Traceback")
     text = "\n".join(str(p) for p in problems) + "\n"
     golden = path.with_suffix(".txt")
-    if UPDATE or not golden.exists():
-        golden.write_text(text)
-    assert text == golden.read_text()
+    check_golden(golden, text)
 
 
 def test_the_cli_reports_the_whole_corpus_with_exit_2_and_no_traceback():

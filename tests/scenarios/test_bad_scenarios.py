@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 
 from lab.model import InputError
+from support import check_golden
 from lab.scenario.load import load_scenario
 
 ROOT = Path(__file__).resolve().parents[2]
 BAD = sorted((ROOT / "tests/scenarios/bad").glob("*.yaml"))
-UPDATE = os.environ.get("ICELAB_UPDATE_GOLDEN") == "1"
 
 
 def test_the_corpus_is_large_enough():
@@ -31,9 +31,7 @@ def test_golden_message(path, monkeypatch):
         load_scenario(path.relative_to(ROOT))
     text = "\n".join(str(p) for p in info.value.problems) + "\n"
     golden = path.with_suffix(".txt")
-    if UPDATE or not golden.exists():
-        golden.write_text(text)
-    assert text == golden.read_text()
+    check_golden(golden, text)
 
 
 def test_run_refuses_the_corpus_with_exit_2_before_building_anything():
