@@ -150,9 +150,10 @@ def test_names_with_rich_markup_are_printed_as_they_are():
     r = icelab("down", "[/x]")
     assert r.returncode == 2, r.stderr
     assert "MarkupError" not in r.stderr and "Traceback" not in r.stderr
-    assert "no lab named '[/x]' is up" in r.stderr
+    # the name is refused (item 11), and the refusal quotes it as it was typed
+    assert "lab name '[/x]' has characters that cannot be used" in r.stderr
     r = icelab("exec", "[bold]lab", "n", "--", "true")
-    assert r.returncode == 2 and "no lab named '[bold]lab' is up" in r.stderr
+    assert r.returncode == 2 and "lab name '[bold]lab' has characters" in r.stderr
 
 
 def test_a_signal_unwinds_the_command_and_ends_it_with_130():
@@ -215,3 +216,35 @@ def test_an_interrupted_up_tears_the_lab_down_and_exits_130(repo, tmp_path, sig)
             icelab("down", name)
     assert p.returncode == 130, errs[-2000:]
     assert f"lab '{name}' is down" in errs and "Traceback" not in errs
+
+
+@pytest.mark.parametrize("argv", [
+    ["down", "../../tmp/x"],
+    ["exec", "../../tmp/x", "a", "--", "true"],
+    ["fw", "show", "../x", "fw"],
+    ["nat-check", "a/b", "h"],
+    ["call", "..", "agent1"],
+    ["link", "show", "../x"],
+    ["link", "set", "../x", "a", "b", "--delay", "1ms"],
+])
+def test_a_lab_name_from_the_command_line_is_checked_before_any_path_is_built(argv):
+    r = icelab(*argv)
+    assert r.returncode == 2, r.stderr
+    assert "has characters that cannot be used" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_the_state_of_a_lab_is_never_looked_for_outside_the_run_folder(tmp_path, monkeypatch):
+    """A name with '/' or '..' would make the state file's path leave ICELAB_RUN_DIR."""
+    from lab.core.errors import UsageError
+    from lab.net import state
+
+    monkeypatch.setenv("ICELAB_RUN_DIR", str(tmp_path / "run"))
+    (tmp_path / "run").mkdir()
+    (tmp_path / "outside").mkdir()
+    (tmp_path / "outside.json").write_text("{}")
+    for name in ("../outside", "a/b", "", "UPPER"):
+        with pytest.raises(UsageError):
+            state.get(name)
+        with pytest.raises(UsageError):
+            state.remove_files(name)
+    assert (tmp_path / "outside.json").exists() and (tmp_path / "outside").is_dir()
