@@ -248,3 +248,19 @@ def test_the_state_of_a_lab_is_never_looked_for_outside_the_run_folder(tmp_path,
         with pytest.raises(UsageError):
             state.remove_files(name)
     assert (tmp_path / "outside.json").exists() and (tmp_path / "outside").is_dir()
+
+
+def test_doctor_checks_the_programs_builds_exec_and_clean_run(tmp_path):
+    """Mininet runs ifconfig and sysctl while it builds, `exec` runs nsenter, the lab's node
+    shells are made with unshare: without one of them labs fail half-way."""
+    import os
+    env = dict(os.environ, PATH=str(tmp_path))
+    r = subprocess.run([*ICELAB, "doctor", "--json"], capture_output=True, text=True, env=env, timeout=60)
+    report = json.loads(r.stdout)
+    by_what = {c["what"]: c for c in report["checks"]}
+    for program, package in (("ifconfig", "net-tools"), ("sysctl", "procps"), ("nsenter", "util-linux"),
+                             ("unshare", "util-linux")):
+        assert program in by_what, f"doctor does not check {program}"
+        assert not by_what[program]["ok"] and by_what[program]["required"]
+        assert package in by_what[program]["detail"]
+    assert r.returncode == 1
