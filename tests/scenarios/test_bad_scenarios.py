@@ -41,3 +41,21 @@ def test_run_refuses_the_corpus_with_exit_2_before_building_anything():
     assert "Traceback" not in r.stderr and "nothing was built" in r.stderr
     for p in BAD:
         assert str(p.relative_to(ROOT)) in r.stderr
+
+
+def test_a_folder_given_as_the_topology_is_called_a_folder(monkeypatch):
+    monkeypatch.chdir(ROOT)
+    with pytest.raises(InputError) as info:
+        load_scenario("tests/scenarios/bad/69-topology-is-a-folder.yaml")
+    (p,) = info.value.problems
+    assert "is a folder" in p.message and "not found" not in p.message
+    assert p.path == "topology" and p.line == 3
+
+
+def test_an_empty_scenario_gets_the_scenario_s_hint_not_the_topology_s(monkeypatch):
+    monkeypatch.chdir(ROOT)
+    with pytest.raises(InputError) as info:
+        load_scenario("tests/scenarios/bad/70-empty-file.yaml")
+    (p,) = info.value.problems
+    assert p.message == "the file is empty"
+    assert "scenario" in p.hint and "topology is a mapping" not in p.hint
