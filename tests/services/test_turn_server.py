@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from lab.core import stun
+from lab.core.control import ask
 from lab.services.turn.faults import control
 
 from turnlab import Client, error, free_port, peer_attr, server
@@ -342,7 +343,8 @@ def test_channel_bind_permission_lifetime(tmp_path, strict, expected):
 def test_two_workers_share_the_ports(tmp_path, peer):
     """workers: 2 (SO_REUSEPORT): each client stays on one worker; control fans out."""
     with server(tmp_path, allow_loopback=True, workers=2) as s:
-        clients = []
+        clients, served = [], [0, 0]
+        slices = [s.cfg.for_worker(i) for i in range(2)]
         for i in range(16):
             c, relay = _bound(s, peer, channel=0x4001)
             c.send_raw(stun.channel_data(0x4001, b"w%d" % i))
@@ -350,7 +352,13 @@ def test_two_workers_share_the_ports(tmp_path, peer):
             peer.sendto(b"back", relay)
             assert c.recv_raw() == stun.channel_data(0x4001, b"back")
             clients.append(c)
+            # each worker relays from its own slice of the ports: the relay port says which one served
+            (w,) = [k for k, sl in enumerate(slices) if sl.min_port <= relay[1] <= sl.max_port]
+            served[w] += 1
+        # 16 clients on random source ports: all on one worker would happen once in 2**15 runs
+        assert served[0] and served[1], f"clients per worker: {served}"
         assert os.path.exists(s.cfg.control + ".1")
+        assert [ask(sl.control, {"status": True})["allocations"] for sl in slices] == served
         st = control(s.cfg.control, {"status": True})
         assert st["allocations"] == 16
         assert control(s.cfg.control, {"restart": True})["ok"]
