@@ -184,3 +184,55 @@ def test_exec_runs_inside_the_node_and_returns_its_status(repo):
     finally:
         up.send_signal(signal.SIGINT)
         up.wait(timeout=30)
+
+
+def _pair(tmp_path, name: str) -> Path:
+    p = tmp_path / f"{name}.yaml"
+    p.write_text(f"name: {name}\nnodes:\n  a: {{kind: host}}\n  b: {{kind: host}}\nlinks:\n  - {{a: a, b: b}}\n")
+    return p
+
+
+def test_up_of_a_lab_already_up_says_so_and_not_that_it_is_down(tmp_path):
+    path = _pair(tmp_path, "twice")
+    first = start_up(path)
+    try:
+        wait_status("twice", "running")
+        r = icelab("up", str(path))
+        assert r.returncode == 1, r.stderr
+        assert "already up" in r.stderr
+        assert "is down" not in r.stderr, r.stderr         # the first one is not: it still runs
+        assert get("twice").status == "running"
+    finally:
+        first.send_signal(signal.SIGINT)
+        first.wait(timeout=30)
+
+
+def test_a_failed_start_says_it_did_not_start(tmp_path):
+    """`ip` failing while the links are made: what was built is removed, and the message says
+    the lab never came up rather than that it is down."""
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "ip").write_text("#!/bin/sh\ncase \"$*\" in *'link add'*) echo 'ip: fake failure' >&2; exit 2;; esac\n"
+                             "exec /usr/sbin/ip \"$@\"\n")
+    (fake / "ip").chmod(0o755)
+    env = dict(os.environ, PATH=f"{fake}:{os.environ['PATH']}")
+    r = icelab("up", str(_pair(tmp_path, "nostart")), env=env)
+    assert r.returncode == 1, r.stderr
+    assert "is down" not in r.stderr, r.stderr
+    assert "lab 'nostart' did not start" in r.stderr and "error:" in r.stderr
+    assert r.stderr.index("did not start") < r.stderr.index("error:")
+    assert get("nostart") is None
+
+
+def test_up_interrupted_while_it_builds_says_it_did_not_start(grid):
+    up = start_up(grid)
+    try:
+        wait_status("sigbuild", "building", min_nodes=1)
+        up.send_signal(signal.SIGINT)
+        assert up.wait(timeout=30) == 130
+    finally:
+        if up.poll() is None:
+            up.kill()
+            up.wait()
+    errs = up.stderr.read()
+    assert "lab 'sigbuild' did not start (interrupted)" in errs and "is down" not in errs, errs
