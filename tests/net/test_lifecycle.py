@@ -236,3 +236,49 @@ def test_up_interrupted_while_it_builds_says_it_did_not_start(grid):
             up.wait()
     errs = up.stderr.read()
     assert "lab 'sigbuild' did not start (interrupted)" in errs and "is down" not in errs, errs
+
+
+def test_sighup_during_check_tears_the_lab_down_and_exits_130(grid):
+    """The terminal closed while `icelab check` builds: the half-built lab goes, exit 130."""
+    p = subprocess.Popen([*ICELAB, "check", str(grid)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_status("sigbuild", "building", min_nodes=1)
+        p.send_signal(signal.SIGHUP)
+        assert p.wait(timeout=60) == 130, p.stderr.read()[-2000:]
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert get("sigbuild") is None
+    assert "Traceback" not in p.stderr.read()
+
+
+def test_sighup_during_verify_parallel_tears_every_worker_lab_down_and_exits_130(repo, tmp_path):
+    """`verify --parallel` runs each scenario in a child `icelab run`: a SIGHUP to verify must
+    reach them, so that each tears its lab down, instead of verify waiting for them to finish."""
+    topo = repo / "topologies/agent-lan.yaml"
+    for i in (1, 2):
+        (tmp_path / f"slow{i}.yaml").write_text(
+            f"name: slow{i}\ntopology: {topo}\ntimeline:\n"
+            "  - {at: 60s, probe: {name: p, from: agent1, to: turn, proto: stun, port: 3478}}\n"
+            "expect:\n  - {probe: p, reached: true}\n")
+    p = subprocess.Popen([*ICELAB, "verify", "--parallel", "2", "-o", "", str(tmp_path)],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    labs = ["office-p0", "office-p1"]        # topology "office", worker slots 0 and 1
+    try:
+        for lab in labs:
+            wait_status(lab, "running", timeout=60)
+        t0 = time.monotonic()
+        p.send_signal(signal.SIGHUP)
+        assert p.wait(timeout=60) == 130, p.stderr.read()[-2000:]
+        assert time.monotonic() - t0 < 30, "verify waited for its scenarios instead of stopping them"
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+        for lab in labs:
+            if get(lab) is not None:
+                icelab("down", lab)
+    for lab in labs:
+        assert get(lab) is None, f"lab {lab} is still there"
+    assert "Traceback" not in p.stderr.read()
