@@ -19,6 +19,7 @@ from lab.core import stun
 from lab.core.control import ask
 from lab.services.turn.faults import control
 
+from support import require
 from turnlab import Client, error, free_port, peer_attr, server
 
 HERE = Path(__file__).resolve().parent
@@ -44,20 +45,21 @@ def peer():
 # -- coturn's clients --------------------------------------------------------------
 
 def test_turnutils_stunclient_gets_its_mapped_address(srv):
-    out = subprocess.run(["turnutils_stunclient", "-p", str(srv.cfg.udp_port), "127.0.0.1"],
+    out = subprocess.run([require("turnutils_stunclient"), "-p", str(srv.cfg.udp_port), "127.0.0.1"],
                          capture_output=True, text=True, timeout=10).stdout
     assert re.search(r"UDP reflexive addr: 127\.0\.0\.1:\d+", out), out
 
 
 @pytest.mark.parametrize("flags", [[], ["-t"], ["-t", "-S"]], ids=["udp", "tcp", "tls"])
 def test_turnutils_uclient_relays_without_loss(srv, flags):
+    uclient = require("turnutils_uclient")
     pport = free_port()
-    peer = subprocess.Popen(["turnutils_peer", "-L", "127.0.0.1", "-p", str(pport)],
+    peer = subprocess.Popen([require("turnutils_peer"), "-L", "127.0.0.1", "-p", str(pport)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         time.sleep(0.2)
         port = srv.cfg.tls_port if "-S" in flags else srv.cfg.udp_port
-        out = subprocess.run(["turnutils_uclient", *flags, "-e", "127.0.0.1", "-r", str(pport), "-p", str(port),
+        out = subprocess.run([uclient, *flags, "-e", "127.0.0.1", "-r", str(pport), "-p", str(port),
                               "-W", "test-secret", "-u", "agent", "-n", "50", "-m", "4", "-z", "5", "127.0.0.1"],
                              capture_output=True, text=True, timeout=30).stdout
     finally:
