@@ -56,16 +56,20 @@ def test_the_readme_runs_as_written_in_a_fresh_clone(tmp_path):
     script = "set -ex\nsudo() { \"$@\"; }\n" + "\n".join(run) + "\n"
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     env["PATH"] = f"{bindir}:{env['PATH']}"
+    # into files, not pipes: the labs started with '&' keep what they inherit open until they stop
+    out, err = tmp_path / "stdout", tmp_path / "stderr"
     try:
-        r = subprocess.run(["bash", "-c", script], cwd=clone, env=env, capture_output=True, text=True,
-                           timeout=600, start_new_session=True)
+        with open(out, "w") as fo, open(err, "w") as fe:
+            rc = subprocess.run(["bash", "-c", script], cwd=clone, env=env, stdout=fo, stderr=fe,
+                                timeout=600).returncode
     finally:
-        for lab in LABS:
+        for lab in LABS:       # only if the tour stopped half-way
             subprocess.run([str(bindir / "icelab"), "down", lab], capture_output=True, env=env)
-    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-5000:]
-    assert "Traceback" not in r.stderr
-    assert "3 packets transmitted, 3 received" in r.stdout           # exec ... ping -c 3 ended
-    assert "lab 'office' is down" in r.stderr
+    stdout, stderr = out.read_text(), err.read_text()
+    assert rc == 0, stdout[-3000:] + stderr[-5000:]
+    assert "Traceback" not in stderr
+    assert "3 packets transmitted, 3 received" in stdout           # exec ... ping -c 3 ended
+    assert "lab 'office' is down" in stderr
     # what the tour writes goes to out/ (ignored) or /tmp, never into the checkout
     status = subprocess.run(["git", "status", "--porcelain"], cwd=clone, capture_output=True, text=True).stdout
     assert status == "", status
