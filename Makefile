@@ -22,7 +22,10 @@ POLICY_ARGS := --agents 10.20.0.0/23 --os windows --os linux --ip-ranges tests/p
 # and kmod (modprobe inside it)
 NETEM_APT_PACKAGES := user-mode-linux kmod
 
-.PHONY: setup apt apt-netem venv demo test test-netem bench clean-labs help
+# where `make setup` puts the `icelab` command: on root's PATH, sudo's secure_path included
+BINDIR ?= /usr/local/bin
+
+.PHONY: setup apt apt-netem venv path demo test test-netem bench clean-labs help
 
 help:
 	@echo "sudo make demo   run the scenario set (broken vs fixed networks); reports in out/"
@@ -31,7 +34,7 @@ help:
 	@echo "sudo make setup  install apt packages and the virtualenv ($(VENV))"
 	@echo "sudo make bench  build/teardown benchmarks (results: docs/benchmarks.md)"
 
-setup: apt venv
+setup: apt venv path
 
 apt:
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
@@ -56,6 +59,19 @@ $(VENV)/.installed: pyproject.toml
 	fi
 	$(BIN)/pip install -q --disable-pip-version-check -e '.[test]'
 	@touch $@
+
+# `icelab` on PATH: a wrapper that runs this checkout with its virtualenv's packages (not a link
+# to .venv/bin/icelab: that one runs whichever checkout the virtualenv was installed from).
+# A BINDIR/icelab that is not such a wrapper is left alone.
+path:
+	@w="$(BINDIR)/icelab"; \
+	if [ -e "$$w" ] && ! grep -q "written by 'make setup'" "$$w" 2>/dev/null; then \
+	  echo "$$w exists and is not icelab's wrapper: left alone (use $(abspath $(BIN))/icelab)"; exit 0; fi; \
+	mkdir -p "$(BINDIR)" 2>/dev/null; \
+	{ printf '#!/bin/sh\n# written by '"'"'make setup'"'"' in %s: icelab from that checkout\n' "$(CURDIR)"; \
+	  printf 'PYTHONPATH="%s$${PYTHONPATH:+:$$PYTHONPATH}" exec %s/python -m lab.cli "$$@"\n' "$(CURDIR)" "$(abspath $(BIN))"; \
+	} > "$$w.tmp" 2>/dev/null && chmod 755 "$$w.tmp" && mv "$$w.tmp" "$$w" \
+	  || { rm -f "$$w.tmp"; echo "cannot write $$w: run 'sudo make setup' (or use $(abspath $(BIN))/icelab)"; }
 
 demo: setup
 	$(BIN)/icelab validate topologies/*.yaml

@@ -10,9 +10,13 @@ from __future__ import annotations
 import glob
 import json
 import os
+import shutil
 import subprocess
 import time
 
+import pytest
+
+from lab.agent.browser import chromium
 from lab.net import procs
 from lab.core.names import SHELL_MARK, run_dir
 
@@ -120,3 +124,36 @@ def stop(proc: subprocess.Popen, grace: float = 5.0) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
+
+
+def check_golden(golden, text: str) -> None:
+    """``text`` must equal the golden file; ICELAB_UPDATE_GOLDEN=1 rewrites it (review the diff).
+    A golden file that is not there fails: writing it and passing would bless any message."""
+    if os.environ.get("ICELAB_UPDATE_GOLDEN") == "1":
+        golden.write_text(text)
+    elif not golden.exists():
+        pytest.fail(f"no golden file {golden}; review the message below, then write it with "
+                    f"ICELAB_UPDATE_GOLDEN=1\n{text}")
+    assert text == golden.read_text()
+
+
+#: programs of the optional parts (`sudo make setup` installs them all): the Debian package of each
+OPTIONAL_PROGRAMS = {"turnserver": "coturn", "turnutils_uclient": "coturn", "turnutils_peer": "coturn",
+                     "turnutils_stunclient": "coturn", "chromium": "chromium"}
+
+
+def optional_part_missing(what: str) -> None:
+    """A test cannot run because an optional part is absent: it skips, saying which part and
+    how to get it; under CI (CI set: CI installs everything) that is a failure instead."""
+    reason = f"{what} (optional; 'sudo make setup' installs it) is not installed"
+    if os.environ.get("CI", "").lower() not in ("", "0", "false"):
+        pytest.fail(f"{reason}: CI installs every optional part, so this test must run")
+    pytest.skip(reason)
+
+
+def require(program: str) -> str:
+    """The path of an optional program (see OPTIONAL_PROGRAMS), or skip (fail under CI)."""
+    found = chromium() if program == "chromium" else shutil.which(program)
+    if found is None:
+        optional_part_missing(f"{program} (package {OPTIONAL_PROGRAMS.get(program, program)})")
+    return found

@@ -6,6 +6,7 @@ hint). A change to a message is a change people see: review the diff, then regen
 ICELAB_UPDATE_GOLDEN=1 pytest tests/test_bad_topologies.py.
 """
 
+import json
 import os
 import subprocess
 import sys
@@ -15,10 +16,10 @@ from pathlib import Path
 import pytest
 
 from lab.model import InputError, load_topology
+from support import check_golden
 
 ROOT = Path(__file__).resolve().parent.parent
 BAD = sorted((ROOT / "tests/bad").glob("*.yaml"))
-UPDATE = os.environ.get("ICELAB_UPDATE_GOLDEN") == "1"
 
 
 def test_the_corpus_is_large_enough():
@@ -38,9 +39,7 @@ def test_golden_message(path, monkeypatch):
         assert p.message and not p.message.startswith("Traceback")
     text = "\n".join(str(p) for p in problems) + "\n"
     golden = path.with_suffix(".txt")
-    if UPDATE or not golden.exists():
-        golden.write_text(text)
-    assert text == golden.read_text()
+    check_golden(golden, text)
 
 
 def test_the_cli_reports_the_whole_corpus_with_exit_2_and_no_traceback():
@@ -152,3 +151,24 @@ def test_three_thousand_problems_are_all_reported_in_under_two_seconds(tmp_path)
     assert f"{path}:5: nodes.h0: host 'h0' has no links\n    hint: link it to a lan or a router\n" in text
     assert f"{path}:3004: nodes.h2999: host 'h2999' has no links\n" in text
     assert took < TIME_BOUND, f"took {took:.1f} s"
+
+
+def test_the_cli_shows_the_first_problems_of_three_thousand_and_exits_2_in_under_two_seconds(tmp_path):
+    """Printing 3,000 problems through rich takes seconds and buries the first ones; people get
+    the first hundred and a count, --json gets them all."""
+    path = tmp_path / "many.yaml"
+    path.write_text("name: many\nnodes:\n  r1: {kind: router}\n  lan1: {kind: lan}\n" +
+                    "".join(f"  h{i}: {{kind: host}}\n" for i in range(3000)) + "links:\n  - {a: r1, b: lan1}\n")
+    start = time.monotonic()
+    r = subprocess.run([sys.executable, "-m", "lab.cli", "validate", str(path)], capture_output=True, text=True,
+                       timeout=60)
+    took = time.monotonic() - start
+    assert r.returncode == 2, r.stderr[-500:]
+    assert took < 2.0, f"took {took:.1f} s"
+    assert "nodes.h0: host 'h0' has no links" in r.stderr
+    assert "nodes.h2999" not in r.stderr
+    assert "… and 2900 more (--json lists all)" in r.stderr
+    assert "3000 problems; nothing was built" in r.stderr
+    r = subprocess.run([sys.executable, "-m", "lab.cli", "validate", "--json", str(path)], capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 2 and len(json.loads(r.stdout)[0]["problems"]) == 3000

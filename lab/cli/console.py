@@ -46,10 +46,16 @@ def print_error(exc: LabError) -> None:
         err.print(Text("error:", style="red") + Text(f" {exc}"))
 
 
+#: problems printed for people; past that a count (rich takes ~2 s for 3,000, and nobody reads them)
+SHOWN = 100
+
+
 def print_problems(exc: InputError) -> None:
-    for p in exc.problems:
+    for p in exc.problems[:SHOWN]:
         err.print(_problem_text(p), soft_wrap=True)
     n = len(exc.problems)
+    if n > SHOWN:
+        err.print(Text(f"… and {n - SHOWN} more (--json lists all)", style="yellow"))
     err.print(f"[red]{n} problem{'s' if n != 1 else ''}; nothing was built[/]")
 
 

@@ -1,5 +1,5 @@
-"""`icelab graph`: a topology drawn as .svg, .png or .dot (its own module: drawing imports
-networkx and matplotlib, which `icelab validate` must not pay for)."""
+"""`icelab graph`: a topology drawn into a picture (lab/report/graph.py, which needs networkx:
+apart from `validate`, so that checking a file does not wait for it to load)."""
 
 from __future__ import annotations
 

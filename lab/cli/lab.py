@@ -24,10 +24,12 @@ def up(args) -> int:
     topo = load_topology(args.file, name=args.name)
     name = escape(topo.name)
     network = Network(topo)
+    is_up = False
     try:
         with err.status(f"building lab '{name}'") as status:
             network.progress = lambda m: status.update(f"lab '{name}': {escape(m)}")
             network.build()
+        is_up = True
         out.print(topology_table(topo))
         hosts = topo.hosts()
         out.print(f"[green]lab '{name}' is up[/] ({len(topo.nodes)} nodes in {network.timings['total']:.2f} s). "
@@ -38,10 +40,22 @@ def up(args) -> int:
             out.print(f"Ctrl-C here, or 'icelab down {name}' elsewhere, stops it.")
             while True:
                 signal.pause()
+    except BaseException as exc:
+        if not is_up and network.state is not None:
+            # half built: say so, not "is down" (it never was up), before the error says why
+            with err.status(f"removing what was built of lab '{name}'"):
+                network.teardown()
+            # a signal travels as a BaseException that is no Exception (signals.py)
+            why = "failed" if isinstance(exc, Exception) else "interrupted"
+            err.print(f"lab '{name}' did not start ({why}); what was built of it is removed")
+        raise
     finally:
-        with err.status(f"tearing down lab '{name}'"):
-            network.teardown()
-        err.print(f"lab '{name}' is down")
+        # nothing was built when `build` refused at once (a lab of that name already up):
+        # then there is nothing to tear down and nothing to report
+        if is_up:
+            with err.status(f"tearing down lab '{name}'"):
+                network.teardown()
+            err.print(f"lab '{name}' is down")
     return EXIT_OK
 
 

@@ -2,7 +2,7 @@
 "module:function" in this package, imported only when it runs (see main).
 
 A new command: its subparser here, with ``set_defaults(handler="group:function")``; the function
-in the group's module (topology, lab, net, link, call, scenario, doctor), a few lines over a
+in the group's module (topology, graph, lab, net, link, call, scenario, doctor), a few lines over a
 function of lab.model, lab.net, lab.scenario or lab.report. It returns an exit status or raises a
 ``LabError`` (``UsageError`` for a bad argument), and wears ``@interruptible()`` (signals.py) if it
 builds a lab or waits on one."""

@@ -8,6 +8,7 @@ import json
 import queue
 import subprocess
 import sys
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -59,10 +60,15 @@ def run_all(scenarios: list, out: str | None) -> list[Result]:
 
 def run_parallel(scenarios: list, n: int, out: str | None, turn_backend: str | None) -> list[Result]:
     """Each scenario in a child `icelab run` under a lab name of its worker slot, so labs of
-    the same topology run side by side; results come back as JSON."""
+    the same topology run side by side; results come back as JSON. When this process is
+    stopped (a signal, an error) the children get SIGTERM, each tears its own lab down, and
+    no new one starts: otherwise it would wait for every scenario to finish first."""
     slots: queue.Queue = queue.Queue()
     for i in range(n):
         slots.put(i)
+    children: set[subprocess.Popen] = set()
+    lock = threading.Lock()
+    stopping = threading.Event()
 
     def one(s) -> Result:
         slot = slots.get()
@@ -71,15 +77,33 @@ def run_parallel(scenarios: list, n: int, out: str | None, turn_backend: str | N
             argv = [sys.executable, "-m", "lab.cli", "run", s.file, "--name", lab, "--json", "-o", out or ""]
             if turn_backend:
                 argv += ["--turn-backend", turn_backend]
-            r = subprocess.run(argv, capture_output=True, text=True)
+            with lock:
+                if stopping.is_set():
+                    return Result(s, lab, error="not run: verify was stopped")
+                child = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                children.add(child)
+            try:
+                stdout, stderr = child.communicate()
+            finally:
+                with lock:
+                    children.discard(child)
         finally:
             slots.put(slot)
         try:
-            res = Result.from_dict(json.loads(r.stdout)[0], s)
+            res = Result.from_dict(json.loads(stdout)[0], s)
         except (ValueError, IndexError):
-            return Result(s, lab, error=f"the run failed: {r.stderr.strip()[-300:]}")
+            return Result(s, lab, error=f"the run failed: {stderr.strip()[-300:]}")
         err.print(f"{MARK[res.verdict]} {escape(s.name)} ({res.timings.get('total', 0):.1f} s, lab {escape(lab)})")
         return res
 
-    with ThreadPoolExecutor(max_workers=n) as pool:
+    pool = ThreadPoolExecutor(max_workers=n)
+    try:
         return list(pool.map(one, scenarios))
+    except BaseException:
+        with lock:
+            stopping.set()
+            for child in children:
+                child.terminate()
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)

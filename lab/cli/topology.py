@@ -1,5 +1,5 @@
-"""`icelab validate`: topology files checked, every problem at once. Nothing here builds a lab or
-draws one (no Mininet, no networkx, no matplotlib): `icelab validate` starts fast."""
+"""`icelab validate`: topology files checked, every problem at once. Nothing here builds a lab,
+draws one or imports Mininet or networkx: `icelab validate` starts fast (graph.py draws)."""
 
 from __future__ import annotations
 

@@ -61,8 +61,13 @@ class Located:
         return Problem(self.file, format_path(path), message, hint, self.line(path))
 
 
-def load_yaml(path: str | Path, text: str | None = None) -> Located:
-    """Read a YAML mapping from ``path``; raise InputError with every problem found."""
+#: what an empty file is told it should hold, by default (a topology)
+TOPOLOGY_SHAPE = "a topology is a mapping with name, nodes and links"
+
+
+def load_yaml(path: str | Path, text: str | None = None, *, shape: str = TOPOLOGY_SHAPE) -> Located:
+    """Read a YAML mapping from ``path``; raise InputError with every problem found.
+    ``shape`` is the hint an empty file gets: what the file should hold."""
     name = str(path)
     if text is None:
         text = _read(path, name)
@@ -79,7 +84,7 @@ def load_yaml(path: str | Path, text: str | None = None) -> Located:
     finally:
         loader.dispose()
     if root is None:
-        raise InputError([Problem(name, "", "the file is empty", "a topology is a mapping with name, nodes and links", 1)])
+        raise InputError([Problem(name, "", "the file is empty", shape, 1)])
     lines: dict[Path_, int] = {}
     problems: list[Problem] = []
 

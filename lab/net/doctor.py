@@ -63,6 +63,11 @@ def checks() -> list[Check]:
               "running as root" if os.geteuid() == 0 else "labs create namespaces and links: run with sudo"),
         _program("mnexec", "every lab", None, "mininet"),
         _program("ip", "every lab", ["ip", "-V"], "iproute2"),
+        # Mininet configures every node with these two while it builds
+        _program("ifconfig", "every lab (Mininet)", None, "net-tools"),
+        _program("sysctl", "every lab (Mininet)", None, "procps"),
+        _program("nsenter", "exec, fw, call, the shaper", None, "util-linux"),
+        _program("unshare", "checking firewall rules (nft -c in a namespace of its own)", None, "util-linux"),
         _program("nft", "firewalls, NAT", ["nft", "--version"], "nftables"),
         _program("tcpdump", "captures (where packets died)", ["tcpdump", "--version"], "tcpdump"),
         _kernel(conf, "CONFIG_NET_NS", "network namespaces", "every lab"),

@@ -143,9 +143,9 @@ class Network:
         self.timings["total"] = time.monotonic() - t0
 
     def _check_isolated(self) -> None:
-        root = procs.root_netns()
+        host = procs.host_netns()
         for name, ns in self.state.nodes.items():
-            if ns.netns in (0, root):
+            if not ns.netns or ns.netns in host:
                 raise LabError(f"node '{name}' is not in a network namespace of its own")
 
     def _configure(self) -> None:

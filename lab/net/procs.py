@@ -12,6 +12,7 @@ import os
 import signal
 from dataclasses import dataclass
 
+from lab.core.errors import LabError
 from lab.core.names import SHELL_MARK, lab_of_shell
 from lab.core.supervise import TimedOut, wait_until
 
@@ -108,6 +109,18 @@ def in_namespaces(inodes: set[int], procs: list[Proc] | None = None) -> list[Pro
 
 def root_netns() -> int | None:
     return netns_inode(1)
+
+
+def host_netns() -> set[int]:
+    """The network namespaces no lab node may be in: pid 1's, and the one this process runs
+    in (labs are built from the host's namespace). Where /proc/1/ns/net cannot be read
+    (containers, some VMs) our own is still known; when neither can be read nothing can be
+    checked, and the lab is not built."""
+    found = {ns for ns in (netns_inode(1), netns_inode(os.getpid())) if ns}
+    if not found:
+        raise LabError("cannot tell the host's network namespace (neither /proc/1/ns/net nor "
+                       "/proc/self/ns/net can be read): refusing to build a lab that might share it")
+    return found
 
 
 def kill_all(pids: list[int], grace: float = 0.5) -> list[int]:

@@ -15,8 +15,19 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from lab.core.names import run_dir
+from lab.core.errors import UsageError
+from lab.core.names import check_name, run_dir
 from . import procs
+
+
+def checked_name(name: str) -> str:
+    """``name`` if it is a lab name the topology would accept; else UsageError. Names from the
+    command line become paths under the run folder: '../x' or 'a/b' must never get that far."""
+    error, hint = check_name(name, "lab name")
+    if error:
+        raise UsageError(f"{error}\n    hint: {hint}")
+    return name
+
 
 def turn_control_path(lab: str, node: str = "turn") -> Path:
     """Where the embedded TURN server of host ``node`` in lab ``lab`` listens for control
@@ -74,7 +85,7 @@ class LabState:
 
 def remove_files(name: str) -> None:
     """The lab's state file and run directory."""
-    base = run_dir() / name
+    base = run_dir() / checked_name(name)
     for p in (base.with_name(f"{name}.json"), base.with_name(f"{name}.json.tmp")):
         try:
             p.unlink()
@@ -84,7 +95,7 @@ def remove_files(name: str) -> None:
 
 
 def get(name: str) -> LabState | None:
-    path = run_dir() / f"{name}.json"
+    path = run_dir() / f"{checked_name(name)}.json"
     try:
         return LabState.load(path)
     except FileNotFoundError:

@@ -58,8 +58,11 @@ def path_points(topo: Topology, src: str, dst_address) -> list[Point] | None:
 
 
 def count_probe_packets(pcap: Path, run_id: str, proto: str, port: int) -> tuple[int, int]:
-    """(requests, replies) of one probe run in a capture file."""
+    """(requests, replies) of one probe run in a capture file. Over TCP they are connections,
+    not packets: a retransmitted SYN (or SYN-ACK) is the same request (or reply) again."""
     requests = replies = 0
+    syns: set[tuple[str, int, int]] = set()
+    synacks: set[tuple[str, int, int]] = set()
     tag = run_id.encode()
     for pkt in packets(pcap):
         if proto in ("udp", "stun") and pkt.proto == 17:
@@ -70,11 +73,14 @@ def count_probe_packets(pcap: Path, run_id: str, proto: str, port: int) -> tuple
             elif pkt.sport == port:
                 replies += 1
         elif proto == "tcp" and pkt.proto == 6:
-            # each TCP probe is a connection: its SYN is the request, the SYN-ACK the reply
+            # each TCP probe is a connection: its SYN is the request, the SYN-ACK the reply;
+            # a new connection has a new initial sequence number (even from a fixed --sport)
             if pkt.dport == port and pkt.flags & 0x12 == 0x02:
-                requests += 1
+                syns.add((pkt.src, pkt.sport, pkt.seq))
             elif pkt.sport == port and pkt.flags & 0x12 == 0x12:
-                replies += 1
+                synacks.add((pkt.dst, pkt.dport, pkt.seq))
+    if proto == "tcp":
+        return len(syns), len(synacks)
     return requests, replies
 
 

@@ -147,11 +147,15 @@ class Scenario:
         return next((s for s in self.steps if s.action == action and s.name == name), None)
 
 
+#: the hint an empty scenario file gets
+SCENARIO_SHAPE = "a scenario is a mapping with name, topology, timeline and expect"
+
+
 def load_scenario(path: str | Path, lab_name: str | None = None, turn_backend: str | None = None) -> Scenario:
     """Read and check a scenario and its topology; raise InputError with every problem.
     ``turn_backend`` (embedded, coturn) overrides the TURN backend of the scenario's topology
     and its own overrides (``icelab verify --turn-backend``): a whole set against one backend."""
-    doc = load_yaml(path)
+    doc = load_yaml(path, shape=SCENARIO_SHAPE)
     return _Checker(doc, lab_name, turn_backend).run()
 
 
@@ -228,6 +232,10 @@ class _Checker:
         ref = top.topology if isinstance(top.topology, S.TopologyRef) else S.TopologyRef(file=top.topology)
         at = ("topology", "file") if isinstance(top.topology, S.TopologyRef) else ("topology",)
         file = Path(self.doc.file).parent / ref.file
+        if file.is_dir():
+            self.err(at, f"topology '{ref.file}' is a folder, not a file (found {os.path.normpath(file)})",
+                     "name a topology file in it, e.g. ../topologies/agent-lan.yaml")
+            return None
         if not file.is_file():
             self.err(at, f"topology file '{ref.file}' not found (looked for {os.path.normpath(file)})",
                      "the path is relative to the scenario file, e.g. ../topologies/agent-lan.yaml")

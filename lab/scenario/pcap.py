@@ -28,6 +28,7 @@ class Packet:
     dport: int
     flags: int                   # TCP flags (0 for UDP)
     payload: bytes               # as captured (the snap length may cut it)
+    seq: int = 0                 # TCP sequence number: a retransmission carries the same one
 
 
 def _ip(b: bytes) -> str:
@@ -78,4 +79,5 @@ def packets(path: str | Path) -> Iterator[Packet]:
             yield Packet(_ip(ip[12:16]), _ip(ip[16:20]), 17, sport, dport, 0, l4[8:])
         elif len(l4) >= 14:
             off = (l4[12] >> 4) * 4
-            yield Packet(_ip(ip[12:16]), _ip(ip[16:20]), 6, sport, dport, l4[13], l4[off:])
+            yield Packet(_ip(ip[12:16]), _ip(ip[16:20]), 6, sport, dport, l4[13], l4[off:],
+                         struct.unpack("!I", l4[4:8])[0])

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Callable
 
 from lab.core.errors import LabError
+from lab.core.supervise import TimedOut, wait_until
 from lab.net import Network, firewall
 from lab.net.capture import Captures
 from lab.services.turn.faults import control
@@ -77,8 +78,11 @@ class Result:
 
 
 class Runner:
-    def __init__(self, scenario: Scenario, progress: Progress = lambda m: None, out_dir: Path | None = None):
+    def __init__(self, scenario: Scenario, progress: Progress = lambda m: None, out_dir: Path | None = None, *,
+                 clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep):
         self.scenario = scenario
+        # what the timeline's waits run on (tests give a fake clock: the logic without the seconds)
+        self.clock, self.sleep = clock, sleep
         self.progress = progress
         self.result = Result(scenario, scenario.topology.name, turn_backend=turn_backend(scenario.topology))
         self.network: Network | None = None
@@ -117,24 +121,13 @@ class Runner:
         """What the cloud's caller leg received from the agent on call ``call_id`` (the media
         edge logs it when the call is hung up, just after it answers the agent's ``bye``)."""
         logs = [rs.log_path for rs in getattr(self.network, "services", None) or [] if rs.service == "signalling"]
-        deadline = time.monotonic() + wait
-        while logs:
-            for log in logs:
-                try:
-                    lines = log.read_text(errors="replace").splitlines()
-                except OSError:
-                    continue
-                for line in reversed(lines):
-                    if f'"callId": "{call_id}"' in line and '"event": "hangup"' in line:
-                        try:
-                            item = json.loads(line)
-                        except ValueError:
-                            continue
-                        return {k: item.get(k) for k in ("heard_hz", "heard_dbfs", "packets_received", "packets_lost")}
-            if time.monotonic() > deadline:
-                break
-            time.sleep(0.05)
-        return None
+        if not logs:
+            return None
+        try:
+            return wait_until(lambda: _hangup_line(logs, call_id), wait, what=f"the far end's hang-up of {call_id}",
+                              clock=self.clock, sleep=self.sleep)
+        except TimedOut:
+            return None
 
     def _capture_points(self) -> list[tuple[str, str]]:
         topo = self.scenario.topology
@@ -327,14 +320,32 @@ class Runner:
         self.event("runner", "timeline ends")
 
     def _poll(self, pending: list, until: float) -> None:
-        while True:
+        """Finish what is in flight as it gets done, until the clock reads ``until``."""
+        def step_due() -> bool:
             for p in [p for p in pending if p.done()]:
                 p.finish(self)
                 pending.remove(p)
-            left = until - time.monotonic()
-            if left <= 0:
-                return
-            time.sleep(min(left, 0.01))
+            return self.clock() >= until
+        # the wait's last sleep is cut to its deadline, which is ``until``: it returns there
+        wait_until(step_due, max(0.0, until - self.clock()), 0.01, what="the next step's time",
+                   clock=self.clock, sleep=self.sleep)
+
+
+def _hangup_line(logs: list[Path], call_id: str) -> dict | None:
+    """What the media edge logged for ``call_id``'s caller leg when it hung up, if it did yet."""
+    for log in logs:
+        try:
+            lines = log.read_text(errors="replace").splitlines()
+        except OSError:
+            continue
+        for line in reversed(lines):
+            if f'"callId": "{call_id}"' in line and '"event": "hangup"' in line:
+                try:
+                    item = json.loads(line)
+                except ValueError:
+                    continue
+                return {k: item.get(k) for k in ("heard_hz", "heard_dbfs", "packets_received", "packets_lost")}
+    return None
 
 
 def turn_backend(topo) -> str | None:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from aioice import stun
-from support import free_port, stop
+from support import free_port, require, stop
 
 SECRET = "icelab-test-secret"
 
@@ -34,8 +34,7 @@ class Coturn:
 def coturn(secret: str = SECRET, relay_ports: int | None = 20, tls: tuple[Path, Path] | None = None):
     """coturn on 127.0.0.1; ``relay_ports`` relay ports (one per allocation; None: coturn's
     whole default range); ``tls`` = (certificate chain, key) also serves ``turns:``."""
-    exe = shutil.which("turnserver")
-    assert exe, "coturn's turnserver is not installed (apt-get install coturn)"
+    exe = require("turnserver")
     port = free_port()
     tls_port = free_port() if tls else None
     tls_args = [f"--tls-listening-port={tls_port}", f"--cert={tls[0]}", f"--pkey={tls[1]}"] if tls else ["--no-tls"]

@@ -1,18 +1,23 @@
 """The RTCSession's timing rules, with a scripted peer and signalling channel.
 
-The slow cases (8 s ICE timer, 5 s invite timer, 10 s gUM and connect timers) run side by
-side in one event loop, so the whole file takes about 10 s of wall time."""
+The point is the logic (which timer ends what, and when), not real time: the sessions run on
+a fake event-loop clock (fakeclock.py), so the 8 s ICE timer fires at exactly 8.0 s, in
+microseconds of wall time. Real timing is tested where it is the point: whole calls on
+loopback (test_call.py, test_gather.py)."""
 
 import asyncio
 
 import pytest
+from fakeclock import run
 from fakes import FakePeer, FakeSignalling
 
 from lab.agent import errors, session as S
 from lab.agent.constants import Timers
 from lab.agent.session import RTCSession
+from lab.agent.timeline import Timeline
 
-TOL = 0.1
+#: the timeline's clock is the loop's: on the fake clock times are exact but for float sums
+TOL = 1e-6
 
 
 def since(outcome, name, state):
@@ -24,7 +29,7 @@ def since(outcome, name, state):
 
 async def call(peer=None, sig=None, **kw):
     return await RTCSession(peer or FakePeer(), sig or FakeSignalling(), call_context_token="tok",
-                            talk_time=0.05, **kw).run()
+                            talk_time=0.05, timeline=Timeline(clock=asyncio.get_running_loop().time), **kw).run()
 
 
 def test_errors_map_like_streams():
@@ -48,7 +53,7 @@ def test_errors_map_like_streams():
 
 def test_normal_path_visits_every_state_in_order():
     sig = FakeSignalling()
-    out = asyncio.run(call(sig=sig))
+    out = run(call(sig=sig))
     assert [e["name"] for e in out.timeline if e["kind"] == "state"] == [
         S.GRAB_LOCAL_MEDIA, S.CREATE_OFFER, S.SET_LOCAL_SESSION_DESCRIPTION,
         S.CONNECT_SIGNALING_AND_ICE_COLLECTION, S.INVITE_ANSWER, S.ACCEPT, S.TALKING, S.DISCONNECTED]
@@ -76,7 +81,7 @@ def test_timers_side_by_side():
             # 7: getUserMedia never answers: GUM_TIMEOUT_FAILURE at 10 s
             call(FakePeer(gum_delay=60)),
         )
-    ice_timeout, first, early_end, invite, retries, connect_hang, wait_both, gum = asyncio.run(main())
+    ice_timeout, first, early_end, invite, retries, connect_hang, wait_both, gum = run(main())
 
     assert ice_timeout.rtc_error == errors.ICE_COLLECTION_TIMEOUT
     assert ice_timeout.softphone_error == "ice_collection_timeout" and ice_timeout.local_candidates == 0
@@ -115,20 +120,20 @@ def test_timers_side_by_side():
                                          (404, errors.CALL_NOT_FOUND, None),
                                          (403, errors.SIGNALLING_HANDSHAKE_FAILURE, "signalling_handshake_failure")])
 def test_invite_errors(code, rtc, sp):
-    out = asyncio.run(call(sig=FakeSignalling(error_code=code)))
+    out = run(call(sig=FakeSignalling(error_code=code)))
     assert (out.state, out.rtc_error, out.softphone_error) == (S.FAILED, rtc, sp)
 
 
 @pytest.mark.parametrize("answer,rtc", [({"candidates": [{"candidate": "x"}]}, errors.INVALID_REMOTE_SDP),
                                         ({"sdp": "v=0", "candidates": []}, errors.NO_REMOTE_ICE_CANDIDATE)])
 def test_bad_answers(answer, rtc):
-    out = asyncio.run(call(sig=FakeSignalling(answer=answer)))
+    out = run(call(sig=FakeSignalling(answer=answer)))
     assert out.rtc_error == rtc and out.softphone_error == "webrtc_error"
 
 
 def test_gum_error_and_custom_timers():
-    out = asyncio.run(call(FakePeer(gum_error=PermissionError("denied"))))
+    out = run(call(FakePeer(gum_error=PermissionError("denied"))))
     assert out.rtc_error == errors.GUM_OTHER_FAILURE
-    out = asyncio.run(call(FakePeer(candidates_at=()), timers=Timers(ice=0.3)))
+    out = run(call(FakePeer(candidates_at=()), timers=Timers(ice=0.3)))
     assert since(out, errors.ICE_COLLECTION_TIMEOUT, S.CONNECT_SIGNALING_AND_ICE_COLLECTION) == \
         pytest.approx(0.3, abs=TOL)

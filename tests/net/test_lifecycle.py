@@ -184,3 +184,101 @@ def test_exec_runs_inside_the_node_and_returns_its_status(repo):
     finally:
         up.send_signal(signal.SIGINT)
         up.wait(timeout=30)
+
+
+def _pair(tmp_path, name: str) -> Path:
+    p = tmp_path / f"{name}.yaml"
+    p.write_text(f"name: {name}\nnodes:\n  a: {{kind: host}}\n  b: {{kind: host}}\nlinks:\n  - {{a: a, b: b}}\n")
+    return p
+
+
+def test_up_of_a_lab_already_up_says_so_and_not_that_it_is_down(tmp_path):
+    path = _pair(tmp_path, "twice")
+    first = start_up(path)
+    try:
+        wait_status("twice", "running")
+        r = icelab("up", str(path))
+        assert r.returncode == 1, r.stderr
+        assert "already up" in r.stderr
+        assert "is down" not in r.stderr, r.stderr         # the first one is not: it still runs
+        assert get("twice").status == "running"
+    finally:
+        first.send_signal(signal.SIGINT)
+        first.wait(timeout=30)
+
+
+def test_a_failed_start_says_it_did_not_start(tmp_path):
+    """`ip` failing while the links are made: what was built is removed, and the message says
+    the lab never came up rather than that it is down."""
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "ip").write_text("#!/bin/sh\ncase \"$*\" in *'link add'*) echo 'ip: fake failure' >&2; exit 2;; esac\n"
+                             "exec /usr/sbin/ip \"$@\"\n")
+    (fake / "ip").chmod(0o755)
+    env = dict(os.environ, PATH=f"{fake}:{os.environ['PATH']}")
+    r = icelab("up", str(_pair(tmp_path, "nostart")), env=env)
+    assert r.returncode == 1, r.stderr
+    assert "is down" not in r.stderr, r.stderr
+    assert "lab 'nostart' did not start" in r.stderr and "error:" in r.stderr
+    assert r.stderr.index("did not start") < r.stderr.index("error:")
+    assert get("nostart") is None
+
+
+def test_up_interrupted_while_it_builds_says_it_did_not_start(grid):
+    up = start_up(grid)
+    try:
+        wait_status("sigbuild", "building", min_nodes=1)
+        up.send_signal(signal.SIGINT)
+        assert up.wait(timeout=30) == 130
+    finally:
+        if up.poll() is None:
+            up.kill()
+            up.wait()
+    errs = up.stderr.read()
+    assert "lab 'sigbuild' did not start (interrupted)" in errs and "is down" not in errs, errs
+
+
+def test_sighup_during_check_tears_the_lab_down_and_exits_130(grid):
+    """The terminal closed while `icelab check` builds: the half-built lab goes, exit 130."""
+    p = subprocess.Popen([*ICELAB, "check", str(grid)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_status("sigbuild", "building", min_nodes=1)
+        p.send_signal(signal.SIGHUP)
+        assert p.wait(timeout=60) == 130, p.stderr.read()[-2000:]
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert get("sigbuild") is None
+    assert "Traceback" not in p.stderr.read()
+
+
+def test_sighup_during_verify_parallel_tears_every_worker_lab_down_and_exits_130(repo, tmp_path):
+    """`verify --parallel` runs each scenario in a child `icelab run`: a SIGHUP to verify must
+    reach them, so that each tears its lab down, instead of verify waiting for them to finish."""
+    topo = repo / "topologies/agent-lan.yaml"
+    for i in (1, 2):
+        (tmp_path / f"slow{i}.yaml").write_text(
+            f"name: slow{i}\ntopology: {topo}\ntimeline:\n"
+            "  - {at: 60s, probe: {name: p, from: agent1, to: turn, proto: stun, port: 3478}}\n"
+            "expect:\n  - {probe: p, reached: true}\n")
+    p = subprocess.Popen([*ICELAB, "verify", "--parallel", "2", "-o", "", str(tmp_path)],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    labs = ["office-p0", "office-p1"]        # topology "office", worker slots 0 and 1
+    try:
+        for lab in labs:
+            wait_status(lab, "running", timeout=60)
+        t0 = time.monotonic()
+        p.send_signal(signal.SIGHUP)
+        assert p.wait(timeout=60) == 130, p.stderr.read()[-2000:]
+        assert time.monotonic() - t0 < 30, "verify waited for its scenarios instead of stopping them"
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+        for lab in labs:
+            if get(lab) is not None:
+                icelab("down", lab)
+    for lab in labs:
+        assert get(lab) is None, f"lab {lab} is still there"
+    assert "Traceback" not in p.stderr.read()

@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 
 from lab.model import InputError
+from support import check_golden
 from lab.scenario.load import load_scenario
 
 ROOT = Path(__file__).resolve().parents[2]
 BAD = sorted((ROOT / "tests/scenarios/bad").glob("*.yaml"))
-UPDATE = os.environ.get("ICELAB_UPDATE_GOLDEN") == "1"
 
 
 def test_the_corpus_is_large_enough():
@@ -31,9 +31,7 @@ def test_golden_message(path, monkeypatch):
         load_scenario(path.relative_to(ROOT))
     text = "\n".join(str(p) for p in info.value.problems) + "\n"
     golden = path.with_suffix(".txt")
-    if UPDATE or not golden.exists():
-        golden.write_text(text)
-    assert text == golden.read_text()
+    check_golden(golden, text)
 
 
 def test_run_refuses_the_corpus_with_exit_2_before_building_anything():
@@ -43,3 +41,21 @@ def test_run_refuses_the_corpus_with_exit_2_before_building_anything():
     assert "Traceback" not in r.stderr and "nothing was built" in r.stderr
     for p in BAD:
         assert str(p.relative_to(ROOT)) in r.stderr
+
+
+def test_a_folder_given_as_the_topology_is_called_a_folder(monkeypatch):
+    monkeypatch.chdir(ROOT)
+    with pytest.raises(InputError) as info:
+        load_scenario("tests/scenarios/bad/69-topology-is-a-folder.yaml")
+    (p,) = info.value.problems
+    assert "is a folder" in p.message and "not found" not in p.message
+    assert p.path == "topology" and p.line == 3
+
+
+def test_an_empty_scenario_gets_the_scenario_s_hint_not_the_topology_s(monkeypatch):
+    monkeypatch.chdir(ROOT)
+    with pytest.raises(InputError) as info:
+        load_scenario("tests/scenarios/bad/70-empty-file.yaml")
+    (p,) = info.value.problems
+    assert p.message == "the file is empty"
+    assert "scenario" in p.hint and "topology is a mapping" not in p.hint

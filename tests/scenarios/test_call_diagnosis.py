@@ -108,3 +108,22 @@ def test_a_softphone_that_never_gathered_is_not_blamed_on_the_network():
         "the softphone sent no Allocate request: it failed (signalling_connection_failure) before gathering candidates")
     assert call_sentence(d, "TURN's log on turn has no transaction from the agent", "embedded",
                          "ice_collection_timeout").startswith("no Allocate requests left agent1; TURN's log")
+
+
+def test_a_tcp_probe_counts_connections_not_retransmitted_syns(tmp_path):
+    """Two TCP probes, the first SYN retransmitted once (its SYN-ACK too): 2 requests and 2
+    replies, not 3 and 3 ("2 sent, 3 arrived")."""
+    from scapy.layers.inet import TCP
+    from scapy.layers.l2 import Ether
+    from lab.scenario.diagnose import count_probe_packets
+    a, b = "10.0.0.1", "10.0.0.2"
+    syn = lambda sport: Ether() / IP(src=a, dst=b) / TCP(sport=sport, dport=443, flags="S", seq=1000 + sport)
+    synack = lambda dport: Ether() / IP(src=b, dst=a) / TCP(sport=443, dport=dport, flags="SA", seq=7 + dport)
+    pkts = [syn(40001), syn(40001), synack(40001), synack(40001), syn(40002), synack(40002),
+            Ether() / IP(src=a, dst=b) / TCP(sport=40002, dport=443, flags="A")]
+    wrpcap(str(tmp_path / "x.pcap"), pkts)
+    assert count_probe_packets(tmp_path / "x.pcap", "run", "tcp", 443) == (2, 2)
+    # --sport: every connection from the same port, each with a sequence number of its own
+    fixed = [Ether() / IP(src=a, dst=b) / TCP(sport=5000, dport=443, flags="S", seq=s) for s in (1, 1, 2, 3)]
+    wrpcap(str(tmp_path / "y.pcap"), fixed)
+    assert count_probe_packets(tmp_path / "y.pcap", "run", "tcp", 443) == (3, 0)

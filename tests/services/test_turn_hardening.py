@@ -25,6 +25,7 @@ from lab.services.turn.log import read
 from lab.services.turn.server import TurnServer
 from lab.services.turn.turn import PeerACL
 
+from support import require
 from turnlab import SECRET, Client, error, free_port, peer_attr, server
 
 RT_UDP = (stun.REQUESTED_TRANSPORT, bytes([17, 0, 0, 0]))
@@ -355,7 +356,7 @@ def test_a_request_that_breaks_the_server_still_gets_500_and_a_line(tmp_path, mo
 # -- 6. static users and REST credentials, both backends ----------------------------------
 
 def _uclient(port: int, peer_port: int, creds: list[str]) -> str:
-    return subprocess.run(["turnutils_uclient", "-e", "127.0.0.1", "-r", str(peer_port), "-p", str(port), *creds,
+    return subprocess.run([require("turnutils_uclient"), "-e", "127.0.0.1", "-r", str(peer_port), "-p", str(port), *creds,
                            "-n", "20", "-m", "2", "-z", "5", "127.0.0.1"],
                           capture_output=True, text=True, timeout=30).stdout
 
@@ -363,7 +364,7 @@ def _uclient(port: int, peer_port: int, creds: list[str]) -> str:
 @pytest.fixture
 def turn_peer():
     port = free_port()
-    p = subprocess.Popen(["turnutils_peer", "-L", "127.0.0.1", "-p", str(port)],
+    p = subprocess.Popen([require("turnutils_peer"), "-L", "127.0.0.1", "-p", str(port)],
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     time.sleep(0.2)
     yield port

@@ -16,8 +16,10 @@ from pathlib import Path
 import pytest
 
 from lab.core import stun
+from lab.core.control import ask
 from lab.services.turn.faults import control
 
+from support import require
 from turnlab import Client, error, free_port, peer_attr, server
 
 HERE = Path(__file__).resolve().parent
@@ -43,20 +45,21 @@ def peer():
 # -- coturn's clients --------------------------------------------------------------
 
 def test_turnutils_stunclient_gets_its_mapped_address(srv):
-    out = subprocess.run(["turnutils_stunclient", "-p", str(srv.cfg.udp_port), "127.0.0.1"],
+    out = subprocess.run([require("turnutils_stunclient"), "-p", str(srv.cfg.udp_port), "127.0.0.1"],
                          capture_output=True, text=True, timeout=10).stdout
     assert re.search(r"UDP reflexive addr: 127\.0\.0\.1:\d+", out), out
 
 
 @pytest.mark.parametrize("flags", [[], ["-t"], ["-t", "-S"]], ids=["udp", "tcp", "tls"])
 def test_turnutils_uclient_relays_without_loss(srv, flags):
+    uclient = require("turnutils_uclient")
     pport = free_port()
-    peer = subprocess.Popen(["turnutils_peer", "-L", "127.0.0.1", "-p", str(pport)],
+    peer = subprocess.Popen([require("turnutils_peer"), "-L", "127.0.0.1", "-p", str(pport)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         time.sleep(0.2)
         port = srv.cfg.tls_port if "-S" in flags else srv.cfg.udp_port
-        out = subprocess.run(["turnutils_uclient", *flags, "-e", "127.0.0.1", "-r", str(pport), "-p", str(port),
+        out = subprocess.run([uclient, *flags, "-e", "127.0.0.1", "-r", str(pport), "-p", str(port),
                               "-W", "test-secret", "-u", "agent", "-n", "50", "-m", "4", "-z", "5", "127.0.0.1"],
                              capture_output=True, text=True, timeout=30).stdout
     finally:
@@ -342,7 +345,8 @@ def test_channel_bind_permission_lifetime(tmp_path, strict, expected):
 def test_two_workers_share_the_ports(tmp_path, peer):
     """workers: 2 (SO_REUSEPORT): each client stays on one worker; control fans out."""
     with server(tmp_path, allow_loopback=True, workers=2) as s:
-        clients = []
+        clients, served = [], [0, 0]
+        slices = [s.cfg.for_worker(i) for i in range(2)]
         for i in range(16):
             c, relay = _bound(s, peer, channel=0x4001)
             c.send_raw(stun.channel_data(0x4001, b"w%d" % i))
@@ -350,7 +354,13 @@ def test_two_workers_share_the_ports(tmp_path, peer):
             peer.sendto(b"back", relay)
             assert c.recv_raw() == stun.channel_data(0x4001, b"back")
             clients.append(c)
+            # each worker relays from its own slice of the ports: the relay port says which one served
+            (w,) = [k for k, sl in enumerate(slices) if sl.min_port <= relay[1] <= sl.max_port]
+            served[w] += 1
+        # 16 clients on random source ports: all on one worker would happen once in 2**15 runs
+        assert served[0] and served[1], f"clients per worker: {served}"
         assert os.path.exists(s.cfg.control + ".1")
+        assert [ask(sl.control, {"status": True})["allocations"] for sl in slices] == served
         st = control(s.cfg.control, {"status": True})
         assert st["allocations"] == 16
         assert control(s.cfg.control, {"restart": True})["ok"]

@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from support import free_port, stop
+from support import free_port, require, stop
 
 from lab.services.pki import LabCA
 from lab.core import stun
@@ -50,6 +50,7 @@ def server(tmp: Path, backend: str = "embedded", **over):
     for k, v in over.items():
         setattr(cfg, k, v)
     if backend == "coturn":
+        require("turnserver")
         cfg.log = cfg.control = None
     path = tmp / "turn.json"
     cfg.save(path)

@@ -23,6 +23,7 @@ from typing import Any
 from pydantic import Field
 
 from lab.core.errors import did_you_mean
+from lab.core.supervise import TimedOut, wait_until
 from lab.core.units import format_duration
 from lab.net.services import RunningService, _listening
 from lab.services.turn.faults import Faults, control
@@ -170,8 +171,14 @@ def _start(network, rs: RunningService, timeout: float = 5.0) -> str:
     with open(rs.log_path, "ab") as log:
         rs.proc = network.nodes[rs.node].popen(rs.argv, stdin=subprocess.DEVNULL, stdout=log,
                                                stderr=subprocess.STDOUT, env=rs.env or None)
-    while not _listening(network.nodes[rs.node], rs.listens):
-        if rs.proc.poll() is not None or time.monotonic() - t0 > timeout:
-            raise ActionError(f"{rs.service} on {rs.node} did not start again (see {rs.log_path})")
-        time.sleep(0.02)
+    failed = f"{rs.service} on {rs.node} did not start again (see {rs.log_path})"
+
+    def listening() -> bool:
+        if rs.proc.poll() is not None:
+            raise ActionError(failed)
+        return _listening(network.nodes[rs.node], rs.listens)
+    try:
+        wait_until(listening, timeout, 0.02, what=f"{rs.service} on {rs.node} listening")
+    except TimedOut:
+        raise ActionError(failed) from None
     return f"started (pid {rs.proc.pid}), listening after {(time.monotonic() - t0) * 1000:.0f} ms"
