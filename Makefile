@@ -15,12 +15,16 @@ BIN := $(VENV)/bin
 # connect-rtc-js softphone library beside the emulated one.
 APT_PACKAGES := mininet net-tools iproute2 iputils-ping procps util-linux nftables tcpdump coturn openvpn socat iptables chromium
 PYTEST_ARGS ?=
+# test-netem: Debian's user-mode Linux kernel (it has sch_netem, this VM's kernel has not)
+# and kmod (modprobe inside it)
+NETEM_APT_PACKAGES := user-mode-linux kmod
 
-.PHONY: setup apt venv demo test bench clean-labs help
+.PHONY: setup apt apt-netem venv demo test test-netem bench clean-labs help
 
 help:
 	@echo "sudo make demo   run the scenario set (broken vs fixed networks); reports in out/"
 	@echo "sudo make test   run the test suite (real namespaces: needs root)"
+	@echo "sudo make test-netem  the netem backend's tests, in a user-mode Linux kernel that has netem"
 	@echo "sudo make setup  install apt packages and the virtualenv ($(VENV))"
 	@echo "sudo make bench  build/teardown benchmarks (results: docs/benchmarks.md)"
 
@@ -58,6 +62,20 @@ demo: setup
 
 test: setup
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+# The lab's netem backend, run for real: boots user-mode Linux over this checkout and runs
+# tests/netem inside it (tests/netem/run-uml.sh says how); a few minutes.
+test-netem: setup apt-netem
+	tests/netem/run-uml.sh $(BIN)/python $(PYTEST_ARGS)
+
+apt-netem:
+	@missing=$$(for p in $(NETEM_APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing: $$missing"; \
+	  [ "$$(id -u)" = 0 ] || { echo "apt packages missing ($$missing): run 'sudo make test-netem'"; exit 1; }; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
 
 bench: setup
 	$(BIN)/python bench/build_teardown.py

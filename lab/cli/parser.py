@@ -45,7 +45,7 @@ def _topology(sub) -> None:
     s = sub.add_parser("graph", help="draw a topology: -o out.svg, out.png or out.dot")
     s.add_argument("file", metavar="FILE")
     s.add_argument("-o", "--output", required=True, metavar="OUT")
-    s.set_defaults(handler="topology:graph")
+    s.set_defaults(handler="graph:graph")
 
 
 def _lab(sub) -> None:

@@ -1,16 +1,14 @@
-"""Commands on topology files: validate, graph. Nothing here builds a lab (and nothing here
-imports Mininet: `icelab validate` starts fast)."""
+"""`icelab validate`: topology files checked, every problem at once. Nothing here builds a lab or
+draws one (no Mininet, no networkx, no matplotlib): `icelab validate` starts fast."""
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
-from lab.core.errors import EXIT_INPUT, EXIT_OK, InputError, UsageError
+from lab.core.errors import EXIT_INPUT, EXIT_OK, InputError
 from lab.model import load_topology
-from lab.report.graph import render
 
-from .console import err, escape, hinted, out, print_problems
+from .console import escape, out, print_problems
 
 
 def validate(args) -> int:
@@ -32,12 +30,3 @@ def validate(args) -> int:
     if args.json:
         print(json.dumps(results, indent=2))
     return EXIT_INPUT if bad else EXIT_OK
-
-
-def graph(args) -> int:
-    suffix = Path(args.output).suffix.lower()
-    if suffix not in (".svg", ".png", ".dot"):
-        raise UsageError(hinted(f"{args.output}: unknown picture format '{suffix}'", "use .svg, .png or .dot"))
-    path = render(load_topology(args.file), args.output)
-    err.print(f"wrote {escape(str(path))}")
-    return EXIT_OK

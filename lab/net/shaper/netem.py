@@ -18,6 +18,12 @@ from lab.net.shaper import ShapingError
 from lab.net.shaper.backend import ImpairmentBackend, register
 
 
+#: standard deviation of iproute2's delay tables (normal.dist etc., in units of netem's
+#: jitter): netem's pareto and paretonormal spread less than the jitter given, so the
+#: lab's jitter (always the standard deviation) is divided by it; normal's is 1.
+TABLE_SD = {"normal": 1.0, "pareto": 0.8197, "paretonormal": 0.8339}
+
+
 def _pct(x: float) -> str:
     return f"{x * 100:.6g}%"
 
@@ -35,7 +41,7 @@ def netem_args(imp: Impairment) -> list[str]:
             if imp.distribution == "uniform":
                 args += [_us(imp.jitter * math.sqrt(3))]
             else:
-                args += [_us(imp.jitter), "distribution", imp.distribution]
+                args += [_us(imp.jitter / TABLE_SD.get(imp.distribution, 1.0)), "distribution", imp.distribution]
     if imp.burst is not None:
         b = imp.burst
         args += ["loss", "gemodel", _pct(b.p), _pct(b.r), _pct(b.bad), _pct(b.good)]
@@ -55,9 +61,17 @@ def apply(st, link: int, direction: str, imp: Impairment) -> None:
     spec = st.topology["links"][link]
     end = spec["a"] if direction == "a2b" else spec["b"]
     pid = st.nodes[end["node"]].pid
-    cmd = ["nsenter", "-t", str(pid), "-n", "tc", "qdisc", "replace", "dev", end["ifname"], "root",
-           "netem", *netem_args(imp)]
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=10)
+    if imp.is_zero:
+        # nothing to do: the interface's own qdisc again (a veth's is noqueue), not a netem
+        # that still queues and tail-drops at its limit
+        cmd = ["nsenter", "-t", str(pid), "-n", "tc", "qdisc", "del", "dev", end["ifname"], "root"]
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=10)
+        if r.returncode == 0 or "handle of zero" in r.stderr:     # there was none
+            return
+    else:
+        cmd = ["nsenter", "-t", str(pid), "-n", "tc", "qdisc", "replace", "dev", end["ifname"], "root",
+               "netem", *netem_args(imp)]
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=10)
     if r.returncode != 0:
         raise ShapingError(f"{' '.join(cmd[5:])}: {r.stderr.strip()}")
 
