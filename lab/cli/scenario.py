@@ -42,17 +42,18 @@ def verify(args) -> int:
         raise UsageError(hinted("no scenario files found" + (f" matching '{args.k}'" if args.k else ""),
                                 "scenarios are YAML files in scenarios/"))
     scenarios = load_all(files, turn_backend=args.turn_backend)
+    k = None
     if args.shard:
-        scenarios = _shard(scenarios, args)
+        k, scenarios = _shard(scenarios, args)
     if args.parallel > 1:
-        results = run_parallel(scenarios, args.parallel, args.out, args.turn_backend)
+        results = run_parallel(scenarios, args.parallel, args.out, args.turn_backend, shard=k)
     else:
         results = run_all(scenarios, args.out)
     return _conclude(results, args.out, args.junit, bool(args.turn_backend),
                      f" (TURN backend: {args.turn_backend})" if args.turn_backend else "")
 
 
-def _shard(scenarios: list, args) -> list:
+def _shard(scenarios: list, args) -> tuple[int, list]:
     """This shard's part of the set; each scenario in a lab named after the shard, so that
     shards on one machine (as the tests run them) do not meet."""
     k, n = shard.parse_shard(args.shard)
@@ -62,8 +63,8 @@ def _shard(scenarios: list, args) -> list:
     err.print(f"shard {k}/{n}: {len(mine)} of {len(scenarios)} scenarios, about "
               f"{shard.expected(mine, durations):.0f} s of {shard.expected(list(by_name), durations):.0f} s")
     suffix = f"-s{k}"
-    return [load_scenario(by_name[m].file, by_name[m].topology.name[:15 - len(suffix)] + suffix, args.turn_backend)
-            for m in mine]
+    return k, [load_scenario(by_name[m].file, by_name[m].topology.name[:15 - len(suffix)] + suffix,
+                             args.turn_backend) for m in mine]
 
 
 def _conclude(results: list, out_dir: str | None, junit_file: str | None, backend_in_names: bool,
