@@ -1,9 +1,11 @@
 """A topology realised in Mininet, and its teardown.
 
 Build order: state file (so a crash at any later point is cleanable), one namespace per
-node (Mininet shells via ``mnexec -n``; lans too), veth pairs created from inside the
-first node's namespace straight into the second's (never in the root namespace), then
-each node's rendered script, all nodes in parallel.
+node (Mininet shells via ``mnexec -n``; lans too; all spawned, then all waited for), veth
+pairs created from inside the first node's namespace straight into the second's (never in
+the root namespace; one ``ip -batch`` per node), then each node's rendered script, all nodes
+in parallel, the services' hosts first so that their services start while the rest is built.
+A 500-agent lab builds in about half of raw Mininet's time (docs/benchmarks.md).
 
 Teardown does not ask Mininet to delete links one by one: it ends every process in the
 lab's namespaces, which frees the namespaces and, with them, every veth and bridge.
