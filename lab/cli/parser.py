@@ -133,6 +133,8 @@ def _scenario(sub) -> None:
     s.add_argument("--direction", choices=("both", "a2b", "b2a"), help="the swept direction (default both)")
     s.add_argument("--call", metavar="NAME", help="the call to time (default: the scenario's first)")
     s.add_argument("--name", help="run under another lab name")
+    s.add_argument("--parallel", type=int, default=1, metavar="N",
+                   help="run N grid points at once, each in a lab of its own name")
     s.add_argument("-o", "--out", default="out", help="folder for sweep-<scenario>/ (default: out/); '' for none")
     s.add_argument("--json", action="store_true", help="the sweep as JSON on stdout")
     s.set_defaults(handler="scenario:sweep")

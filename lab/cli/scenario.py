@@ -104,8 +104,10 @@ def sweep(args) -> int:
         err.print(escape(f"{', '.join(f'{k}={v}' for k, v in pt.labels.items())}: {what}{setup} ({pt.wall:.1f} s)"))
 
     with err.status("starting") as status:
+        if args.parallel < 1:
+            raise UsageError(hinted(f"--parallel {args.parallel}: run at least one point at a time", "e.g. --parallel 2"))
         result = sw.run_sweep(scenario, params, link, call, direction,
-                              progress=lambda m: status.update(escape(m)), on_point=done)
+                              progress=lambda m: status.update(escape(m)), on_point=done, parallel=args.parallel)
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))
     else:
