@@ -2,9 +2,9 @@
 
 Build order: state file (so a crash at any later point is cleanable), one namespace per
 node (Mininet shells via ``mnexec -n``; lans too; all spawned, then all waited for), veth
-pairs created from inside the first node's namespace straight into the second's (never in
-the root namespace; one ``ip -batch`` per node), then each node's rendered script, all nodes
-in parallel, the services' hosts first so that their services start while the rest is built.
+pairs created by one ``ip -batch`` inside a lab node, each end straight into its own node's
+namespace (never in the root namespace), then each node's rendered script, all nodes in
+parallel, the services' hosts first so that their services start while the rest is built.
 A 500-agent lab builds in about half of raw Mininet's time (docs/benchmarks.md).
 
 Teardown does not ask Mininet to delete links one by one: it ends every process in the
@@ -116,16 +116,16 @@ class Network:
         self._check_isolated()
         self.timings["nodes"] = time.monotonic() - t0
         self.progress(f"creating {len(self.topo.links)} links")
-        batches: dict = {}
-        macs = {}
+        lines, macs = [], {}
         for link in self.topo.links:
             a, b = link.a, link.b
             ifindex = (IFINDEX_BASE + 2 * link.index, IFINDEX_BASE + 2 * link.index + 1)
             macs[link.index] = (mac_address(self.topo.name, a.node, a.name), mac_address(self.topo.name, b.node, b.name))
-            batches.setdefault(self.nodes[a.node], []).append(
-                LabLink.batch_line(a.name, macs[link.index][0], ifindex[0], b.name, macs[link.index][1], ifindex[1],
-                                   self.nodes[b.node].pid))
-        create_veths(batches, self.state.dir)
+            lines.append(LabLink.batch_line(a.name, macs[link.index][0], ifindex[0], b.name, macs[link.index][1],
+                                            ifindex[1], self.nodes[b.node].pid, pid1=self.nodes[a.node].pid))
+        if lines:
+            # one ip for the whole lab, in the first node's namespace: each end goes straight into its own
+            create_veths({next(iter(self.nodes.values())): lines}, self.state.dir)
         for link in self.topo.links:
             a, b = link.a, link.b
             self.net.addLink(self.nodes[a.node], self.nodes[b.node], cls=LabLink, created=True,

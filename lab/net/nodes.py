@@ -4,7 +4,7 @@ Mininet configures each interface with its own shell command as it is created; i
 renders each node's whole configuration into one script instead (see render.py) and runs
 all the scripts in parallel, which is what keeps a 100-host lab quick to build. For the same
 reason the nodes' shells start all at once (``start_shells``) and the veth pairs are created
-in one ``ip -batch`` per node (``create_veths``), where Mininet waits for each in turn.
+by one ``ip -batch`` (``create_veths``), where Mininet waits for each in turn.
 """
 
 from __future__ import annotations
@@ -86,9 +86,10 @@ def start_shells(nodes: list) -> None:
 
 
 def create_veths(batches: dict, run_dir: Path) -> None:
-    """``batches``: node -> lines for ``ip -batch`` that create its veth pairs (the node's
-    end in its namespace, the peer straight into the other's). One ``ip`` per node, all
-    nodes at once; the kernel serialises the work, the round trips are gone."""
+    """``batches``: node -> lines for ``ip -batch`` that create veth pairs, run in that node's
+    namespace (each end created straight into its own node's namespace, never in the root
+    namespace), all at once. The kernel serialises the work anyway (one lock); what this
+    saves is a shell round trip and an ``ip`` process per link."""
     for node, lines in batches.items():
         path = run_dir / f"{node.short}.veths"
         path.write_text("\n".join(lines) + "\n")
@@ -154,8 +155,12 @@ class LabLink(Link):
         super().__init__(node1, node2, **params)
 
     @staticmethod
-    def batch_line(name1: str, addr1: str, index1: int, name2: str, addr2: str, index2: int, pid2: int) -> str:
-        return (f"link add name {name1} address {addr1} index {index1} type veth "
+    def batch_line(name1: str, addr1: str, index1: int, name2: str, addr2: str, index2: int, pid2: int,
+                   pid1: int | None = None) -> str:
+        """``ip link add`` of the pair; with ``pid1`` both ends go straight into their nodes'
+        namespaces, whichever lab node runs it (so one ``ip -batch`` can create a lab's veths)."""
+        into = f" netns {pid1}" if pid1 is not None else ""
+        return (f"link add name {name1} address {addr1} index {index1}{into} type veth "
                 f"peer name {name2} address {addr2} index {index2} netns {pid2}")
 
     def makeIntfPair(self, intfname1, intfname2, addr1=None, addr2=None,
