@@ -26,7 +26,7 @@ from mininet.net import Mininet
 
 from lab.model.topology import Topology
 from . import procs, render, services, vdi, vpn
-from .nodes import LabBridge, LabIntf, LabLink, LabNode, create_veths, start_shells
+from .nodes import LabBridge, LabIntf, LabLink, LabNode, create_veths, descriptor_limit_for, start_shells
 from .shaping import setup as setup_shaping
 from .state import LabState, NodeState, all_states, get, remove_files
 from lab.core.errors import LabError
@@ -99,15 +99,16 @@ class Network:
                            autoStaticArp=False, waitConnected=False, inNamespace=True)
         self.progress(f"creating {len(self.topo.nodes)} nodes")
         # every shell spawned first, then all waited for: they start side by side
-        for i, node in enumerate(self.topo.nodes.values()):
-            mname = shell_name(self.topo.name, node.name)
-            if node.kind == "lan":
-                mn = self.net.addSwitch(mname, cls=LabBridge, dpid=f"{i + 1:x}",
-                                        lab=self.topo.name, short=node.name, deferred_shell=True)
-            else:
-                mn = self.net.addHost(mname, cls=LabNode, ip=None, lab=self.topo.name, short=node.name,
-                                      deferred_shell=True)
-            self.nodes[node.name] = mn
+        with descriptor_limit_for(len(self.topo.nodes)):
+            for i, node in enumerate(self.topo.nodes.values()):
+                mname = shell_name(self.topo.name, node.name)
+                if node.kind == "lan":
+                    mn = self.net.addSwitch(mname, cls=LabBridge, dpid=f"{i + 1:x}",
+                                            lab=self.topo.name, short=node.name, deferred_shell=True)
+                else:
+                    mn = self.net.addHost(mname, cls=LabNode, ip=None, lab=self.topo.name, short=node.name,
+                                          deferred_shell=True)
+                self.nodes[node.name] = mn
         start_shells(list(self.nodes.values()))
         for name, mn in self.nodes.items():
             # after the prompt: only then is the shell surely in its own namespace
