@@ -15,6 +15,9 @@ BIN := $(VENV)/bin
 # connect-rtc-js softphone library beside the emulated one.
 APT_PACKAGES := mininet net-tools iproute2 iputils-ping procps util-linux nftables tcpdump coturn openvpn socat iptables chromium
 PYTEST_ARGS ?=
+# the deployment the demo's firewall policies are judged in (docs/policy.md)
+POLICY_ARGS := --agents 10.20.0.0/23 --os windows --os linux --ip-ranges tests/policy/ip-ranges.json \
+	--region eu-west-2 --interfaces inside=ens192,outside=ens160
 # test-netem: Debian's user-mode Linux kernel (it has sch_netem, this VM's kernel has not)
 # and kmod (modprobe inside it)
 NETEM_APT_PACKAGES := user-mode-linux kmod
@@ -59,6 +62,10 @@ demo: setup
 	@mkdir -p out
 	$(BIN)/icelab graph topologies/office-firewall.yaml -o out/office-firewall.svg
 	$(BIN)/icelab verify scenarios --parallel 2 --junit out/junit.xml -o out
+	@echo "== an engineer's firewall policy that blocks the softphone (exit 1: a verified fix is printed), then a working one"
+	$(BIN)/icelab policy check tests/policy/policies/udp3478-missing.rules $(POLICY_ARGS) --report out/policy-broken.md \
+	  --write-fixed out/udp3478-fixed.rules; test $$? -eq 1
+	$(BIN)/icelab policy check tests/policy/policies/stateful-ok.rules $(POLICY_ARGS) --report out/policy-ok.md
 
 test: setup
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)

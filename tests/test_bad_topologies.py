@@ -125,8 +125,8 @@ def test_scenarios_and_their_topologies_are_read_within_the_same_limits(tmp_path
 
 
 def test_files_within_the_limits_still_load(tmp_path):
-    from lab.model.generate import office_grid
     from lab.model.loader import load_yaml
+    from synthetic import office_grid
     text = office_grid(1000, 50)           # about 85 kB, 7,000 values
     assert load_yaml("grid.yaml", text).data["name"] == "grid"
     shared = "name: t\ndefaults: &d {kind: host, role: agent}\nnodes:\n" + \

@@ -12,6 +12,8 @@ from __future__ import annotations
 import argparse
 
 from lab import __version__
+from lab.probe.args import EXAMPLES as PROBE_EXAMPLES
+from lab.probe.args import add_arguments as probe_arguments
 
 
 def parser() -> argparse.ArgumentParser:
@@ -22,6 +24,14 @@ def parser() -> argparse.ArgumentParser:
     _lab(sub)
     _scenario(sub)
     _net(sub)
+    _policy(sub)
+    s = sub.add_parser("probe", help="probe a real agent's network (no root, no lab): findings name the lab's scenarios",
+                       description="Probe the network the softphone uses: UDP 3478 from the OS's ephemeral ports, "
+                                   "TURN, signalling. Exit 0 healthy, 1 a problem found, 2 bad usage.",
+                       epilog=PROBE_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    probe_arguments(s)
+    s.set_defaults(handler="probe:probe")
+
     s = sub.add_parser("doctor", help="what this machine has of what labs need, and the link impairment backend")
     s.add_argument("--json", action="store_true", help="machine-readable result")
     s.set_defaults(handler="doctor:doctor")
@@ -54,6 +64,15 @@ def _lab(sub) -> None:
     s.add_argument("--name", help="run under another lab name (two copies side by side)")
     s.add_argument("--cli", action="store_true", help="open Mininet's CLI; leaving it stops the lab")
     s.set_defaults(handler="lab:up")
+
+    s = sub.add_parser("serve", help="build a lab and show it live in the browser, with controls (needs root)")
+    s.add_argument("file", metavar="TOPOLOGY|SCENARIO")
+    s.add_argument("--name", help="run under another lab name")
+    s.add_argument("--bind", default="127.0.0.1", metavar="ADDR",
+                   help="address to listen on (default 127.0.0.1: this machine only); another shows the lab to a room")
+    s.add_argument("--port", type=int, default=8478, metavar="N", help="port (default 8478; 0: any free one)")
+    s.add_argument("-o", "--out", default="out", help="a scenario's report folder (default: out/)")
+    s.set_defaults(handler="serve:serve")
 
     s = sub.add_parser("check", help="build a lab, ping between all hosts, compare with the model, tear down")
     s.add_argument("file", metavar="FILE")
@@ -178,3 +197,30 @@ def _net(sub) -> None:
     ls.add_argument("name", metavar="LAB")
     ls.add_argument("--json", action="store_true")
     ls.set_defaults(handler="link:link_show")
+
+
+def _policy(sub) -> None:
+    s = sub.add_parser("policy", help="your own firewall rules, run for real: a verdict per softphone requirement")
+    psub = s.add_subparsers(dest="policy_cmd", required=True, metavar="ACTION")
+    c = psub.add_parser("check", help="load the rules into a lab's firewall, probe every requirement, print the "
+                                      "deciding rule and a verified fix (needs root)")
+    c.add_argument("file", metavar="RULES", help="iptables-save output, an nft ruleset, a CSV rule table or YAML rules")
+    c.add_argument("--format", choices=["iptables", "nft", "csv", "yaml"], help="override the detected format")
+    c.add_argument("--agents", required=True, metavar="CIDR", help="the agents' subnet as the rules name it")
+    c.add_argument("--os", action="append", choices=["windows", "linux", "macos"], metavar="OS",
+                   help="the agents' operating system (repeat for several): windows, linux, macos")
+    c.add_argument("--ip-ranges", required=True, metavar="FILE", help="AWS's ip-ranges.json (a real one works)")
+    c.add_argument("--region", required=True, help="the Connect region, e.g. eu-west-2")
+    c.add_argument("--interfaces", metavar="inside=IF,outside=IF", help="the interface names the rules use")
+    c.add_argument("--nat", action="store_true", help="masquerade at the outside interface when the rules have no NAT")
+    c.add_argument("--objects", metavar="FILE", help="CSV: named address objects (columns name, address)")
+    c.add_argument("--mode", choices=["stateful", "stateless"], default="stateful", help="CSV/YAML: connection tracking")
+    c.add_argument("--no-call", action="store_true", help="probes only, no softphone call")
+    c.add_argument("--no-fix", action="store_true", help="do not compute and verify fixes")
+    c.add_argument("--show-translation", action="store_true", help="CSV/YAML: print the nft file that is loaded")
+    c.add_argument("--json", action="store_true", help="machine-readable result")
+    c.add_argument("--junit", metavar="FILE", help="write JUnit XML, one test case per requirement")
+    c.add_argument("--report", metavar="FILE", help="write a Markdown report")
+    c.add_argument("--write-fixed", metavar="FILE", help="write the policy with the verified fix")
+    c.add_argument("--name", default="policy", help="the lab's name (default: policy)")
+    c.set_defaults(handler="policy:check")

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 from typing import Callable
+
+from lab.core.supervise import TimedOut, wait_until
 
 from .state import LabState
 
@@ -17,9 +18,8 @@ def stop_owner(st: LabState, timeout: float = 20.0, on_kill: Callable[[int], Non
     if not st.owner_alive():
         return
     os.kill(st.owner_pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while st.owner_alive() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    if st.owner_alive():
+    try:
+        wait_until(lambda: not st.owner_alive(), timeout, 0.05, what=f"lab '{st.name}' stopping")
+    except TimedOut:
         on_kill(st.owner_pid)
         os.kill(st.owner_pid, signal.SIGKILL)

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 from dataclasses import dataclass
 
 from lab.core.names import SHELL_MARK, lab_of_shell
+from lab.core.supervise import TimedOut, wait_until
 
 
 def start_time(pid: int) -> int | None:
@@ -118,18 +118,22 @@ def kill_all(pids: list[int], grace: float = 0.5) -> list[int]:
             os.kill(pid, signal.SIGTERM)
         except ProcessLookupError:
             pass
-    deadline = time.monotonic() + grace
     left = [p for p in pids if alive(p, starts[p])]
-    while left and time.monotonic() < deadline:
-        time.sleep(0.02)
-        left = [p for p in left if alive(p, starts[p])]
-    for pid in left:
+
+    def gone() -> bool:
+        left[:] = [p for p in left if alive(p, starts[p])]
+        return not left
+
+    try:
+        wait_until(gone, grace, 0.02, what="the processes ending")
+    except TimedOut:
+        for pid in left:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
+            wait_until(gone, 2.0, 0.01, what="the killed processes ending")
+        except TimedOut:
             pass
-    deadline = time.monotonic() + 2.0
-    while left and time.monotonic() < deadline:
-        time.sleep(0.01)
-        left = [p for p in left if alive(p, starts[p])]
     return left

@@ -29,7 +29,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lab.core import supervise
-from lab.core.errors import LabError
 from lab.services.spec import ServiceContext, ServiceSpec
 
 REGISTRY: dict[str, str] = {"turn": "lab.services.turn", "signalling": "lab.services.media"}

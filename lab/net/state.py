@@ -8,7 +8,6 @@ The directory can be moved with ICELAB_RUN_DIR (tests do not need to).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil

@@ -155,8 +155,6 @@ def stun_header(payload: bytes) -> tuple[str, str, bytes, int | None] | None:
 def stun_messages(pcap: Path, port: int) -> list[tuple[str, str, bytes, int | None, str]]:
     """Every STUN message over UDP to or from ``port`` in a capture:
     (method, class, transaction id, error code, "src-ip:src-port")."""
-    from .pcap import packets
-
     out = []
     for pkt in packets(pcap):
         if pkt.proto != 17 or port not in (pkt.sport, pkt.dport):

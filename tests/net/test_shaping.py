@@ -10,7 +10,6 @@ import statistics
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
@@ -20,11 +19,10 @@ from lab.model.impairment import GilbertElliott, Impairment
 from lab.net import Network
 from lab.net import shaping
 from lab.net.shaper.daemon import socket_path
+from linkprobe import binomial_interval as _binomial_interval, echo_rtts as _echo_rtts, one_way as _one_way
 
 pytestmark = pytest.mark.root
 
-RIGHT = "10.77.0.2"
-PROBE = [sys.executable, str(Path(__file__).resolve().parent.parent / "udp_probe.py")]
 
 
 @pytest.fixture
@@ -40,58 +38,6 @@ def plain(repo):
     topo.links[0].impair = None
     with Network(topo) as net:
         yield net
-
-
-def _start(net, node, *args):
-    p = net.node(node).popen(PROBE + [str(a) for a in args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    assert p.stdout.readline().strip() == "ready", p.stderr.read()
-    return p
-
-
-def _run(net, node, *args, timeout=60):
-    p = net.node(node).popen(PROBE + [str(a) for a in args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    out, err = p.communicate(timeout=timeout)
-    assert p.returncode == 0, err
-    return json.loads(out)
-
-
-def _echo_rtts(net, count=30, rate=50.0, size=64, wait=1.0):
-    """[(rtt, there, back)] in seconds for each answered probe from left to right."""
-    server = _start(net, "right", "echo", 7000)
-    try:
-        r = _run(net, "left", "send", RIGHT, 7000, "--count", count, "--rate", rate, "--size", size,
-                 "--echo", "--wait", wait)
-    finally:
-        server.kill()
-        server.wait()
-    return [(back - sent, there - sent, back - there) for _, sent, there, back in r["echo"]]
-
-
-def _one_way(net, count, rate, size=64, idle=1.0, during=None):
-    """Packets from left to right: [(seq, sent, received, size)] as the sink saw them."""
-    sink = _start(net, "right", "sink", 7001, "--idle", idle)
-    sender = net.node("left").popen(PROBE + ["send", RIGHT, "7001", "--count", str(count), "--rate", str(rate),
-                                             "--size", str(size)], stdout=subprocess.PIPE, text=True)
-    if during:
-        during()
-    sender.communicate(timeout=120)
-    out, _ = sink.communicate(timeout=120)
-    return json.loads(out)["recv"]
-
-
-def _binomial_interval(n: int, p: float, level: float = 0.99) -> tuple[int, int]:
-    """The central interval holding ``level`` of Binomial(n, p), exact."""
-    logs = [math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1) + k * math.log(p) + (n - k) * math.log1p(-p)
-            for k in range(n + 1)]
-    cdf, lo, hi = 0.0, None, None
-    for k, lp in enumerate(logs):
-        cdf += math.exp(lp)
-        if lo is None and cdf >= (1 - level) / 2:
-            lo = k
-        if hi is None and cdf >= 1 - (1 - level) / 2:
-            hi = k
-            break
-    return lo, hi
 
 
 def test_the_lab_keeps_its_backend_and_its_shaper_refuses_bad_requests(lab):

@@ -11,6 +11,7 @@ VM for a single packet, as tight where the kernel's arithmetic decides (loss, ra
 numbers measured are in docs/impairments.md ("netem in user-mode Linux").
 """
 
+import functools
 import json
 import math
 import os
@@ -18,12 +19,13 @@ import statistics
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
 from lab.model import load_topology
 from lab.model.impairment import GilbertElliott, Impairment
+from linkprobe import echo_rtts, one_way, run
+from linkprobe import binomial_interval as _binomial_interval, socket_drops as _socket_drops
 from lab.net import Network
 from lab.net import shaping
 from lab.net.shaper.netem import netem_args
@@ -43,8 +45,10 @@ def _not_netem() -> str | None:
 pytestmark = [pytest.mark.root, pytest.mark.skipif(_not_netem() is not None, reason=str(_not_netem()))]
 
 IN_UML = os.environ.get("ICELAB_IN_UML") == "1"
-RIGHT = "10.77.0.2"
-PROBE = [sys.executable, str(Path(__file__).resolve().parent.parent / "udp_probe.py")]
+# UML runs a process about 24 times slower than the host: longer timeouts there
+_run = functools.partial(run, timeout=120)
+_echo_rtts = functools.partial(echo_rtts, timeout=120)
+_one_way = functools.partial(one_way, timeout=300)
 #: a packet later than its delay by this much was held by the (virtual) machine, not by netem
 STALL = 0.010
 #: the median round trip's error, and the share of probes that may stall: UML's timers fire
@@ -62,63 +66,6 @@ JITTER_SD = 0.20 if IN_UML else 0.10
 def lab(repo):
     with Network(load_topology(repo / "tests/topologies/shaped-pair.yaml"), start_services=False) as net:
         yield net
-
-
-def _start(net, node, *args):
-    p = net.node(node).popen(PROBE + [str(a) for a in args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    assert p.stdout.readline().strip() == "ready", p.stderr.read()
-    return p
-
-
-def _run(net, node, *args, timeout=120):
-    p = net.node(node).popen(PROBE + [str(a) for a in args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    out, err = p.communicate(timeout=timeout)
-    assert p.returncode == 0, err
-    return json.loads(out)
-
-
-def _echo_rtts(net, count=30, rate=50.0, wait=1.0):
-    """[(rtt, there, back)] in seconds for each answered probe from left to right."""
-    server = _start(net, "right", "echo", 7000)
-    try:
-        r = _run(net, "left", "send", RIGHT, 7000, "--count", count, "--rate", rate, "--echo", "--wait", wait)
-    finally:
-        server.kill()
-        server.wait()
-    return [(back - sent, there - sent, back - there) for _, sent, there, back in r["echo"]]
-
-
-def _one_way(net, count, rate, size=64, idle=1.0, during=None):
-    """Packets from left to right: [(seq, sent, received, size)] as the sink saw them."""
-    sink = _start(net, "right", "sink", 7001, "--idle", idle)
-    sender = net.node("left").popen(PROBE + ["send", RIGHT, "7001", "--count", str(count), "--rate", str(rate),
-                                             "--size", str(size)], stdout=subprocess.PIPE, text=True)
-    if during:
-        during()
-    sender.communicate(timeout=300)
-    out, _ = sink.communicate(timeout=300)
-    return json.loads(out)["recv"]
-
-
-def _binomial_interval(n: int, p: float, level: float = 0.99) -> tuple[int, int]:
-    """The central interval holding ``level`` of Binomial(n, p), exact."""
-    logs = [math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1) + k * math.log(p) + (n - k) * math.log1p(-p)
-            for k in range(n + 1)]
-    cdf, lo, hi = 0.0, None, None
-    for k, lp in enumerate(logs):
-        cdf += math.exp(lp)
-        if lo is None and cdf >= (1 - level) / 2:
-            lo = k
-        if hi is None and cdf >= 1 - (1 - level) / 2:
-            hi = k
-            break
-    return lo, hi
-
-
-def _socket_drops(net, node) -> int:
-    """UDP datagrams the node's sockets dropped (a full receive buffer): not the link's loss."""
-    lines = [l.split() for l in net.cmd(node, "cat /proc/net/snmp").splitlines() if l.startswith("Udp:")]
-    return int(dict(zip(lines[0], lines[1]))["RcvbufErrors"])
 
 
 def _qdisc(net, node, ifname) -> str:

@@ -68,5 +68,6 @@ def test_percent_and_rate_share_the_reader():
     assert percent_setting("2.5%", (), issues, "loss") == pytest.approx(0.025)
     assert percent_setting(0, (), issues, "loss") == 0.0
     assert rate_setting("1.5mbit", (), issues) == 1.5e6
-    assert rate_setting(0, (), issues) == 0.0
     assert issues == []
+    # a bare 0 is a time or a loss of nothing, but a rate of 0 would mean "no limit": refused
+    assert rate_setting(0, (), issues) is None and "no limit at all" in issues[0][1]

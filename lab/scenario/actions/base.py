@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, WithJsonSchema
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
 #: a duration as a file writes it: text with a unit ('300ms'), or a bare 0; load.py reads it
 #: (lab.core.units) and the step's typed form holds seconds
@@ -32,6 +32,14 @@ DurationText = Annotated[str | int | float, WithJsonSchema(DURATION_SCHEMA)]
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class ExpectModel(Strict):
+    """What every expectation has, whatever it checks: its name and its words for people."""
+
+    name: str | None = Field(None, description="a short name for the verdict table")
+    pass_: str | None = Field(None, alias="pass", description="what it means when this holds, for people")
+    fail: str | None = Field(None, description="what it means when it does not, for people")
 
 
 class Action:

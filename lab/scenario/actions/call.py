@@ -22,7 +22,7 @@ from lab.net.vdi import call_observation
 
 from ..diagnose import path_points
 from ..observations import CallObservation, Quality
-from .base import Action, DurationText, Expect, Strict, action, expect, typed
+from .base import Action, DurationText, Expect, ExpectModel, Strict, action, expect, typed
 
 SOFTPHONE_ERRORS = ("unsupported_browser", "microphone_not_shared", "signalling_handshake_failure",
                     "signalling_connection_failure", "ice_collection_timeout", "user_busy_error",
@@ -61,10 +61,7 @@ class CallStep(Call):
     answer_delay: float
 
 
-class CallExpect(Strict):
-    name: str | None = Field(None, description="a short name for the verdict table")
-    pass_: str | None = Field(None, alias="pass", description="what it means when this holds, for people")
-    fail: str | None = Field(None, description="what it means when it does not, for people")
+class CallExpect(ExpectModel):
     call: str = Field(description="the call's name")
     outcome: Literal["talking", "failed", "silent"] | None = None
     error: str | None = Field(None, description="the softphone error type, e.g. ice_collection_timeout")

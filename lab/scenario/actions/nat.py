@@ -8,13 +8,10 @@ from pydantic import Field
 from lab.core.errors import did_you_mean
 
 from ..observations import FirewallObservation
-from .base import Expect, Strict, expect
+from .base import Expect, ExpectModel, expect
 
 
-class NatExpect(Strict):
-    name: str | None = Field(None, description="a short name for the verdict table")
-    pass_: str | None = Field(None, alias="pass", description="what it means when this holds, for people")
-    fail: str | None = Field(None, description="what it means when it does not, for people")
+class NatExpect(ExpectModel):
     nat: str = Field(description="the NAT node")
     mappings: int | str | None = Field(None, description=(
         "how many mappings the NAT created during the run (its masquerade rule counts the first "

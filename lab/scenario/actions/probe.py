@@ -28,7 +28,7 @@ from lab.services.turn.config import TurnConfig
 from ..diagnose import path_points
 from ..errors import RunError
 from ..observations import ProbeObservation
-from .base import Action, DurationText, Expect, Strict, action, expect, typed
+from .base import Action, DurationText, Expect, ExpectModel, Strict, action, expect, typed
 
 
 class Probe(Strict):
@@ -56,10 +56,7 @@ class ProbeStep(Probe):
     timeout: float
 
 
-class ProbeExpect(Strict):
-    name: str | None = Field(None, description="a short name for the verdict table")
-    pass_: str | None = Field(None, alias="pass", description="what it means when this holds, for people")
-    fail: str | None = Field(None, description="what it means when it does not, for people")
+class ProbeExpect(ExpectModel):
     probe: str = Field(description="the probe's name")
     reached: bool | None = Field(None, description="requests arrived and replies came back")
     request_reached: bool | None = Field(None, description="requests arrived at the destination")

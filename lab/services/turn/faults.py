@@ -34,7 +34,7 @@ from typing import Literal
 from pydantic import Field, ValidationError
 
 from lab.core.control import Request, ask, describe
-from lab.model.turn import FAULT_KINDS, check_faults
+from lab.model.turn import check_faults
 
 
 class _Rule(Request):

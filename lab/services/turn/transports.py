@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import json
-import os
 import select
 import socket
 import ssl

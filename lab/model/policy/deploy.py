@@ -1,0 +1,152 @@
+"""The deployment a policy is judged in, and the lab generated for it (no kernel here).
+
+The lab: one agent per operating system in the agents' subnet, the firewall node between
+the agents and an ISP router (its interfaces named as the rules name them), a cloud region
+router, ``turn`` and ``signalling`` (with the media edge) at addresses inside the region's
+largest Connect range and ``edge``, which answers the probes at the addresses spanning the ranges
+(first and last usable address and one in the middle of each prefix; they are /32s on its
+loopback, routed by the ISP and the region). The topology goes through the normal model (validation),
+so a deployment the lab cannot build is refused before anything is built.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from lab.core.errors import InputError, Problem, UsageError
+
+from ..firewall import load_ip_ranges
+from ..validate import load_topology
+from .base import addresses_in
+
+# shared/reference/softphone.md: AWS's wording for Windows and macOS; Linux as the kernel's
+# default net.ipv4.ip_local_port_range (AWS writes 32768-61000)
+EPHEMERAL = {"windows": (49152, 65535), "linux": (32768, 60999), "macos": (49152, 65535)}
+SIGNALLING_PORT, TURN_PORT = 443, 3478
+SERVICE = "AMAZON_CONNECT"
+EDGE_LINK = "100.64.0.0/30"             # region <-> edge: shared address space, never a Connect range
+UPLINKS = ("198.51.100.0/30", "198.51.100.4/30")
+
+
+@dataclass
+class Deployment:
+    agents: ipaddress.IPv4Network
+    oses: list[str]
+    prefixes: list[str]                       # the region's Connect ranges
+    inside: str = "inside"
+    outside: str = "outside"
+    nat: bool = False
+    region: str = ""
+    ip_ranges: str = ""
+    connect_address: str = ""                 # TURN (set by topology())
+    signalling_address: str = ""              # signalling and media edge
+    targets: list[str] = field(default_factory=list)    # probe addresses on edge
+
+    @property
+    def interfaces(self) -> tuple[str, str]:
+        return self.inside, self.outside
+
+    def ports(self, os_name: str) -> list[int]:
+        """Source ports spanning an OS's ephemeral range: lowest, middle, highest."""
+        lo, hi = EPHEMERAL[os_name]
+        return [lo, (lo + hi) // 2, hi]
+
+    def return_range(self) -> tuple[int, int]:
+        """Every OS's ephemeral ports in one range (nft refuses overlapping ones)."""
+        return min(EPHEMERAL[o][0] for o in self.oses), max(EPHEMERAL[o][1] for o in self.oses)
+
+    def agent(self, os_name: str) -> str:
+        return f"agent-{os_name}"
+
+
+def deployment(agents: str, oses: list[str], ip_ranges: str, region: str, interfaces: str | None,
+               nat: bool = False) -> Deployment:
+    """The deployment from the command's arguments; UsageError or InputError when wrong."""
+    try:
+        net = ipaddress.IPv4Network(agents, strict=False)
+    except ValueError:
+        raise UsageError(f"--agents {agents!r} is not an IPv4 prefix: write it as the rules name it, e.g. 10.20.0.0/23")
+    if net.prefixlen > 29:
+        raise UsageError(f"--agents {agents}: the lab needs room for the firewall and {len(oses)} agents "
+                         f"(a /29 or larger)")
+    oses = list(dict.fromkeys(oses or ["windows"]))
+    for o in oses:
+        if o not in EPHEMERAL:
+            raise UsageError(f"--os {o!r}: one of {', '.join(EPHEMERAL)}")
+    inside, outside = "inside", "outside"
+    if interfaces:
+        parts = dict(p.split("=", 1) for p in interfaces.split(",") if "=" in p)
+        if set(parts) != {"inside", "outside"} or any(not v or len(v) > 15 or "/" in v for v in parts.values()):
+            raise UsageError(f"--interfaces {interfaces!r}: write inside=IF,outside=IF with the interface names "
+                             f"the rules use (at most 15 characters each), e.g. inside=ens192,outside=ens160")
+        inside, outside = parts["inside"], parts["outside"]
+    prefixes, msg, hint = load_ip_ranges(Path(ip_ranges), SERVICE, region, ip_ranges)
+    if prefixes is None:
+        raise InputError([Problem(ip_ranges, "", msg, hint)])
+    big = min(prefixes, key=lambda p: ipaddress.ip_network(p).prefixlen)
+    if ipaddress.ip_network(big).prefixlen > 27:
+        raise InputError([Problem(ip_ranges, "", f"the region's largest Connect range {big} is smaller than a /27",
+                                  "the lab places TURN inside it, apart from the probed addresses")])
+    taken = [ipaddress.ip_network(x) for x in (EDGE_LINK, *UPLINKS)]
+    for p in prefixes + [str(net)]:
+        if any(ipaddress.ip_network(p).overlaps(t) for t in taken):
+            raise InputError([Problem(ip_ranges, "", f"{p} overlaps the lab's own links ({', '.join(map(str, taken))})",
+                                      "this lab cannot judge a range it uses itself")])
+    return Deployment(net, oses, prefixes, inside, outside, nat, region, ip_ranges)
+
+
+def _connect_link(prefix: str) -> ipaddress.IPv4Network:
+    """A /29 a quarter into the largest range: apart from its first, middle and last address."""
+    net = ipaddress.ip_network(prefix)
+    return ipaddress.ip_network(f"{net.network_address + net.num_addresses // 4}/29")
+
+
+def topology(d: Deployment, name: str = "policy"):
+    """The lab as a validated ``Topology`` (lab.model)."""
+    big = min(d.prefixes, key=lambda p: ipaddress.ip_network(p).prefixlen)
+    link = _connect_link(big)
+    d.connect_address = str(link.network_address + 2)
+    d.signalling_address = str(link.network_address + 3)
+    d.targets = [a for a in addresses_in(d.prefixes) if ipaddress.ip_address(a) not in link]
+    edge_ip = str(ipaddress.ip_network(EDGE_LINK).network_address + 2)
+    region_ip = str(ipaddress.ip_network(UPLINKS[1]).network_address + 2)
+    isp_ip = str(ipaddress.ip_network(UPLINKS[1]).network_address + 1)
+    fw_ip = str(ipaddress.ip_network(UPLINKS[0]).network_address + 1)
+    nodes = {d.agent(o): ({"kind": "host", "role": "agent", "os": o} if o != "macos" else
+                          {"kind": "host", "role": "agent", "ephemeral_ports": "49152-65535"}) for o in d.oses}
+    for o in d.oses:
+        nodes[d.agent(o)].update(zone="office", label=f"{o} agent")
+    nodes.update({
+        "agents": {"kind": "lan", "subnet": str(d.agents), "zone": "office"},
+        "fw": {"kind": "router", "zone": "office", "label": "your firewall"},
+        "isp": {"kind": "router", "zone": "internet", "label": "ISP",
+                # a node's own routes replace the computed ones: all of them
+                "routes": [{"to": f"{t}/32", "via": region_ip} for t in d.targets]
+                + [{"to": str(link), "via": region_ip}, {"to": str(d.agents), "via": fw_ip}]},
+        "region": {"kind": "router", "zone": "cloud", "label": f"{d.region or 'region'} edge",
+                   "routes": [{"to": f"{t}/32", "via": edge_ip} for t in d.targets]
+                   + [{"to": "default", "via": isp_ip}]},
+        "cloud": {"kind": "lan", "subnet": str(link), "zone": "cloud"},
+        "turn": {"kind": "host", "services": ["turn"], "zone": "cloud", "label": "Connect TURN"},
+        "signalling": {"kind": "host", "services": ["signalling", "media"], "zone": "cloud",
+                       "label": "Connect signalling and media edge"},
+        "edge": {"kind": "host", "zone": "cloud", "label": "probe targets in the Connect ranges"},
+    })
+    links = [{"a": d.agent(o), "b": "agents"} for o in d.oses]
+    links += [
+        {"a": {"node": "fw", "ifname": d.inside}, "b": "agents"},
+        {"a": {"node": "fw", "ifname": d.outside, "ip": fw_ip}, "b": "isp", "subnet": UPLINKS[0]},
+        {"a": {"node": "isp", "ip": isp_ip}, "b": {"node": "region", "ip": region_ip}, "subnet": UPLINKS[1]},
+        {"a": {"node": "region", "ip": str(link.network_address + 1)}, "b": "cloud"},
+        {"a": {"node": "turn", "ip": d.connect_address}, "b": "cloud"},
+        {"a": {"node": "signalling", "ip": d.signalling_address}, "b": "cloud"},
+        {"a": "region", "b": {"node": "edge", "ip": edge_ip}, "subnet": EDGE_LINK},
+    ]
+    doc = {"name": name, "description": "icelab policy: the engineer's rules on the firewall node",
+           "internet": "isp", "nodes": nodes, "links": links}
+    text = yaml.safe_dump(doc, sort_keys=False)
+    return load_topology(f"<policy lab {name}>", name, text=text), text
