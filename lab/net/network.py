@@ -5,7 +5,7 @@ node (Mininet shells via ``mnexec -n``; lans too; all spawned, then all waited f
 pairs created by one ``ip -batch`` inside a lab node, each end straight into its own node's
 namespace (never in the root namespace), then each node's rendered script, all nodes in
 parallel, the services' hosts first so that their services start while the rest is built.
-A 500-agent lab builds in about half of raw Mininet's time (docs/benchmarks.md).
+A 500-agent lab builds in about a third of raw Mininet's time (docs/benchmarks.md).
 
 Teardown does not ask Mininet to delete links one by one: it ends every process in the
 lab's namespaces, which frees the namespaces and, with them, every veth and bridge.
