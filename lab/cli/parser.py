@@ -126,7 +126,22 @@ def _scenario(sub) -> None:
     s.add_argument("-o", "--out", default="out", help="report folder (default: out/)")
     s.add_argument("--turn-backend", choices=("embedded", "coturn"),
                    help="run the whole set against this TURN backend, whatever the scenarios' topologies say")
+    s.add_argument("--shard", metavar="K/N",
+                   help="run only shard K of N (1 <= K <= N), split by each scenario's last measured duration; "
+                        "put the shards together with `icelab merge`")
+    s.add_argument("--durations", metavar="FILE",
+                   help="durations the split balances by: a durations.json or summary.csv of an earlier run "
+                        "(default: .durations.json beside the scenarios; unmeasured ones count 20 s)")
     s.set_defaults(handler="scenario:verify")
+
+    s = sub.add_parser("merge", help="combine the output folders of `verify --shard` runs into one report")
+    s.add_argument("folders", nargs="+", metavar="DIR", help="the shards' `verify -o` folders")
+    s.add_argument("-o", "--out", default="out", help="folder for index.html, summary.csv, durations.json "
+                                                      "and the scenarios' reports (default: out/)")
+    s.add_argument("--junit", metavar="FILE", help="write JUnit XML of the whole set")
+    s.add_argument("--backend-in-names", action="store_true",
+                   help="name JUnit cases 'scenario[backend]', as `verify --turn-backend` does")
+    s.set_defaults(handler="scenario:merge")
 
     s = sub.add_parser("sweep", help="run a scenario over a grid of link settings; plot set-up time and outcome")
     s.add_argument("file", metavar="SCENARIO")
@@ -137,6 +152,8 @@ def _scenario(sub) -> None:
     s.add_argument("--direction", choices=("both", "a2b", "b2a"), help="the swept direction (default both)")
     s.add_argument("--call", metavar="NAME", help="the call to time (default: the scenario's first)")
     s.add_argument("--name", help="run under another lab name")
+    s.add_argument("--parallel", type=int, default=1, metavar="N",
+                   help="run N grid points at once, each in a lab of its own name")
     s.add_argument("-o", "--out", default="out", help="folder for sweep-<scenario>/ (default: out/); '' for none")
     s.add_argument("--json", action="store_true", help="the sweep as JSON on stdout")
     s.set_defaults(handler="scenario:sweep")

@@ -58,11 +58,13 @@ def run_all(scenarios: list, out: str | None) -> list[Result]:
     return results
 
 
-def run_parallel(scenarios: list, n: int, out: str | None, turn_backend: str | None) -> list[Result]:
-    """Each scenario in a child `icelab run` under a lab name of its worker slot, so labs of
-    the same topology run side by side; results come back as JSON. When this process is
-    stopped (a signal, an error) the children get SIGTERM, each tears its own lab down, and
-    no new one starts: otherwise it would wait for every scenario to finish first."""
+def run_parallel(scenarios: list, n: int, out: str | None, turn_backend: str | None,
+                 shard: int | None = None) -> list[Result]:
+    """Each scenario in a child `icelab run` under a lab name of its worker slot (and shard,
+    so that shards on one machine do not meet), so labs of the same topology run side by
+    side; results come back as JSON. When this process is stopped (a signal, an error) the
+    children get SIGTERM, each tears its own lab down, and no new one starts: otherwise it
+    would wait for every scenario to finish first."""
     slots: queue.Queue = queue.Queue()
     for i in range(n):
         slots.put(i)
@@ -72,7 +74,8 @@ def run_parallel(scenarios: list, n: int, out: str | None, turn_backend: str | N
 
     def one(s) -> Result:
         slot = slots.get()
-        lab = f"{s.topology.name[:11]}-p{slot}"
+        suffix = f"-s{shard}p{slot}" if shard else f"-p{slot}"
+        lab = s.topology.name[:15 - len(suffix)] + suffix if shard else f"{s.topology.name[:11]}-p{slot}"
         try:
             argv = [sys.executable, "-m", "lab.cli", "run", s.file, "--name", lab, "--json", "-o", out or ""]
             if turn_backend:

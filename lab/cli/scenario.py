@@ -1,5 +1,6 @@
-"""Commands that run scenarios: run, verify (a set, for CI), sweep (one scenario over a grid
-of link settings). The work is in lab/scenario; the reports in lab/report."""
+"""Commands that run scenarios: run, verify (a set, for CI; or one shard of it), merge (shards'
+results as one set), sweep (one scenario over a grid of link settings). The work is in
+lab/scenario; the reports in lab/report."""
 
 from __future__ import annotations
 
@@ -9,9 +10,11 @@ from pathlib import Path
 from lab.core.errors import EXIT_FAIL, EXIT_OK, UsageError
 from lab.report import sweep as sweep_report
 from lab.report.index import write_index
+from lab.report.merge import merge as merge_shards
 from lab.report.scenario import junit
 from lab.report.tables import verdict_table
-from lab.scenario import sweep as sw
+from lab.scenario import shard, sweep as sw
+from lab.scenario.load import load_scenario
 
 from .console import err, escape, hinted, out
 from .runs import load_all, run_all, run_parallel, scenario_files
@@ -39,20 +42,51 @@ def verify(args) -> int:
         raise UsageError(hinted("no scenario files found" + (f" matching '{args.k}'" if args.k else ""),
                                 "scenarios are YAML files in scenarios/"))
     scenarios = load_all(files, turn_backend=args.turn_backend)
+    k = None
+    if args.shard:
+        k, scenarios = _shard(scenarios, args)
     if args.parallel > 1:
-        results = run_parallel(scenarios, args.parallel, args.out, args.turn_backend)
+        results = run_parallel(scenarios, args.parallel, args.out, args.turn_backend, shard=k)
     else:
         results = run_all(scenarios, args.out)
+    return _conclude(results, args.out, args.junit, bool(args.turn_backend),
+                     f" (TURN backend: {args.turn_backend})" if args.turn_backend else "")
+
+
+def _shard(scenarios: list, args) -> tuple[int, list]:
+    """This shard's part of the set; each scenario in a lab named after the shard, so that
+    shards on one machine (as the tests run them) do not meet."""
+    k, n = shard.parse_shard(args.shard)
+    durations = shard.load_durations(args.durations or shard.default_durations(args.paths or ["scenarios"]))
+    by_name = {s.name: s for s in scenarios}
+    mine = shard.split(list(by_name), n, durations)[k - 1]
+    err.print(f"shard {k}/{n}: {len(mine)} of {len(scenarios)} scenarios, about "
+              f"{shard.expected(mine, durations):.0f} s of {shard.expected(list(by_name), durations):.0f} s")
+    suffix = f"-s{k}"
+    return k, [load_scenario(by_name[m].file, by_name[m].topology.name[:15 - len(suffix)] + suffix,
+                             args.turn_backend) for m in mine]
+
+
+def _conclude(results: list, out_dir: str | None, junit_file: str | None, backend_in_names: bool,
+              note: str = "") -> int:
     out.print(verdict_table(results))
-    if args.junit:
-        junit(results, args.junit, backend_in_names=bool(args.turn_backend))
-        err.print(f"wrote {escape(args.junit)}")
-    if args.out:
-        err.print(f"wrote {escape(str(write_index(results, args.out)))} and summary.csv beside it")
+    if junit_file:
+        junit(results, junit_file, backend_in_names=backend_in_names)
+        err.print(f"wrote {escape(junit_file)}")
+    if out_dir:
+        index = write_index(results, out_dir)
+        shard.write_durations({r.scenario.name: r.timings.get("total", 0.0) for r in results},
+                              Path(out_dir) / "durations.json")
+        err.print(f"wrote {escape(str(index))}, summary.csv and durations.json beside it")
     bad = [r for r in results if r.verdict != "pass"]
-    out.print(f"{len(results) - len(bad)} passed, {len(bad)} failed"
-              + (f" (TURN backend: {args.turn_backend})" if args.turn_backend else ""))
+    out.print(f"{len(results) - len(bad)} passed, {len(bad)} failed" + note)
     return EXIT_FAIL if bad else EXIT_OK
+
+
+def merge(args) -> int:
+    """N shards' results as one set: exit 0 if every verdict is pass, as `verify` would."""
+    results = merge_shards(args.folders, args.out)
+    return _conclude(results, args.out, args.junit, args.backend_in_names)
 
 
 @interruptible()
@@ -70,8 +104,10 @@ def sweep(args) -> int:
         err.print(escape(f"{', '.join(f'{k}={v}' for k, v in pt.labels.items())}: {what}{setup} ({pt.wall:.1f} s)"))
 
     with err.status("starting") as status:
+        if args.parallel < 1:
+            raise UsageError(hinted(f"--parallel {args.parallel}: run at least one point at a time", "e.g. --parallel 2"))
         result = sw.run_sweep(scenario, params, link, call, direction,
-                              progress=lambda m: status.update(escape(m)), on_point=done)
+                              progress=lambda m: status.update(escape(m)), on_point=done, parallel=args.parallel)
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))
     else:

@@ -156,6 +156,8 @@ class NatNode(_Strict):
     host: str | None = Field(None, description="full-cone: the inside host mapped 1:1 to the outside address")
     udp_timeout: int = Field(30, ge=1, le=86400, description="conntrack UDP timeout, unreplied (s)")
     udp_stream_timeout: int = Field(120, ge=1, le=86400, description="conntrack UDP timeout, assured stream (s)")
+    ports: str | None = Field(None, description="the outside source-port pool, e.g. '50000-50015' (masquerade to :50000-50015): "
+                                                "flows beyond it to one destination find no port (docs/scale.md)")
 
 
 # RFC 5780 section 4.3 / 4.4 words for what each type should measure
@@ -270,13 +272,17 @@ class NatPolicy:
     host: str | None = None         # full cone: inside host's address
     udp_timeout: int = 30
     udp_stream_timeout: int = 120
+    ports: tuple[int, int] | None = None    # the outside source-port pool; None: any port
 
     kind = "nat"
 
     def to_dict(self) -> dict:
-        return {"type": self.type, "inside": self.inside, "outside": self.outside, "public": self.public,
-                "host": self.host, "udp_timeout": self.udp_timeout, "udp_stream_timeout": self.udp_stream_timeout,
-                "mapping": NAT_BEHAVIOUR[self.type][0], "filtering": NAT_BEHAVIOUR[self.type][1]}
+        d = {"type": self.type, "inside": self.inside, "outside": self.outside, "public": self.public,
+             "host": self.host, "udp_timeout": self.udp_timeout, "udp_stream_timeout": self.udp_stream_timeout,
+             "mapping": NAT_BEHAVIOUR[self.type][0], "filtering": NAT_BEHAVIOUR[self.type][1]}
+        if self.ports is not None:
+            d["ports"] = list(self.ports)
+        return d
 
 
 def _port_text(p: tuple[int, int]) -> str:
@@ -628,11 +634,23 @@ class PolicyResolver:
         elif spec.host is not None:
             self.err(("nodes", name, "host"), f"'host' is for type full-cone, not {spec.type}", "remove it")
             return None
+        ports = None
+        if spec.ports is not None:
+            m = re.fullmatch(r"(\d+)-(\d+)", spec.ports.strip())
+            if not m or not 1024 <= int(m.group(1)) <= int(m.group(2)) <= 65535:
+                self.err(("nodes", name, "ports"), f"'{spec.ports}' is not a port range from 1024 to 65535",
+                         "write the pool as low-high, e.g. ports: 50000-50015")
+                return None
+            ports = (int(m.group(1)), int(m.group(2)))
+            if spec.type == "full-cone":
+                self.err(("nodes", name, "ports"), "a full-cone (1:1) NAT keeps the host's ports: a pool is for masquerade",
+                         "remove ports, or use type port-restricted or symmetric")
+                return None
         if sides is None:
             return None
         outside_itf = next(i for i in node.interfaces if i.name == sides[1][0])
         return NatPolicy(spec.type, sides[0], sides[1], str(outside_itf.address.ip) if outside_itf.address else None,
-                         host_addr, spec.udp_timeout, spec.udp_stream_timeout)
+                         host_addr, spec.udp_timeout, spec.udp_stream_timeout, ports)
 
 
 def _merge(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:

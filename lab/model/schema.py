@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from lab.core.errors import Problem, did_you_mean
 from .firewall import FirewallNode, NatNode, parse_firewall
+from .groups import Group
 from .loader import Located
 from . import turn as turn_defaults
 from .vdi import DEFAULT_PORT as VDI_PORT, VdiSpec
@@ -198,6 +199,7 @@ class Topology(Strict):
     internet: str | None = Field(None, description="the node towards which default routes point")
     pools: dict[str, Pool] = Field(default_factory=dict, description="address pools by name")
     nodes: dict[str, Node]
+    groups: dict[str, Group] = Field(default_factory=dict, description="alike hosts declared once (docs/topology.md, Groups)")
     links: list[Link] = Field(default_factory=list)
     services: Services = Field(default_factory=Services, description="options of the services hosts run")
 

@@ -19,7 +19,7 @@ from lab.core.names import IFNAME_RE, MAX_NAME, RESERVED_NAMES, check_name, defa
 from .firewall import PolicyResolver, parse_ephemeral
 from .impairment import parse_link_impair
 from .loader import Located, load_yaml
-from . import vdi, vpn
+from . import groups, vdi, vpn
 from .routing import compute_routes, reachable, trace
 from .turn import check_faults
 from .topology import DEFAULT_ROUTE, Interface, Link, Node, Route, Subnet, Topology
@@ -32,16 +32,24 @@ def load_topology(path: str | Path, name: str | None = None, text: str | None = 
 
 def resolve(doc: Located, name: str | None = None) -> Topology:
     """Check and resolve a topology document already read (a scenario's, with its overrides)."""
-    parsed, problems = schema.parse(doc)
+    doc, problems = groups.expand(doc)
+    parsed, more = schema.parse(doc)
+    problems += more
     if parsed is None:
-        raise InputError(problems)
+        raise InputError(_once(problems))
     topo, more = Resolver(doc, parsed, name, structure_ok=not problems).run()
     problems += more
     if problems:
+        problems = _once(problems)
         problems.sort(key=lambda p: (p.file, p.line or 0))
         raise InputError(problems)
     assert topo is not None
     return topo
+
+
+def _once(problems: list[Problem]) -> list[Problem]:
+    """Each problem once: a group's members share theirs, reported at the group."""
+    return list(dict.fromkeys(problems))
 
 
 class Resolver:
@@ -325,6 +333,8 @@ class Resolver:
                 l[side + "_ip"] = ip
         # routers first, so that a LAN's gateway gets the lowest address
         pending.sort(key=lambda p: (not p[2].forwards, p[0], p[1]))
+        # a full subnet is one problem, however many nodes (a group's members) did not fit
+        overflow: dict[IPv4Network, tuple[tuple, str, list[str]]] = {}
         for i, side, node in pending:
             l = self.links[i]
             net = l["subnet"]
@@ -332,12 +342,15 @@ class Resolver:
             if not got:
                 s = next(s for s in subnets.values() if s.network == net)
                 where = ("nodes", s.lan) if s.lan else ("links", i)
-                self.err(where, f"subnet {net} is full ({host_count(net)} addresses) when placing '{node.name}'",
-                         "use a larger prefix")
+                overflow.setdefault(net, (where, node.name, []))[2].append(node.name)
                 l[side + "_ip"] = None
                 continue
             taken[net][got[0]] = ("links", i, side)
             l[side + "_ip"] = got[0]
+        for net, (where, first, names) in overflow.items():
+            more = f" and {len(names) - 1} more" if len(names) > 1 else ""
+            self.err(where, f"subnet {net} is full ({host_count(net)} addresses) when placing '{first}'{more}",
+                     "use a larger prefix" + (f" ({host_count(net) + len(names)} addresses are needed)" if more else ""))
 
     def _ifnames(self) -> None:
         """Interface names: the file's, else eth0, eth1 ... on hosts and routers, and the

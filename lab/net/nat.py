@@ -34,7 +34,8 @@ TABLE = "icelab"
 def ruleset(node: str, p: NatPolicy) -> str:
     ins = "{ " + ", ".join(f'"{i}"' for i in p.inside) + " }"
     outs = "{ " + ", ".join(f'"{i}"' for i in p.outside) + " }"
-    masq = "masquerade fully-random" if p.type == "symmetric" else "masquerade"
+    pool = f" to :{p.ports[0]}-{p.ports[1]}" if p.ports else ""
+    masq = f"masquerade{pool} fully-random" if p.type == "symmetric" else f"masquerade{pool}"
     lines = [f"# icelab nat '{node}' ({p.type}): inside {', '.join(p.inside)}; outside {', '.join(p.outside)}",
              f"table inet {TABLE} {{",
              "\tchain forward {", "\t\ttype filter hook forward priority filter; policy accept;",
@@ -49,7 +50,13 @@ def ruleset(node: str, p: NatPolicy) -> str:
     lines += ["\tchain postrouting {", "\t\ttype nat hook postrouting priority srcnat; policy accept;"]
     if p.type == "full-cone":
         lines.append(f'\t\tip saddr {p.host} oifname {outs} counter snat ip to {p.public} comment "r4: 1:1 outbound"')
-    lines.append(f'\t\toifname {outs} counter {masq} comment "r5: {masq}"')
+    if p.ports:
+        # a port pool needs a protocol with ports; ICMP and the rest keep plain masquerade
+        lines.append(f'\t\toifname {outs} meta l4proto {{ tcp, udp }} counter {masq} comment "r5: {masq}"')
+        plain = "masquerade fully-random" if p.type == "symmetric" else "masquerade"
+        lines.append(f'\t\toifname {outs} counter {plain} comment "r6: {plain} (other protocols)"')
+    else:
+        lines.append(f'\t\toifname {outs} counter {masq} comment "r5: {masq}"')
     lines += ["\t}", "}"]
     return "\n".join(lines) + "\n"
 

@@ -56,6 +56,15 @@ class RunningService:
 def start(net, progress=None) -> list[RunningService]:
     """Start the services of every host of ``net`` (a lab.net.network.Network) and wait
     until they listen."""
+    started = launch(net, progress)
+    wait(net, started)
+    return started
+
+
+def launch(net, progress=None) -> list[RunningService]:
+    """Start the services of every host of ``net``; ``wait`` then waits until they listen.
+    Their hosts must be configured (the services bind their addresses); the rest of the lab
+    need not be."""
     progress = progress or net.progress
     topo = net.topo
     run_dir = net.state.dir
@@ -82,6 +91,12 @@ def start(net, progress=None) -> list[RunningService]:
             progress(f"started {service} on {node.name} (pid {p.pid})")
             started.append(RunningService(service, node.name, p.proc, spec.config, cfg_path, log_path,
                                           list(spec.listens), spec.ready_timeout, argv, env))
+    return started
+
+
+def wait(net, started: list[RunningService]) -> None:
+    """Wait until every service ``launch`` started listens; one that exits or does not listen
+    in time is a LabError quoting its log."""
     by_pid = {rs.proc.pid: rs for rs in started}
 
     def exited(p: supervise.Process) -> str:
@@ -96,7 +111,6 @@ def start(net, progress=None) -> list[RunningService]:
                          timeout=max((rs.ready_timeout for rs in started), default=0.0),
                          timeouts={rs.proc.pid: rs.ready_timeout for rs in started},
                          exited=exited, not_ready=not_ready)
-    return started
 
 
 def stop(services: list[RunningService]) -> None:

@@ -20,7 +20,9 @@ link of the scenario's first ``link`` step. At most two parameters: a plot has t
 from __future__ import annotations
 
 import dataclasses
+import queue
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -176,23 +178,42 @@ def observe(point: Point, result: Any, call: str) -> Point:
 
 def run_sweep(scenario: Scenario, params: list[Param], link: tuple[str, str], call: str,
               direction: str = "both", progress: Progress = lambda m: None,
-              on_point: Callable[[Point], None] = lambda p: None) -> Sweep:
-    """Run every grid point, one after the other (each builds and tears down its lab)."""
+              on_point: Callable[[Point], None] = lambda p: None, parallel: int = 1) -> Sweep:
+    """Run every grid point (each builds and tears down its lab): one after the other, or
+    ``parallel`` at a time, each in a lab named after its worker slot so that labs of the
+    same topology run side by side. Points are kept in grid order either way."""
     sweep = Sweep(scenario.name, scenario.file, link, direction, call, params,
                   date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()))
     t0 = time.monotonic()
     by_field = {p.field: p for p in params}
     points = grid(params)
-    for i, values in enumerate(points, 1):
+    slots: queue.Queue = queue.Queue()
+    for i in range(max(1, parallel)):
+        slots.put(i)
+
+    def one(i: int, values: dict) -> Point:
         labels = {f: by_field[f].label(v) for f, v in values.items()}
         where = ", ".join(f"{f}={labels[f]}" for f in values)
         progress(f"[{i}/{len(points)}] {where}")
         s = point_scenario(scenario, link, direction, labels)
-        started = time.monotonic()
-        result = run_scenario(s, progress=lambda m, where=where: progress(f"[{i}/{len(points)}] {where}: {m}"))
+        slot = slots.get()
+        try:
+            if parallel > 1:
+                suffix = f"-w{slot}"
+                s = dataclasses.replace(s, topology=s.topology.renamed(s.topology.name[:15 - len(suffix)] + suffix))
+            started = time.monotonic()
+            result = run_scenario(s, progress=lambda m: progress(f"[{i}/{len(points)}] {where}: {m}"))
+        finally:
+            slots.put(slot)
         point = observe(Point(values, labels), result, call)
         point.wall = time.monotonic() - started
-        sweep.points.append(point)
         on_point(point)
+        return point
+
+    if parallel > 1:
+        with ThreadPoolExecutor(max_workers=parallel) as pool:
+            sweep.points = list(pool.map(one, range(1, len(points) + 1), points))
+    else:
+        sweep.points = [one(i, values) for i, values in enumerate(points, 1)]
     sweep.wall = time.monotonic() - t0
     return sweep
