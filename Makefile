@@ -78,10 +78,10 @@ demo: setup
 	@mkdir -p out
 	$(BIN)/icelab graph topologies/office-firewall.yaml -o out/office-firewall.svg
 	$(BIN)/icelab verify scenarios --parallel 2 --junit out/junit.xml -o out
-	@echo "== an engineer's firewall policy that blocks the softphone (exit 1: a verified fix is printed), then a working one"
+	@echo "== an engineer's firewall policy that blocks the softphone (exit 1: a verified fix is written), then the fixed policy"
 	$(BIN)/icelab policy check tests/policy/policies/udp3478-missing.rules $(POLICY_ARGS) --report out/policy-broken.md \
 	  --write-fixed out/udp3478-fixed.rules; test $$? -eq 1
-	$(BIN)/icelab policy check tests/policy/policies/stateful-ok.rules $(POLICY_ARGS) --report out/policy-ok.md
+	$(BIN)/icelab policy check out/udp3478-fixed.rules $(POLICY_ARGS) --report out/policy-fixed.md
 
 test: setup
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
