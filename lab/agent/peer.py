@@ -84,9 +84,14 @@ class RelayPeer:
         def sent(url: TurnURL, method: str, attempt: int) -> None:
             tl.add("stun", f"send {method}", url=url.label, attempt=attempt)
 
+        def ignored(url: TurnURL, method: str, code: int) -> None:
+            tl.add("stun", f"ignored {method} error", url=url.label, code=code,
+                   why="an error other than 401 before authentication: Chrome retransmits")
+
         tl.add("ice", "gathering", profile=self.profile)
         self.gatherer = RelayGatherer(self.ice_servers, self.profile, ssl=self.ssl, on_candidate=candidate,
-                                      on_error=error, on_send=sent, on_complete=on_complete)
+                                      on_error=error, on_send=sent, on_ignored=ignored,
+                                      on_complete=on_complete)
         self.gatherer.start()
 
     def _host_of(self, relay: Relay) -> None:

@@ -105,6 +105,7 @@ class RTCSession:
         self.state = ""
         self.candidates: list[dict[str, Any]] = []
         self.remote_candidates: list[dict[str, Any]] = []
+        self._bye: asyncio.Future | None = None
 
     def _enter(self, state: str, **data: Any) -> None:
         self.state = state
@@ -250,13 +251,25 @@ class RTCSession:
         else:
             quality = talk.result()
             bye.cancel()
-            await self.signalling.bye(self.token, self.timers.accept_bye)
+            # TalkingState.hangup() in rtc_session.js: signalingChannel.hangup() sends the bye
+            # and the session transits to DisconnectedState in the same call; the wait for the
+            # bye's answer (MAX_ACCEPT_BYE_DELAY_MS) belongs to the signalling channel's own
+            # state machine, not the session's. Clean-up waits for it before closing.
+            self._bye = asyncio.ensure_future(self.signalling.bye(self.token, self.timers.accept_bye))
         if quality:
             self.timeline.add("quality", "summary", **quality)
         return quality
 
+    async def _wait_bye(self) -> None:
+        await self._bye
+
     async def _clean_up(self) -> None:
-        for closer in (self.signalling.close, self.peer.close):
+        closers = [self.signalling.close, self.peer.close]
+        if self._bye is not None:
+            # DisconnectedState stops the peer connection at once; the channel stays open
+            # until the bye is answered or its 2 s are up
+            closers = [self.peer.close, self._wait_bye, self.signalling.close]
+        for closer in closers:
             try:
                 await asyncio.wait_for(closer(), 3)
             except Exception as exc:  # noqa: BLE001 - clean-up must not hide the outcome

@@ -28,7 +28,9 @@ class _Scheduled:
 
     schedule: RetransmitSchedule = CHROME
     reliable = False
+    ignore_unauthenticated_errors = False
     on_send: Callable[[str, int], None] | None = None
+    on_ignored: Callable[[str, int], None] | None = None
 
     async def request(self, request: stun.Message) -> tuple[stun.Message, tuple[str, int]]:
         if self.integrity_key:
@@ -41,7 +43,9 @@ class _Scheduled:
         tx = ScheduledTransaction(
             request, self.server, self, self.schedule, reliable=self.reliable,
             integrity_key=self.integrity_key, long_term_credential=True,
-            on_send=(lambda n: self.on_send(method, n)) if self.on_send else None)
+            ignore_unauthenticated_errors=self.ignore_unauthenticated_errors,
+            on_send=(lambda n: self.on_send(method, n)) if self.on_send else None,
+            on_ignored=(lambda code: self.on_ignored(method, code)) if self.on_ignored else None)
         self.transactions[request.transaction_id] = tx
         try:
             return await tx.run()
@@ -147,9 +151,13 @@ class TurnURL:
 
 async def allocate(url: TurnURL, username: str, password: str, *, schedule: RetransmitSchedule = CHROME,
                    ssl: ssl_mod.SSLContext | None = None, lifetime: int = turn.DEFAULT_ALLOCATION_LIFETIME,
-                   on_send: Callable[[str, int], None] | None = None) -> RelayTransport:
+                   on_send: Callable[[str, int], None] | None = None,
+                   ignore_unauthenticated_errors: bool = False,
+                   on_ignored: Callable[[str, int], None] | None = None) -> RelayTransport:
     """Open the transport to the TURN server and allocate a relayed address (RFC 8656
-    section 7.1). Raises ``stun.TransactionError`` or ``OSError``; closes the socket then."""
+    section 7.1). Raises ``stun.TransactionError`` or ``OSError``; closes the socket then.
+    ``ignore_unauthenticated_errors``: Chrome's reaction to an error other than 401 before
+    authentication (keep retransmitting); without it the allocation fails, as aioice's does."""
     loop = asyncio.get_running_loop()
     addr = (url.host, url.port)
 
@@ -159,6 +167,8 @@ async def allocate(url: TurnURL, username: str, password: str, *, schedule: Retr
                     channel_refresh_time=turn.DEFAULT_CHANNEL_REFRESH_TIME)
             p.schedule = schedule
             p.on_send = on_send
+            p.ignore_unauthenticated_errors = ignore_unauthenticated_errors
+            p.on_ignored = on_ignored
             return p
         return factory
 
