@@ -42,6 +42,7 @@ FAILED = "FailedState"
 class Peer(Protocol):
     """What the session needs of a peer connection (relay-only, audio only)."""
 
+    def create_peer_connection(self) -> None: ...
     async def get_user_media(self) -> None: ...
     async def create_offer(self) -> str: ...
     async def set_local_description(self, sdp: str) -> None: ...
@@ -115,6 +116,9 @@ class RTCSession:
         reached_talking = False
         quality: dict[str, Any] = {}
         try:
+            # RTCSession.connect(): the peer connection (and its candidate pool) is made
+            # before GrabLocalMediaState
+            self.peer.create_peer_connection()
             await self._grab_local_media()
             offer = await self._create_offer()
             await self._set_local_description(offer)

@@ -25,6 +25,9 @@ class FakePeer:
         self.closed = False
         self._handles: list[asyncio.TimerHandle] = []
 
+    def create_peer_connection(self) -> None:
+        pass
+
     async def get_user_media(self) -> None:
         await asyncio.sleep(self.gum_delay)
         if self.gum_error:

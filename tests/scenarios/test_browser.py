@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_real_library_and_emulation_agree(tmp_path):
     r = subprocess.run([sys.executable, "-m", "lab.cli", "verify", "tests/scenarios/browser", "--parallel", "2",
-                        "-o", str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=420)
+                        "-o", str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=240)
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]
 
     def calls(name):
@@ -41,11 +41,3 @@ def test_real_library_and_emulation_agree(tmp_path):
     # the browser's only traffic is the call's: nothing but TURN's UDP 3478 dies at the firewall
     refused = [p for rule in obs["firewall:fw"]["rules"] for p in rule["refused"]]
     assert refused and {(p["proto"], p["port"]) for p in refused} == {("udp", 3478)}, refused
-
-    # TURN errors (issue 14 item 1): a 486 before authentication is ignored by both (8 s
-    # timer), a 486 after it ends gathering at once in both
-    emulated, real, _ = calls("browser-turn-486-preauth")
-    assert abs(emulated["times"]["error"] - real["times"]["error"]) < 0.25, (emulated["times"], real["times"])
-    assert any(e["name"] == "ignored ALLOCATE error" for e in emulated["timeline"])
-    emulated, real, _ = calls("browser-turn-486")
-    assert emulated["times"]["error"] < 1 and real["times"]["error"] < 1, (emulated["times"], real["times"])
