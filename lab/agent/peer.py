@@ -167,9 +167,12 @@ class RelayPeer:
     async def _start_media(self, relays: list[Relay]) -> None:
         tl = self.timeline
         tl.add("media", "ice_checking", local=len(relays), remote=len(self.remote_candidates))
+        tl.add("ice", "checking")       # iceConnectionState, as the browser reports it
         try:
             await self.media.start(relays, self.remote_sdp or "", self.remote_candidates,
-                                   on_event=lambda name: tl.add("media", name))
+                                   on_event=lambda name: tl.add("media", name),
+                                   on_ice_state=lambda state, idle: tl.add(
+                                       "ice", state, since_last_received=round(idle, 3)))
         except Exception as exc:  # noqa: BLE001 - a broken path is silent audio, not a session error
             tl.add("media", "failed", reason=f"{type(exc).__name__}: {exc}")
             return

@@ -265,7 +265,10 @@ class RTCSession:
         return quality
 
     async def _wait_bye(self) -> None:
-        await self._bye
+        try:
+            await asyncio.wait_for(self._bye, self.timers.accept_bye)
+        except asyncio.TimeoutError:    # a dead path: the bye never got out (MAX_ACCEPT_BYE_DELAY_MS)
+            self.timeline.add("signalling", "bye_unanswered", reason="timeout")
 
     async def _clean_up(self) -> None:
         closers = [self.signalling.close, self.peer.close]

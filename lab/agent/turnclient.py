@@ -61,6 +61,22 @@ class ScheduledTurnTcp(_Scheduled, turn.TurnClientTcpProtocol):
     reliable = True
 
 
+class _Stamped:
+    """The receiver of a relay's datagrams, stamping when the last one came (the browser's
+    ``Connection::last_received()``: what its ICE connection state is judged on)."""
+
+    def __init__(self, protocol: Any, relay: "RelayTransport"):
+        self._protocol = protocol
+        self._relay = relay
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        self._relay.last_received = asyncio.get_running_loop().time()
+        self._protocol.datagram_received(data, addr)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._protocol, name)
+
+
 class RelayTransport:
     """Datagram transport relayed through one TURN allocation (what aioice's
     ``TurnTransport`` does, composed from the client's public methods)."""
@@ -72,9 +88,10 @@ class RelayTransport:
         self._tasks: set[asyncio.Task] = set()
         self._closing = False
         self.packets_sent = 0   # datagrams sent through the allocation: which relay carried the media
+        self.last_received: float | None = None     # loop time of the last datagram from a peer
 
     def attach(self, protocol: asyncio.DatagramProtocol) -> None:
-        self.client.receiver = protocol
+        self.client.receiver = _Stamped(protocol, self)
         protocol.connection_made(self)  # type: ignore[arg-type]
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
