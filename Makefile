@@ -16,11 +16,12 @@ BIN := $(VENV)/bin
 APT_PACKAGES := mininet net-tools iproute2 iputils-ping procps util-linux nftables tcpdump coturn openvpn socat iptables chromium
 PYTEST_ARGS ?=
 
-.PHONY: setup apt venv demo test bench clean-labs help
+.PHONY: setup apt venv demo test fidelity bench clean-labs help
 
 help:
 	@echo "sudo make demo   run the scenario set (broken vs fixed networks); reports in out/"
 	@echo "sudo make test   run the test suite (real namespaces: needs root)"
+	@echo "sudo make fidelity  the emulated softphone against connect-rtc-js in Chromium, fault by fault"
 	@echo "sudo make setup  install apt packages and the virtualenv ($(VENV))"
 	@echo "sudo make bench  build/teardown benchmarks (results: docs/benchmarks.md)"
 
@@ -58,6 +59,10 @@ demo: setup
 
 test: setup
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+# every fault of tests/fidelity/ with both engines (docs/fidelity.md); needs Chromium
+fidelity: setup
+	$(BIN)/python -m pytest -q tests/fidelity $(PYTEST_ARGS)
 
 bench: setup
 	$(BIN)/python bench/build_teardown.py
