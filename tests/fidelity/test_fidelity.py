@@ -6,7 +6,7 @@ connection's creation (within 50 ms plus one round trip to TURN) and audio both 
 docs/fidelity.md has the matrix. Chromium is optional (`make setup` installs it).
 
 The emulated calls open their microphone in 500 ms (``gum: 500ms``), as headless Chromium's
-fake device does here (0.3-0.75 s): that is the candidate pool's head start on the ICE state
+fake device does here (0.13-0.75 s): that is the candidate pool's head start on the ICE state
 in the real browser, and with it both engines hand over a pooled candidate on a fast path."""
 
 import json

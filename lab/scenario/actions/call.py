@@ -54,7 +54,7 @@ class Call(Strict):
     mdns: bool = Field(False, description="the browser names host candidates <uuid>.local (mDNS obfuscation)")
     gum: DurationText = Field("0s", description=(
         "how long the emulated microphone takes to open (getUserMedia) in GrabLocalMediaState; the "
-        "candidate pool gathers meanwhile. Headless Chromium's fake device takes about 0.7 s here "
+        "candidate pool gathers meanwhile. Headless Chromium's fake device takes 0.13-0.75 s here "
         "(docs/fidelity.md); the emulated engine only"))
 
 
