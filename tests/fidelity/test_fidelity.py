@@ -10,6 +10,7 @@ fake device does here (0.13-0.75 s): that is the candidate pool's head start on 
 in the real browser, and with it both engines hand over a pooled candidate on a fast path."""
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -40,6 +41,19 @@ def ice_states(doc: dict, key: str) -> list[tuple[str, float]]:
     offset = talking - obs["times"]["talking"]
     return [(e["name"], e["t"] + offset) for e in obs["timeline"]
             if e["kind"] == "ice" and e["name"] in ("disconnected", "failed") and e["t"] >= obs["times"]["talking"]]
+
+
+def failed_codes(obs: dict) -> list[int | None]:
+    """The error codes that ended a TURN URL (None: it timed out or failed otherwise)."""
+    out = []
+    for e in obs["timeline"]:
+        if e["kind"] == "ice" and e["name"] == "url_failed":
+            code = e.get("code")
+            if code is None:
+                m = re.search(r"\b([3-6]\d\d)\b", str(e.get("reason", "")))
+                code = int(m[1]) if m else None
+            out.append(code)
+    return out
 
 
 def talked(obs: dict) -> float | None:
@@ -80,6 +94,10 @@ def compare(name: str, emulated: dict, real: dict) -> list[str]:
                        f"chromium {tr['first_candidate']:.3f} s")
     elif fe is not None and abs(fe - fr) > tol:
         out.append(f"first relay candidate after the peer connection: emulated {fe:.3f} s, chromium {fr:.3f} s")
+    # why a TURN URL failed: the emulation's url_failed, Chrome's from its turn_port.cc log
+    ce, cr = failed_codes(emulated), failed_codes(real)
+    if ce != cr:
+        out.append(f"TURN URL failures: emulated {ce}, chromium {cr}")
     if emulated.get("reached_talking") and real.get("reached_talking"):
         # hangup: DisconnectedState at once, not after the bye's answer (issue 14 item 3)
         he, hr = talked(emulated), talked(real)
