@@ -103,6 +103,9 @@ def compare(name: str, emulated: dict, real: dict) -> list[str]:
         he, hr = talked(emulated), talked(real)
         if he is None or hr is None or abs(he - hr) > ERROR_TOLERANCE:
             out.append(f"Talking to DisconnectedState: emulated {he} s, chromium {hr} s")
+        qe, qr = emulated.get("quality") or {}, real.get("quality") or {}
+        if qe.get("relay_transport") and qr.get("relay_protocol") and qe["relay_transport"] != qr["relay_protocol"]:
+            out.append(f"relay transport: emulated {qe['relay_transport']}, chromium {qr['relay_protocol']}")
         se = bool((emulated.get("quality") or {}).get("silent_audio"))
         sr = bool((real.get("quality") or {}).get("silent_audio"))
         if se != sr:
