@@ -62,7 +62,7 @@ test: setup
 
 # every fault of tests/fidelity/ with both engines (docs/fidelity.md); needs Chromium
 fidelity: setup
-	$(BIN)/python -m pytest -q tests/fidelity $(PYTEST_ARGS)
+	ICELAB_FIDELITY_LOSSY=1 $(BIN)/python -m pytest -q tests/fidelity $(PYTEST_ARGS)
 
 bench: setup
 	$(BIN)/python bench/build_teardown.py

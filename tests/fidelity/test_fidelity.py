@@ -10,6 +10,7 @@ fake device does here (0.13-0.75 s): that is the candidate pool's head start on 
 in the real browser, and with it both engines hand over a pooled candidate on a fast path."""
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -132,3 +133,33 @@ def test_deterministic_faults_match(tmp_path):
         if diff:
             mismatches[result.parent.name] = diff
     assert not mismatches, mismatches
+
+
+RUNS = 5
+
+
+@pytest.mark.skipif(not os.environ.get("ICELAB_FIDELITY_LOSSY"),
+                    reason="lossy faults run 5 times each: 'make fidelity' sets ICELAB_FIDELITY_LOSSY=1")
+def test_lossy_faults_outcomes_overlap(tmp_path):
+    """Random faults (tests/fidelity/lossy/): each run 5 times; the two engines' outcomes
+    (Talking with audio, silent, or the error's name) must have a common value, and loss
+    within Talking must overlap (the ranges of the two engines' audio loss meet)."""
+    for scenario in sorted((HERE / "lossy").glob("*.yaml")):
+        outcomes: dict[str, list] = {"call:emulated": [], "call:chromium": []}
+        losses: dict[str, list] = {"call:emulated": [], "call:chromium": []}
+        for i in range(RUNS):
+            out = tmp_path / f"{scenario.stem}-{i}"
+            r = subprocess.run([sys.executable, "-m", "lab.cli", "run", str(scenario), "--name", f"lossy{i}",
+                                "-o", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=300)
+            doc = json.loads(next(out.glob("*/result.json")).read_text())
+            for key in outcomes:
+                obs = doc["observations"][key]
+                q = obs.get("quality") or {}
+                outcomes[key].append("talking" if obs.get("reached_talking") and not q.get("silent_audio")
+                                     else obs.get("softphone_error") or "silent")
+                if q.get("packets_received"):
+                    losses[key].append(q.get("packets_lost", 0) / (q["packets_received"] + q.get("packets_lost", 0)))
+        assert set(outcomes["call:emulated"]) & set(outcomes["call:chromium"]), (scenario.name, outcomes)
+        le, lr = losses["call:emulated"], losses["call:chromium"]
+        if le and lr:
+            assert min(le) <= max(lr) and min(lr) <= max(le), (scenario.name, le, lr)
