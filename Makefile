@@ -25,12 +25,13 @@ NETEM_APT_PACKAGES := user-mode-linux kmod
 # where `make setup` puts the `icelab` command: on root's PATH, sudo's secure_path included
 BINDIR ?= /usr/local/bin
 
-.PHONY: setup apt apt-netem venv path demo test test-netem bench clean-labs help
+.PHONY: setup apt apt-netem venv path demo test test-netem fidelity bench clean-labs help
 
 help:
 	@echo "sudo make demo   run the scenario set (broken vs fixed networks); reports in out/"
 	@echo "sudo make test   run the test suite (real namespaces: needs root)"
 	@echo "sudo make test-netem  the netem backend's tests, in a user-mode Linux kernel that has netem"
+	@echo "sudo make fidelity  the emulated softphone against connect-rtc-js in Chromium, fault by fault"
 	@echo "sudo make setup  install apt packages and the virtualenv ($(VENV))"
 	@echo "sudo make bench  build/teardown benchmarks (results: docs/benchmarks.md)"
 
@@ -99,6 +100,10 @@ apt-netem:
 	  export DEBIAN_FRONTEND=noninteractive; \
 	  apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
+
+# every fault of tests/fidelity/ with both engines (docs/fidelity.md); needs Chromium
+fidelity: setup
+	ICELAB_FIDELITY_LOSSY=1 $(BIN)/python -m pytest -q tests/fidelity $(PYTEST_ARGS)
 
 bench: setup
 	$(BIN)/python bench/build_teardown.py

@@ -10,6 +10,7 @@ Config (JSON)::
      "engine": "emulated",              # or "chromium": the real connect-rtc-js in headless Chromium
      "talk_time": 3.0, "media": true,
      "mdns": false,                     # host candidates as <uuid>.local (never sent: relay only)
+     "gum_time": 0.0,                   # s until the microphone opens (GrabLocalMediaState); the pool gathers meanwhile
      "timers": {"ice": 8.0},            # optional overrides of lab.agent.constants.Timers
      "vdi": {"mode": "redirected", "desktop": "192.0.2.5", "port": 1494}}   # optional (lab/agent/vdi.py)
 """
@@ -38,6 +39,13 @@ ENGINES = ("emulated", "chromium")
 
 class ConfigError(LabError):
     pass
+
+
+def _seconds(path: str, doc: dict, key: str) -> float:
+    v = doc.get(key, 0.0)
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
+        raise ConfigError(f"{path}: {key}: must be a number of seconds >= 0, not {v!r}")
+    return float(v)
 
 
 def load(path: str) -> tuple[str, dict, ssl.SSLContext | None, CallOptions]:
@@ -90,6 +98,7 @@ def load(path: str) -> tuple[str, dict, ssl.SSLContext | None, CallOptions]:
         raise ConfigError(f"{path}: mdns: must be true or false, not {doc['mdns']!r}")
     opts = CallOptions(profile=profile, engine=engine, talk_time=float(doc.get("talk_time", 3.0)),
                        media=bool(doc.get("media", True)), mdns=doc.get("mdns", False),
+                       gum_time=_seconds(path, doc, "gum_time"),
                        timers=Timers(**timers), vdi=vdi,
                        pki_dir=ca.parent if ca else None)
     return call["callId"], call["mediaInfo"], ctx, opts

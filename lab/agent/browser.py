@@ -25,6 +25,7 @@ import base64
 import hashlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -53,6 +54,9 @@ QUIET_FLAGS = [
     "--disable-features=MediaRouter,OptimizationHints,Translate,DialMediaRouteProvider,AutofillServerCommunication",
     "--autoplay-policy=no-user-gesture-required", "--enable-logging=stderr", "--v=0",
     "--dns-prefetch-disable",
+    # libwebrtc's TURN port logs why an allocation failed (issue 14 item 5): the page is never
+    # told when the pooled session's port fails (no icecandidateerror), the log is
+    "--vmodule=*turn_port*=1",
 ]
 
 
@@ -110,6 +114,36 @@ def write_page(workdir: Path, call_id: str, media_info: dict[str, Any], talk_tim
     return page
 
 
+_LOG_TIME = re.compile(r"^\[\d+:\d+:\d{4}/(\d\d)(\d\d)(\d\d\.\d+):")
+_TURN = re.compile(r"turn_port\.cc:\d+\] .*?: (TURN allocate request sent|Received TURN allocate error response"
+                   r"|TURN allocate request \w+ timeout)(?:, id=\w+)?(?:, code=(\d+))?(?:, rtt=[^,]+)?"
+                   r"(?:, reason='([^']*)')?")
+
+
+def _log_time(line: str) -> float | None:
+    """Seconds of the day from a Chromium log line's prefix ``[pid:tid:MMDD/HHMMSS.micro:``."""
+    m = _LOG_TIME.match(line)
+    return None if m is None else int(m[1]) * 3600 + int(m[2]) * 60 + float(m[3])
+
+
+def _webrtc_event(line: str) -> dict | None:
+    """An event from libwebrtc's own TURN log (turn_port.cc): what the browser does not tell
+    the page. A sent Allocate, each error answer, and the one that ends the port (logged
+    again as a warning, with the reason: ``TurnAllocateRequest::OnErrorResponse`` default
+    branch -> ``OnAllocateError``) as ``url_failed``, as the emulation names it."""
+    m = _TURN.search(line)
+    if m is None:
+        return None
+    what, code, reason = m[1], m[2], m[3]
+    if what == "TURN allocate request sent":
+        return {"kind": "stun", "name": "send ALLOCATE", "source": "turn_port.cc"}
+    if what.endswith("timeout"):
+        return {"kind": "ice", "name": "url_failed", "reason": "allocate timeout", "source": "turn_port.cc"}
+    if reason is not None:
+        return {"kind": "ice", "name": "url_failed", "code": int(code), "reason": reason, "source": "turn_port.cc"}
+    return {"kind": "stun", "name": "ALLOCATE error", "code": int(code) if code else None, "source": "turn_port.cc"}
+
+
 def _parse(line: str) -> dict | None:
     """An event from a Chromium log line: ``[...:INFO:CONSOLE:N] "ICELAB {...}", source: ...``."""
     i = line.find('"' + MARK)
@@ -162,27 +196,43 @@ def place_call(call_id: str, media_info: dict[str, Any], *, pki_dir: Path | None
         done: dict | None = None
         finished = threading.Event()
 
+        def add(ev: dict) -> None:
+            ev = {"t": round(float(ev.pop("t", 0.0)), 4), "kind": ev.pop("kind", "info"),
+                  "name": ev.pop("name", ""), **ev}
+            if ev["kind"] == "error":
+                ev["softphone_error"] = softphone_error_type(ev["name"])
+                # the state it failed in (whose timer fired), as the emulated softphone reports it
+                ev["state"] = next((e["name"] for e in reversed(events)
+                                    if e["kind"] == "state" and e["name"] != "FailedState"), None)
+            events.append(ev)
+            if stream is not None:
+                stream.write(json.dumps(ev) + "\n")
+                stream.flush()
+
         def read() -> None:
             nonlocal done
+            offset = None       # the log's clock minus the page's, from the first console line
+            early: list[tuple[float, dict]] = []
             for line in proc.stderr:
                 ev = _parse(line)
                 if ev is None:
-                    continue
+                    raw, lt = _webrtc_event(line), _log_time(line)
+                    if raw is None or lt is None:
+                        continue
+                    if offset is None:
+                        early.append((lt, raw))     # before the page's first line: placed then
+                        continue
+                    ev = {**raw, "t": lt - offset}
+                elif offset is None and "t" in ev and _log_time(line) is not None:
+                    offset = _log_time(line) - float(ev["t"])
+                    for lt, raw in early:
+                        add({**raw, "t": lt - offset})
+                    early.clear()
                 if ev.get("kind") == "done":
                     done = ev.get("outcome") or {}
                     finished.set()
                     continue
-                ev = {"t": round(float(ev.pop("t", 0.0)), 4), "kind": ev.pop("kind", "info"),
-                      "name": ev.pop("name", ""), **ev}
-                if ev["kind"] == "error":
-                    ev["softphone_error"] = softphone_error_type(ev["name"])
-                    # the state it failed in (whose timer fired), as the emulated softphone reports it
-                    ev["state"] = next((e["name"] for e in reversed(events)
-                                        if e["kind"] == "state" and e["name"] != "FailedState"), None)
-                events.append(ev)
-                if stream is not None:
-                    stream.write(json.dumps(ev) + "\n")
-                    stream.flush()
+                add(ev)
             finished.set()
 
         reader = threading.Thread(target=read, daemon=True)

@@ -27,6 +27,7 @@ class CallOptions:
     talk_time: float = 3.0
     media: bool = True
     mdns: bool = False               # host candidates named <uuid>.local (lab/agent/privacy.py)
+    gum_time: float = 0.0            # s the microphone takes to open (getUserMedia); the pool gathers meanwhile
     timers: Timers = field(default_factory=Timers)
     vdi: vdi_mod.VdiOptions | None = None     # under VDI: where the engine runs (lab/agent/vdi.py)
 
@@ -46,7 +47,7 @@ async def place_call(call_id: str, info: dict[str, Any], *, ssl: ssl_mod.SSLCont
             ep = urlsplit(cfg["signalingEndpoint"])
             channel = vdi_mod.virtual_channel(options.vdi, ep.hostname, ep.port or 443)
     peer = RelayPeer(cfg["iceServers"], profile=options.profile, timeline=tl, ssl=ssl, media=options.media,
-                     mdns=options.mdns)
+                     mdns=options.mdns, gum_time=options.gum_time)
     sig = SignallingChannel(cfg["signalingEndpoint"], call_id, info["callContextToken"], timeline=tl, ssl=ssl,
                             channel=channel)
     session = RTCSession(peer, sig, call_context_token=info["callContextToken"], timeline=tl,

@@ -23,8 +23,8 @@ VDI_PLUGIN_TIMEOUT = 10.0            # VDI plug-ins wait up to 10000 ms -> vdi_r
 # reads this dict. The chromium engine runs the library, which passes it to RTCPeerConnection
 # itself; the emulated agent has the same behaviour written into its code: relay candidates
 # only (gather.py, peer.py), one audio m-line with a=rtcp-mux (peer.py's offer, so bundlePolicy
-# has nothing to choose). It does not model the candidate pool: it gathers when the session
-# reaches ConnectSignalingAndIceCollectionState (session.py).
+# has nothing to choose), and the candidate pool of one: it starts gathering when the session
+# creates the peer connection, before GrabLocalMediaState (peer.py create_peer_connection).
 PEER_CONNECTION_CONFIG = {
     "iceTransportPolicy": "relay",
     "rtcpMuxPolicy": "require",

@@ -38,10 +38,12 @@ class Profile:
     schedule: RetransmitSchedule
     all_urls: bool
     cutoff: float | None
+    #: an error other than 401 to the unauthenticated Allocate: ignored (Chrome) or fatal (aioice)
+    ignore_pre_auth_errors: bool = False
 
 
 PROFILES = {
-    "chrome": Profile("chrome", CHROME, all_urls=True, cutoff=None),
+    "chrome": Profile("chrome", CHROME, all_urls=True, cutoff=None, ignore_pre_auth_errors=True),
     "aiortc-default": Profile("aiortc-default", AIOICE, all_urls=False, cutoff=AIORTC_GATHER_CUTOFF),
 }
 
@@ -90,6 +92,7 @@ class RelayGatherer:
                  on_candidate: Callable[[Relay], None] | None = None,
                  on_error: Callable[[TurnURL, str], None] | None = None,
                  on_send: Callable[[TurnURL, str, int], None] | None = None,
+                 on_ignored: Callable[[TurnURL, str, int], None] | None = None,
                  on_complete: Callable[[], None] | None = None):
         if profile not in PROFILES:
             raise ValueError(f"unknown ICE profile {profile!r} (choose from {', '.join(PROFILES)})")
@@ -101,6 +104,7 @@ class RelayGatherer:
         self.on_candidate = on_candidate
         self.on_error = on_error
         self.on_send = on_send
+        self.on_ignored = on_ignored
         self.on_complete = on_complete
         self.result = GatherResult()
         self._task: asyncio.Task | None = None
@@ -128,9 +132,11 @@ class RelayGatherer:
     async def _one(self, index: int, url: TurnURL, username: str, password: str) -> None:
         loop = asyncio.get_running_loop()
         sender = (lambda method, n: self.on_send(url, method, n)) if self.on_send else None
+        ignored = (lambda method, code: self.on_ignored(url, method, code)) if self.on_ignored else None
         try:
             relay_tr = await allocate(url, username, password, schedule=self.profile.schedule,
-                                      ssl=self.ssl, on_send=sender)
+                                      ssl=self.ssl, on_send=sender, on_ignored=ignored,
+                                      ignore_unauthenticated_errors=self.profile.ignore_pre_auth_errors)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - every failure of a URL is reported, not raised

@@ -14,6 +14,7 @@ import secrets
 import ssl as ssl_mod
 from typing import Any, Callable
 
+from .constants import DEFAULT_ICE_CANDIDATE_POOL_SIZE
 from .gather import Relay, RelayGatherer
 from .media import AgentMedia
 from .privacy import HostNames, host_candidate, signalled
@@ -42,7 +43,8 @@ def offer_sdp(ufrag: str, pwd: str, session_id: int | None = None, fingerprint: 
 class RelayPeer:
     def __init__(self, ice_servers: list[dict[str, Any]], *, profile: str = "chrome",
                  timeline: Timeline, ssl: ssl_mod.SSLContext | None = None, media: bool = True,
-                 mdns: bool = False):
+                 mdns: bool = False, candidate_pool: int = DEFAULT_ICE_CANDIDATE_POOL_SIZE,
+                 gum_time: float = 0.0):
         self.ice_servers = ice_servers
         self.host_names = HostNames(obfuscate=mdns)
         self._hosts: set[tuple[str, int]] = set()
@@ -55,11 +57,18 @@ class RelayPeer:
         self.remote_sdp: str | None = None
         self.remote_candidates: list[dict[str, Any]] = []
         self.media = AgentMedia() if media else None
+        self.candidate_pool = candidate_pool
+        self.gum_time = gum_time
+        self._sink: tuple[Callable[[dict[str, Any]], None], Callable[[], None]] | None = None
+        self._held: list[Relay] = []
+        self._complete = False
         self._media_task: asyncio.Task | None = None
 
     async def get_user_media(self) -> None:
-        # the lab's microphone is a generated signal: always granted at once
-        return None
+        # the lab's microphone is a generated signal: always granted, after ``gum_time`` (a
+        # real device, or Chromium's fake one, takes a while; the candidate pool gathers meanwhile)
+        if self.gum_time > 0:
+            await asyncio.sleep(self.gum_time)
 
     async def create_offer(self) -> str:
         if self.media is not None:
@@ -69,14 +78,50 @@ class RelayPeer:
     async def set_local_description(self, sdp: str) -> None:
         self.local_sdp = sdp
 
+    def create_peer_connection(self) -> None:
+        """``new RTCPeerConnection(config)`` in ``RTCSession.connect()``, before
+        GrabLocalMediaState. With ``iceCandidatePoolSize: 1`` (rtc_session.js sets
+        DEFAULT_ICE_CANDIDATE_POOL_SIZE) Chrome starts allocating at once (libwebrtc
+        ``PortAllocator::SetConfiguration``, p2p/base/port_allocator.cc, creates the pooled
+        session and calls its ``StartGettingPorts()``), so gathering begins here, before the ICE state and its 8 s
+        timer. What the pool gathers is held until the local description is set, then handed
+        over (PortAllocator::TakePooledSession): :meth:`start_gathering`."""
+        self.timeline.add("info", "peer-connection", iceCandidatePoolSize=self.candidate_pool)
+        if self.candidate_pool > 0:
+            self._start(pooled=True)
+
     def start_gathering(self, on_candidate: Callable[[dict[str, Any]], None],
                         on_complete: Callable[[], None]) -> None:
+        """The session's ICE state listens from now on; what the pool already has comes at once."""
+        self._sink = (on_candidate, on_complete)
+        if self.gatherer is None:
+            self._start(pooled=False)
+            return
+        for relay in self._held:
+            self._deliver(relay)
+        self._held.clear()
+        if self._complete:
+            on_complete()
+
+    def _deliver(self, relay: Relay) -> None:
+        self._host_of(relay)
+        self._sink[0]({"candidate": "candidate:" + signalled(relay.candidate).to_sdp(), "sdpMid": "0",
+                       "sdpMLineIndex": 0, "url": relay.url.label})
+
+    def _start(self, pooled: bool) -> None:
         tl = self.timeline
 
         def candidate(relay: Relay) -> None:
-            self._host_of(relay)
-            on_candidate({"candidate": "candidate:" + signalled(relay.candidate).to_sdp(), "sdpMid": "0",
-                          "sdpMLineIndex": 0, "url": relay.url.label})
+            if self._sink is None:          # the pool's, before the local description
+                tl.add("ice", "pooled", url=relay.url.label, elapsed=round(relay.elapsed, 4))
+                self._held.append(relay)
+            else:
+                self._deliver(relay)
+
+        def on_complete() -> None:
+            self._complete = True
+            if self._sink is not None:
+                self._sink[1]()
 
         def error(url: TurnURL, reason: str) -> None:
             tl.add("ice", "url_failed", url=url.label, reason=reason)
@@ -84,9 +129,14 @@ class RelayPeer:
         def sent(url: TurnURL, method: str, attempt: int) -> None:
             tl.add("stun", f"send {method}", url=url.label, attempt=attempt)
 
-        tl.add("ice", "gathering", profile=self.profile)
+        def ignored(url: TurnURL, method: str, code: int) -> None:
+            tl.add("stun", f"ignored {method} error", url=url.label, code=code,
+                   why="an error other than 401 before authentication: Chrome retransmits")
+
+        tl.add("ice", "gathering", profile=self.profile, pool=pooled)
         self.gatherer = RelayGatherer(self.ice_servers, self.profile, ssl=self.ssl, on_candidate=candidate,
-                                      on_error=error, on_send=sent, on_complete=on_complete)
+                                      on_error=error, on_send=sent, on_ignored=ignored,
+                                      on_complete=on_complete)
         self.gatherer.start()
 
     def _host_of(self, relay: Relay) -> None:
@@ -117,9 +167,12 @@ class RelayPeer:
     async def _start_media(self, relays: list[Relay]) -> None:
         tl = self.timeline
         tl.add("media", "ice_checking", local=len(relays), remote=len(self.remote_candidates))
+        tl.add("ice", "checking")       # iceConnectionState, as the browser reports it
         try:
             await self.media.start(relays, self.remote_sdp or "", self.remote_candidates,
-                                   on_event=lambda name: tl.add("media", name))
+                                   on_event=lambda name: tl.add("media", name),
+                                   on_ice_state=lambda state, idle: tl.add(
+                                       "ice", state, since_last_received=round(idle, 3)))
         except Exception as exc:  # noqa: BLE001 - a broken path is silent audio, not a session error
             tl.add("media", "failed", reason=f"{type(exc).__name__}: {exc}")
             return

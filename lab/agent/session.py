@@ -42,6 +42,7 @@ FAILED = "FailedState"
 class Peer(Protocol):
     """What the session needs of a peer connection (relay-only, audio only)."""
 
+    def create_peer_connection(self) -> None: ...
     async def get_user_media(self) -> None: ...
     async def create_offer(self) -> str: ...
     async def set_local_description(self, sdp: str) -> None: ...
@@ -105,6 +106,7 @@ class RTCSession:
         self.state = ""
         self.candidates: list[dict[str, Any]] = []
         self.remote_candidates: list[dict[str, Any]] = []
+        self._bye: asyncio.Future | None = None
 
     def _enter(self, state: str, **data: Any) -> None:
         self.state = state
@@ -114,6 +116,9 @@ class RTCSession:
         reached_talking = False
         quality: dict[str, Any] = {}
         try:
+            # RTCSession.connect(): the peer connection (and its candidate pool) is made
+            # before GrabLocalMediaState
+            self.peer.create_peer_connection()
             await self._grab_local_media()
             offer = await self._create_offer()
             await self._set_local_description(offer)
@@ -250,13 +255,28 @@ class RTCSession:
         else:
             quality = talk.result()
             bye.cancel()
-            await self.signalling.bye(self.token, self.timers.accept_bye)
+            # TalkingState.hangup() in rtc_session.js: signalingChannel.hangup() sends the bye
+            # and the session transits to DisconnectedState in the same call; the wait for the
+            # bye's answer (MAX_ACCEPT_BYE_DELAY_MS) belongs to the signalling channel's own
+            # state machine, not the session's. Clean-up waits for it before closing.
+            self._bye = asyncio.ensure_future(self.signalling.bye(self.token, self.timers.accept_bye))
         if quality:
             self.timeline.add("quality", "summary", **quality)
         return quality
 
+    async def _wait_bye(self) -> None:
+        try:
+            await asyncio.wait_for(self._bye, self.timers.accept_bye)
+        except asyncio.TimeoutError:    # a dead path: the bye never got out (MAX_ACCEPT_BYE_DELAY_MS)
+            self.timeline.add("signalling", "bye_unanswered", reason="timeout")
+
     async def _clean_up(self) -> None:
-        for closer in (self.signalling.close, self.peer.close):
+        closers = [self.signalling.close, self.peer.close]
+        if self._bye is not None:
+            # DisconnectedState stops the peer connection at once; the channel stays open
+            # until the bye is answered or its 2 s are up
+            closers = [self.peer.close, self._wait_bye, self.signalling.close]
+        for closer in closers:
             try:
                 await asyncio.wait_for(closer(), 3)
             except Exception as exc:  # noqa: BLE001 - clean-up must not hide the outcome

@@ -66,7 +66,9 @@ class ScheduledTransaction:
     def __init__(self, request: stun.Message, addr: tuple[str, int], protocol: stun.TransactionSender,
                  schedule: RetransmitSchedule, *, reliable: bool = False,
                  integrity_key: bytes | None = None, long_term_credential: bool = False,
-                 on_send: Callable[[int], None] | None = None):
+                 ignore_unauthenticated_errors: bool = False,
+                 on_send: Callable[[int], None] | None = None,
+                 on_ignored: Callable[[int], None] | None = None):
         self.request = request
         self.addr = addr
         self.protocol = protocol
@@ -74,7 +76,9 @@ class ScheduledTransaction:
         self.reliable = reliable
         self.integrity_key = integrity_key
         self.long_term_credential = long_term_credential
+        self.ignore_unauthenticated_errors = ignore_unauthenticated_errors
         self.on_send = on_send
+        self.on_ignored = on_ignored
         self.future: asyncio.Future[tuple[stun.Message, tuple[str, int]]] = (
             asyncio.get_running_loop().create_future())
 
@@ -86,6 +90,16 @@ class ScheduledTransaction:
                            and message.error_code in (401, 438))
             if not unsigned_ok and not message.check_message_integrity(self.integrity_key):
                 return
+        elif (self.ignore_unauthenticated_errors and message.message_class == stun.Class.ERROR
+              and message.error_code not in (300, 401)):
+            # Chrome 156 (measured, reference ice-timing.md): an error other than the 401
+            # challenge (or a 300 redirect) to the first, unauthenticated Allocate is not acted
+            # on; the request goes on being retransmitted on its schedule and no candidate
+            # error is reported. Nothing in it could be authenticated: a forged 486 from
+            # anyone on the path must not end the allocation.
+            if self.on_ignored is not None:
+                self.on_ignored(message.error_code)
+            return
         if self.future.done():
             return
         if message.message_class == stun.Class.RESPONSE:

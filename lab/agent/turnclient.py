@@ -28,7 +28,9 @@ class _Scheduled:
 
     schedule: RetransmitSchedule = CHROME
     reliable = False
+    ignore_unauthenticated_errors = False
     on_send: Callable[[str, int], None] | None = None
+    on_ignored: Callable[[str, int], None] | None = None
 
     async def request(self, request: stun.Message) -> tuple[stun.Message, tuple[str, int]]:
         if self.integrity_key:
@@ -41,7 +43,9 @@ class _Scheduled:
         tx = ScheduledTransaction(
             request, self.server, self, self.schedule, reliable=self.reliable,
             integrity_key=self.integrity_key, long_term_credential=True,
-            on_send=(lambda n: self.on_send(method, n)) if self.on_send else None)
+            ignore_unauthenticated_errors=self.ignore_unauthenticated_errors,
+            on_send=(lambda n: self.on_send(method, n)) if self.on_send else None,
+            on_ignored=(lambda code: self.on_ignored(method, code)) if self.on_ignored else None)
         self.transactions[request.transaction_id] = tx
         try:
             return await tx.run()
@@ -57,6 +61,22 @@ class ScheduledTurnTcp(_Scheduled, turn.TurnClientTcpProtocol):
     reliable = True
 
 
+class _Stamped:
+    """The receiver of a relay's datagrams, stamping when the last one came (the browser's
+    ``Connection::last_received()``: what its ICE connection state is judged on)."""
+
+    def __init__(self, protocol: Any, relay: "RelayTransport"):
+        self._protocol = protocol
+        self._relay = relay
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        self._relay.last_received = asyncio.get_running_loop().time()
+        self._protocol.datagram_received(data, addr)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._protocol, name)
+
+
 class RelayTransport:
     """Datagram transport relayed through one TURN allocation (what aioice's
     ``TurnTransport`` does, composed from the client's public methods)."""
@@ -68,9 +88,10 @@ class RelayTransport:
         self._tasks: set[asyncio.Task] = set()
         self._closing = False
         self.packets_sent = 0   # datagrams sent through the allocation: which relay carried the media
+        self.last_received: float | None = None     # loop time of the last datagram from a peer
 
     def attach(self, protocol: asyncio.DatagramProtocol) -> None:
-        self.client.receiver = protocol
+        self.client.receiver = _Stamped(protocol, self)
         protocol.connection_made(self)  # type: ignore[arg-type]
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
@@ -147,9 +168,13 @@ class TurnURL:
 
 async def allocate(url: TurnURL, username: str, password: str, *, schedule: RetransmitSchedule = CHROME,
                    ssl: ssl_mod.SSLContext | None = None, lifetime: int = turn.DEFAULT_ALLOCATION_LIFETIME,
-                   on_send: Callable[[str, int], None] | None = None) -> RelayTransport:
+                   on_send: Callable[[str, int], None] | None = None,
+                   ignore_unauthenticated_errors: bool = False,
+                   on_ignored: Callable[[str, int], None] | None = None) -> RelayTransport:
     """Open the transport to the TURN server and allocate a relayed address (RFC 8656
-    section 7.1). Raises ``stun.TransactionError`` or ``OSError``; closes the socket then."""
+    section 7.1). Raises ``stun.TransactionError`` or ``OSError``; closes the socket then.
+    ``ignore_unauthenticated_errors``: Chrome's reaction to an error other than 401 before
+    authentication (keep retransmitting); without it the allocation fails, as aioice's does."""
     loop = asyncio.get_running_loop()
     addr = (url.host, url.port)
 
@@ -159,6 +184,8 @@ async def allocate(url: TurnURL, username: str, password: str, *, schedule: Retr
                     channel_refresh_time=turn.DEFAULT_CHANNEL_REFRESH_TIME)
             p.schedule = schedule
             p.on_send = on_send
+            p.ignore_unauthenticated_errors = ignore_unauthenticated_errors
+            p.on_ignored = on_ignored
             return p
         return factory
 

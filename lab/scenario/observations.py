@@ -85,12 +85,20 @@ class Times:
     error_state: str | None = None
     error_from: str | None = None            # "call" or "state": what ``error`` counts from
     talking: float | None = None
+    # the same clock, for comparing engines (issue 14): when the call began, when the peer
+    # connection (and its candidate pool) was created, the first relay candidate counted
+    # from it, and the error's own moment
+    call_start: float | None = None
+    pc_created: float | None = None
+    first_candidate_pc: float | None = None  # s after the peer connection was created
+    error_t: float | None = None
 
     @classmethod
     def from_dict(cls, t: dict | None) -> "Times":
         t = t or {}
         return cls(**{k: t.get(k) for k in ("ice_start", "first_candidate", "error", "error_state",
-                                            "error_from", "talking")})
+                                            "error_from", "talking", "call_start", "pc_created",
+                                            "first_candidate_pc", "error_t")})
 
 
 @dataclass(frozen=True)

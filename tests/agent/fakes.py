@@ -25,6 +25,9 @@ class FakePeer:
         self.closed = False
         self._handles: list[asyncio.TimerHandle] = []
 
+    def create_peer_connection(self) -> None:
+        pass
+
     async def get_user_media(self) -> None:
         await asyncio.sleep(self.gum_delay)
         if self.gum_error:
@@ -66,9 +69,12 @@ class FakeSignalling:
     ``answer`` or a JSON-RPC ``error_code``."""
 
     def __init__(self, *, connect_attempts=(("ok", 0.02),), answer_delay: float = 0.02,
-                 error_code: int | None = None, answer: dict[str, Any] | None = None):
+                 error_code: int | None = None, answer: dict[str, Any] | None = None,
+                 bye_delay: float = 0.0):
         self.connect_attempts = list(connect_attempts)
         self.answer_delay = answer_delay
+        self.bye_delay = bye_delay
+        self.bye_done: float | None = None
         self.error_code = error_code
         self.answer = answer if answer is not None else {"sdp": "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n", "candidates": [cand(9)]}
         self.remote_bye = asyncio.Event()
@@ -107,6 +113,10 @@ class FakeSignalling:
 
     async def bye(self, token, timeout) -> None:
         self.sent.append("bye")
+        if self.bye_delay:
+            # an unanswered bye gives up after its timeout (the channel's, not the session's)
+            await asyncio.sleep(min(self.bye_delay, timeout))
+        self.bye_done = asyncio.get_running_loop().time()
 
     async def close(self) -> None:
         pass

@@ -61,6 +61,27 @@ def test_normal_path_visits_every_state_in_order():
     assert sig.sent == ["invite", "accept", "bye"]
 
 
+def test_hangup_enters_disconnected_at_once():
+    """rtc_session.js TalkingState.hangup(): the bye is sent and the session transits to
+    DisconnectedState in the same call; the signalling channel waits for the bye's answer
+    (up to MAX_ACCEPT_BYE_DELAY_MS) on its own (issue 14 item 3)."""
+    sig = FakeSignalling(bye_delay=5.0)         # never answered within the 2 s
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        out = await call(sig=sig)
+        return out, sig.bye_done - t0, loop.time() - t0
+
+    out, bye_done, total = asyncio.run(main())
+    assert out.ok and sig.sent == ["invite", "accept", "bye"]
+    talking = next(e["t"] for e in out.timeline if e["name"] == S.TALKING)
+    disconnected = next(e["t"] for e in out.timeline if e["name"] == S.DISCONNECTED)
+    assert disconnected - talking < 0.05 + TOL, (talking, disconnected)      # talk_time 0.05 s, no wait
+    assert bye_done > disconnected + 1.9         # the channel still waited its 2 s for the answer
+    assert total < 2.5 + TOL
+
+
 def test_timers_side_by_side():
     async def main():
         return await asyncio.gather(

@@ -89,8 +89,13 @@ async function quality() {
     if (s.type === "candidate-pair" && s.nominated && s.state === "succeeded") {
       const local = report.get(s.localCandidateId);
       if (local) { q.relay_protocol = local.relayProtocol || null; q.local_type = local.candidateType; }
+      // the ICE checks' round trip over the same relays: there from the first check, where
+      // the RTCP one needs a receiver report that a call of a few seconds may not get yet
+      if (s.currentRoundTripTime != null) q.ice_rtt_ms = Math.round(s.currentRoundTripTime * 100000) / 100;
     }
   });
+  q.rtt_source = q.rtt_ms != null ? "rtcp" : null;
+  if (q.rtt_ms == null && q.ice_rtt_ms != null) { q.rtt_ms = q.ice_rtt_ms; q.rtt_source = "ice"; }
   q.silent_audio = q.packets_received === 0;
   return q;
 }

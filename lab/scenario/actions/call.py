@@ -52,6 +52,10 @@ class Call(Strict):
         "redirect-unavailable, the plug-in is not ready in 10 s (vdi_redir_not_supported). "
         "Without it the softphone runs on the host itself (docs/vdi.md)"))
     mdns: bool = Field(False, description="the browser names host candidates <uuid>.local (mDNS obfuscation)")
+    gum: DurationText = Field("0s", description=(
+        "how long the emulated microphone takes to open (getUserMedia) in GrabLocalMediaState; the "
+        "candidate pool gathers meanwhile. Headless Chromium's fake device takes 0.13-0.75 s here "
+        "(docs/fidelity.md); the emulated engine only"))
 
 
 class CallStep(Call):
@@ -59,6 +63,7 @@ class CallStep(Call):
 
     talk: float
     answer_delay: float
+    gum: float
 
 
 class CallExpect(ExpectModel):
@@ -115,7 +120,7 @@ class CallAction(Action):
         step.name = spec.name or spec.from_
         ok = ck.host(topo, spec.from_, path + ("from",), agent=True)
         times = {}
-        for key in ("talk", "answer_delay"):
+        for key in ("talk", "answer_delay", "gum"):
             times[key], m, h = parse_duration(getattr(spec, key))
             if m:
                 ck.err(path + (key,), m, h)
@@ -177,7 +182,7 @@ class CallRun:
         cfg = d / f"agent-{step.name}.json"
         agent_cfg = {"call": str(d / "calls" / f"{step.name}.json"), "ca": str(d / "pki" / "ca.pem"),
                      "talk_time": spec.talk, "profile": spec.profile, "engine": spec.engine,
-                     "mdns": spec.mdns}
+                     "mdns": spec.mdns, "gum_time": spec.gum}
         self.runs_on = engine_node(run.scenario.topology, spec)      # where the softphone runs
         if spec.vdi is not None:
             client = run.scenario.topology.nodes[spec.from_].vdi
@@ -261,6 +266,9 @@ def _times(events: list[dict]) -> dict:
     first = next((e["t"] for e in events if e["kind"] == "candidate" and e["name"] == "relay"), None)
     err = next((e for e in events if e["kind"] == "error"), None)
     talking = next((e["t"] for e in events if e["kind"] == "state" and e["name"] == "TalkingState"), None)
+    # both engines log "peer-connection" when RTCSession.connect() creates it (the candidate
+    # pool starts gathering then): the origin that measures the network, not the pool
+    pc = next((e["t"] for e in events if e["kind"] == "info" and e["name"] == "peer-connection"), None)
     # an error is timed from the start of the state it failed in: that is when the softphone's
     # timer for it started (ICE and connect timers: the ICE state; the invite timer:
     # InviteAnswerState); an error before any state (the VDI plug-in's) from the call's start
@@ -272,7 +280,9 @@ def _times(events: list[dict]) -> dict:
             "error": None if err is None or since is None else err["t"] - since,
             "error_state": err and (err.get("state") if failed_in is not None else None),
             "error_from": "call" if err is not None and failed_in is None else "state",
-            "talking": talking}
+            "talking": talking, "call_start": start if events else None, "pc_created": pc,
+            "first_candidate_pc": None if first is None or pc is None else first - pc,
+            "error_t": None if err is None else err["t"]}
 
 
 # -- expectations ---------------------------------------------------------------------------
@@ -324,6 +334,8 @@ def _summary(obs: CallObservation) -> str:
         words += f": {obs.diagnosis}"
     if times.first_candidate is not None:
         words += f"; first relay candidate after {format_duration(times.first_candidate)}"
+        if times.first_candidate_pc is not None:
+            words += f" ({format_duration(times.first_candidate_pc)} after the peer connection was created)"
     far = obs.far_end
     if far is not None and obs.reached_talking:
         words += (f"; the caller leg received {far.packets_received}"

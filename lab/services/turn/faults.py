@@ -10,7 +10,12 @@ A fault set is a JSON object::
 
 ``method`` and ``transport`` default to "*" (any). ``drop`` drops the response (the
 request was still processed, as when a reply is lost), ``delay`` holds it, ``error``
-answers with the code instead of processing. ``stop_relay`` discards all relayed data
+answers with the code instead of processing. An error rule answers only requests that
+passed authentication (after the 401 round, with a valid MESSAGE-INTEGRITY), as real
+servers do: coturn sends 486 (quota) and 508 (no relay port) only to an authenticated
+Allocate. ``"pre_auth": true`` answers the unauthenticated first request too, which no real
+server does; Chrome ignores such an answer (docs/fidelity.md). Binding is never
+authenticated: an error rule for it always applies. ``stop_relay`` discards all relayed data
 both ways. ``permission_lifetime`` overrides the lifetime of permissions installed
 from then on (expiring them early).
 
@@ -52,6 +57,7 @@ class DelayRule(_Rule):
 
 class ErrorRule(_Rule):
     code: int = Field(ge=300, le=699)
+    pre_auth: bool = False       # also answer before authentication (unrealistic; see above)
 
 
 class FaultSet(Request):
@@ -108,8 +114,11 @@ class Faults:
     def delay_s(self, method: str, transport: str) -> float:
         return sum(r.get("ms", 0) for r in self.delay if self._match(r, method, transport)) / 1000
 
-    def error_code(self, method: str, transport: str) -> int | None:
-        return next((r["code"] for r in self.error if self._match(r, method, transport)), None)
+    def error_code(self, method: str, transport: str, authenticated: bool = True) -> int | None:
+        """The code to answer with, or None. Before authentication only ``pre_auth`` rules
+        answer (and every rule for Binding, which is never authenticated)."""
+        return next((r["code"] for r in self.error if self._match(r, method, transport)
+                     and (authenticated or r.get("pre_auth", False) or method == "Binding")), None)
 
 
 def control(path: str, request: dict, timeout: float = 5.0) -> dict:

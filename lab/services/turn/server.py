@@ -88,9 +88,10 @@ class TurnServer:
         user = None
         try:
             if self.faults.error:
-                code = self.faults.error_code(name, conn.transport)
+                code = self.faults.error_code(name, conn.transport, authenticated=False)
                 if code is not None:
-                    raise Reject(code, reason="error fault")
+                    raise Reject(code, reason="error fault (before authentication)"
+                                 if msg.method != stun.BINDING else "error fault")
             if msg.method == stun.BINDING:
                 self._check_attributes(msg)
                 attrs, src = self._binding(msg, conn)
@@ -101,6 +102,11 @@ class TurnServer:
                 raise Reject(400, reason="unknown method")
             username, key = self._authenticate(msg)
             user = username
+            if self.faults.error:
+                # as coturn: 486/508 go to an authenticated request, signed with its key
+                code = self.faults.error_code(name, conn.transport)
+                if code is not None:
+                    raise Reject(code, reason="error fault")
             # RFC 8489 section 6.3: attributes are looked at once authentication passed
             self._check_attributes(msg)
             attrs = handler(msg, conn, username, key)
