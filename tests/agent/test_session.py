@@ -73,7 +73,7 @@ def test_hangup_enters_disconnected_at_once():
         out = await call(sig=sig)
         return out, sig.bye_done - t0, loop.time() - t0
 
-    out, bye_done, total = asyncio.run(main())
+    out, bye_done, total = run(main())
     assert out.ok and sig.sent == ["invite", "accept", "bye"]
     talking = next(e["t"] for e in out.timeline if e["name"] == S.TALKING)
     disconnected = next(e["t"] for e in out.timeline if e["name"] == S.DISCONNECTED)
