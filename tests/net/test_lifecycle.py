@@ -212,11 +212,15 @@ def test_a_failed_start_says_it_did_not_start(tmp_path):
     the lab never came up rather than that it is down."""
     fake = tmp_path / "bin"
     fake.mkdir()
-    (fake / "ip").write_text("#!/bin/sh\ncase \"$*\" in *'link add'*) echo 'ip: fake failure' >&2; exit 2;; esac\n"
+    # veths are made one by one (`ip link add`) or all at once (`ip -batch FILE`): both fail
+    (fake / "ip").write_text("#!/bin/sh\ncase \"$*\" in *'link add'*|*-batch*) echo 'ip: fake failure' >&2; exit 2;; esac\n"
                              "exec /usr/sbin/ip \"$@\"\n")
     (fake / "ip").chmod(0o755)
     env = dict(os.environ, PATH=f"{fake}:{os.environ['PATH']}")
-    r = icelab("up", str(_pair(tmp_path, "nostart")), env=env)
+    try:
+        r = icelab("up", str(_pair(tmp_path, "nostart")), env=env)
+    finally:
+        icelab("clean")          # a build that did not fail as it should would stay up: leave nothing
     assert r.returncode == 1, r.stderr
     assert "is down" not in r.stderr, r.stderr
     assert "lab 'nostart' did not start" in r.stderr and "error:" in r.stderr
