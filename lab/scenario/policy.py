@@ -559,7 +559,7 @@ def _csv_with_objects(p: Policy, text: str) -> Policy:
 def scenario_for(pol: Policy, d: Deployment, name: str = "policy") -> Scenario:
     topo, _text = topology(d, name)
     agent = d.agent(d.oses[0])
-    steps = [Step(0.0, "call", CallStep.model_validate({"name": n, "from": agent, "talk": 1.0, "answer_delay": 0.0}),
+    steps = [Step(0.0, "call", CallStep.model_validate({"name": n, "from": agent, "talk": 1.0, "answer_delay": 0.0, "gum": 0.0}),
                   (), None, name=n)
              for n in ("call", "call-fixed")]
     return Scenario(name, pol.file, f"policy check of {pol.file}", None, None, None, None, topo, steps, [],
