@@ -25,7 +25,15 @@ class _Terminate(BaseException):
     """SIGTERM or SIGHUP, raised in the main thread like KeyboardInterrupt for Ctrl-C."""
 
 
-def _raise_terminate(signum, _frame):
+def _first_signal(signum, _frame):
+    """The first of the three signals unwinds the command; the ones after it are ignored until
+    the command has unwound, so that they cannot cut its cleanup short (a signal to a process
+    group reaches `verify --parallel` and its child runs, and verify then stops the children
+    again; a second Ctrl-C must not leave half a lab either)."""
+    for sig in SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
+    if signum == signal.SIGINT:
+        raise KeyboardInterrupt
     raise _Terminate(signum)
 
 
@@ -36,9 +44,8 @@ def interruptible() -> Iterator[None]:
     old = {sig: signal.getsignal(sig) for sig in SIGNALS}
     # SIGINT too, explicitly: a process started from a non-interactive shell (`icelab up &`
     # in a script) inherits SIGINT as ignored, and would then never stop on it.
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, _raise_terminate)
-    signal.signal(signal.SIGHUP, _raise_terminate)
+    for sig in SIGNALS:
+        signal.signal(sig, _first_signal)
     try:
         yield
     except KeyboardInterrupt:

@@ -112,6 +112,21 @@ def _nothing(f):
                 {"stun_sent": f["stun"].get("sent"), "signalling": f["sig"].get("tcp_error")})
 
 
+@signature("nat-port-pool", ["peak-hour-small-pool"], explains=("port-range-wrong", "tcp443-blocked", "allowlist-stale"))
+def _pool(f):
+    s = f["stun"]
+    if f["udp"] != "partial" or not s.get("nat") or s.get("port_preserved"):
+        return None
+    ok, silent = s["ports_answered"], s["ports_silent"]
+    outside = sorted({int(m.rsplit(":", 1)[1]) for m in s.get("reflexive", [])})
+    if len(outside) > len(ok):
+        return None
+    return (f"behind a NAT, only {len(ok)} of {len(ok) + len(silent)} source ports got a mapping (outside ports "
+            f"{_ports_list(outside)}; silent: {_ports_list(silent)}): the NAT's pool of outside ports (or its "
+            "connection table) is full, as at peak hour when every agent's softphone holds a flow",
+            {"answered": ok, "silent": silent, "outside_ports": outside})
+
+
 @signature("port-range-wrong", ["port-range-wrong"], explains=("tcp443-blocked", "allowlist-stale"))
 def _ports(f):
     if f["udp"] != "partial":
