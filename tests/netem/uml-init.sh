@@ -16,8 +16,14 @@ mount -t devtmpfs dev /dev 2>/dev/null       # CONFIG_DEVTMPFS_MOUNT may have do
 mkdir -p /dev/pts /dev/shm
 mount -t devpts devpts /dev/pts              # Mininet's node shells run on ptys
 mount -t tmpfs tmpfs /dev/shm
+# a checkout under /tmp (a CI runner may clone there) would vanish under the tmpfs below:
+# bind its top folder back in place (read-only, like the rest of the host's /)
+keep=""
+case "$repo" in /tmp/?*) keep=$(echo "$repo" | cut -d/ -f1-3) ;; esac
 mount -t tmpfs tmpfs /run                    # /run/icelab: the labs' state
+if [ -n "$keep" ]; then mkdir -p /run/keep && mount --bind "$keep" /run/keep; fi
 mount -t tmpfs tmpfs /tmp
+if [ -n "$keep" ]; then mkdir -p "$keep" && mount --bind /run/keep "$keep"; fi
 mkdir -p /run/netem-out
 mount -t hostfs -o "${icelab_out:?}" none /run/netem-out || { say "cannot mount $icelab_out"; poweroff -f; }
 
