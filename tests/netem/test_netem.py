@@ -235,15 +235,15 @@ def test_duplication_and_reorder(lab):
     got = _one_way(lab, 2000, 1000)
     seqs = [g[0] for g in got]
     copies = len(seqs) - len(set(seqs))
-    lo, hi = _binomial_interval(2000, 0.10)
-    print(f"duplicate 10 %: {copies} copies of 2000, 99 % interval {lo}..{hi}")
+    lo, hi = _binomial_interval(2000, 0.10, level=0.999)
+    print(f"duplicate 10 %: {copies} copies of 2000, 99.9 % interval {lo}..{hi}")
     assert set(seqs) == set(range(2000)) and lo <= copies <= hi, copies
     shaping.set_impairment(lab, "left", "right", Impairment(delay=0.020, reorder=0.25), "a2b")
     got = _one_way(lab, 400, 200)
     seqs = [g[0] for g in got]
     early = [g for g in got if g[2] - g[1] < 0.010]
     print(f"reorder 25 %: {len(early)} of 400 skipped the delay")
-    lo, hi = _binomial_interval(400, 0.25)
+    lo, hi = _binomial_interval(400, 0.25, level=0.999)
     assert sorted(seqs) == list(range(400)) and lo <= len(early) <= hi, len(early)
 
 
