@@ -90,15 +90,20 @@ def signalling_option(url: str) -> str:
     return url
 
 
-def from_media_info(path: str) -> Targets:
-    """The softphone's media info JSON: as Streams hands it to the softphone, or as the lab
-    writes it (``{"callId", "mediaInfo"}``)."""
+def _read_json(path: str):
+    """A user's JSON file, or a UsageError naming it and what is wrong."""
     try:
-        doc = json.loads(Path(path).read_text())
+        return json.loads(Path(path).read_text())
     except OSError as exc:
         raise UsageError(f"{path}: cannot read it: {exc.strerror}") from None
     except ValueError as exc:
         raise UsageError(f"{path}: not JSON: {exc}") from None
+
+
+def from_media_info(path: str) -> Targets:
+    """The softphone's media info JSON: as Streams hands it to the softphone, or as the lab
+    writes it (``{"callId", "mediaInfo"}``)."""
+    doc = _read_json(path)
     info = doc.get("mediaInfo", doc) if isinstance(doc, dict) else None
     config = info.get("callConfigJson") if isinstance(info, dict) else None
     if isinstance(config, str):
@@ -136,12 +141,7 @@ class Ranges:
 
 
 def load_ranges(path: str, region: str, service: str = "AMAZON_CONNECT") -> Ranges:
-    try:
-        doc = json.loads(Path(path).read_text())
-    except OSError as exc:
-        raise UsageError(f"{path}: cannot read it: {exc.strerror}") from None
-    except ValueError as exc:
-        raise UsageError(f"{path}: not JSON: {exc}") from None
+    doc = _read_json(path)
     rows = (doc.get("prefixes") or []) + (doc.get("ipv6_prefixes") or []) if isinstance(doc, dict) else []
     nets = tuple(ipaddress.ip_network(r.get("ip_prefix") or r.get("ipv6_prefix"))
                  for r in rows if r.get("service") == service and r.get("region") == region)
