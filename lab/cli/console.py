@@ -8,17 +8,38 @@ from __future__ import annotations
 
 import sys
 
-from rich.console import Console
-from rich.markup import escape
-from rich.text import Text
-
 from lab.core.errors import InputError, Interrupted, LabError, UsageError
 
 __all__ = ["err", "out", "escape", "hinted", "Refused", "print_error", "print_problems"]
 
-# Tables are for people; piped into a log they should not wrap at 80 columns.
-err = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 140)
-out = Console(highlight=False, width=None if sys.stdout.isatty() else 140)
+
+class _Console:
+    """A rich ``Console`` made on first use. rich costs about a seventh of `icelab validate`'s
+    start-up (issue #12); a command that only prints JSON (`validate --json`, `verify --json`)
+    never pays for it. Attributes are those of rich's Console."""
+
+    def __init__(self, stderr: bool):
+        self._stderr = stderr
+        self._console = None
+
+    def __getattr__(self, name):
+        if self._console is None:
+            from rich.console import Console   # lazy: start-up time, see the class's docstring
+            stream = sys.stderr if self._stderr else sys.stdout
+            # Tables are for people; piped into a log they should not wrap at 80 columns.
+            self._console = Console(stderr=self._stderr, highlight=False,
+                                    width=None if stream.isatty() else 140)
+        return getattr(self._console, name)
+
+
+err = _Console(stderr=True)
+out = _Console(stderr=False)
+
+
+def escape(text: str) -> str:
+    """``text`` with rich's markup characters escaped (see the module's docstring)."""
+    from rich.markup import escape as rich_escape   # lazy: start-up time (_Console)
+    return rich_escape(text)
 
 
 class Refused(LabError):
@@ -35,6 +56,7 @@ def print_error(exc: LabError) -> None:
     """Problems of input files one by one; an interruption says nothing (cleanup has said what
     it did); a refusal or a bad argument: its first line in red, then its hint; any other
     error of the lab after 'error:'."""
+    from rich.text import Text   # lazy: start-up time (_Console)
     if isinstance(exc, InputError):
         print_problems(exc)
     elif isinstance(exc, Interrupted):
@@ -51,6 +73,7 @@ SHOWN = 100
 
 
 def print_problems(exc: InputError) -> None:
+    from rich.text import Text   # lazy: start-up time (_Console)
     for p in exc.problems[:SHOWN]:
         err.print(_problem_text(p), soft_wrap=True)
     n = len(exc.problems)
@@ -60,6 +83,7 @@ def print_problems(exc: InputError) -> None:
 
 
 def _problem_text(p) -> Text:
+    from rich.text import Text   # lazy: start-up time (_Console)
     where = p.file if p.line is None else f"{p.file}:{p.line}"
     t = Text()
     t.append(where + ": ", style="bold")

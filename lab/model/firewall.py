@@ -11,6 +11,7 @@ file is syntax-checked with ``nft -c`` in a throwaway network namespace.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import json
 import os
@@ -33,7 +34,9 @@ SIGNALLING_PORT, TURN_PORT = 443, 3478
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # defer_build: a model's validator is built the first time it validates, so `icelab
+    # validate` builds only the kinds a topology uses (start-up time, issue #12)
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
 
 Ports = Union[int, str, list[Union[int, str]]]
@@ -168,23 +171,26 @@ NAT_BEHAVIOUR = {
 }
 
 
-_ITEMS = {"rules": TypeAdapter(FwRule), "presets": TypeAdapter(Union[Literal["softphone"], Preset]),
-          "sets": TypeAdapter(AddressSet)}
-_PRESET_NAME = TypeAdapter(Literal["softphone"])
 _ITEM_MODEL = {"rules": FwRule, "presets": Preset, "sets": AddressSet}
+
+
+@functools.cache
+def _adapter(kind) -> TypeAdapter:
+    """Adapters are built on first use, like the models (start-up time, issue #12)."""
+    return TypeAdapter(kind)
 
 
 def parse_firewall(raw: dict, translate, doc, name: str):
     """Structure of a firewall node, rule by rule: a broken rule is reported at its own path
     and left out, and the node itself stays (its links do not turn into 'unknown node')."""
-    base = {k: v for k, v in raw.items() if k not in _ITEMS}
+    base = {k: v for k, v in raw.items() if k not in _ITEM_MODEL}
     problems = []
     try:
         node = FirewallNode.model_validate(base)
     except ValidationError as exc:
         return None, [translate(e, doc, ("nodes", name), FirewallNode, tuple(e["loc"])) for e in exc.errors()]
     update = {}
-    for key, adapter in _ITEMS.items():
+    for key, model in _ITEM_MODEL.items():
         if key not in raw:
             continue
         value = raw[key]
@@ -200,9 +206,9 @@ def parse_firewall(raw: dict, translate, doc, name: str):
                 if key == "presets" and isinstance(item, dict):
                     v = Preset.model_validate(item)      # report against the mapping form only
                 elif key == "presets":
-                    v = _PRESET_NAME.validate_python(item)
+                    v = _adapter(Literal["softphone"]).validate_python(item)
                 else:
-                    v = adapter.validate_python(item)
+                    v = model.model_validate(item)
             except ValidationError as exc:
                 seen = set()
                 for e in exc.errors():

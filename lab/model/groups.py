@@ -24,7 +24,7 @@ FIELDS = ("count", "name", "start", "lan", "node", "link")
 class Group(BaseModel):
     """Alike hosts on one lan: member i is named by the pattern and gets its address from the lan."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)   # built on first use (start-up, #12)
     count: int = Field(ge=1, le=MAX_COUNT, description="how many members")
     name: str = Field(description="members' names: a pattern with {n}, e.g. 'f1-agent{n:03}' gives f1-agent001 ...")
     start: int = Field(1, ge=0, description="the first member's number")

@@ -22,7 +22,7 @@ DEFAULT_PORT = 1494        # Citrix HDX/ICA; RDP 3389, Omnissa Blast 22443, PCoI
 class VdiSpec(BaseModel):
     """A host's thin-client role: which virtual desktop it displays."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)   # built on first use (start-up, #12)
     desktop: str = Field(description="the vdi node whose desktop this host displays")
 
 

@@ -37,7 +37,7 @@ MIN_TUNNEL_PREFIXLEN = 29   # room for the server and a few clients
 class VpnSpec(BaseModel):
     """A host's VPN client: which concentrator, over what, and which traffic."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)   # built on first use (start-up, #12)
     concentrator: str = Field(description="the vpn node that terminates this host's tunnel")
     transport: Literal["udp", "tcp"] = Field("udp", description="OpenVPN over udp (default port 1194) or tcp (443)")
     port: int | None = Field(None, ge=1, le=65535, description="the concentrator's port (default: 1194 udp, 443 tcp)")
