@@ -36,6 +36,10 @@ from lab.scenario.errors import ActionError
 
 Publish = Callable[[dict], None]
 
+#: how often a call placed from the page reports its audio levels while Talking (both engines;
+#: lab/agent/levels.py): four times a second moves a meter smoothly and costs a line each
+LEVEL_S = 0.25
+
 #: the emulated softphone's ICE collection timer (the page counts it down from ICE_STATE)
 ICE_TIMER_S = DEFAULT_ICE_TIMEOUT
 
@@ -331,7 +335,8 @@ class LiveLab:
                 before = self._rule_counts()
             cfg = st.dir / f"agent-{agent}-serve-{cid}.json"
             cfg.write_text(json.dumps({"call": str(used), "ca": str(st.dir / "pki" / "ca.pem"), "talk_time": talk,
-                                       "profile": "chrome", "engine": engine, "mdns": False}))
+                                       "profile": "chrome", "engine": engine, "mdns": False,
+                                       "levels": LEVEL_S}))
             self.publish({"type": "call", "id": cid, "agent": agent, "engine": engine, "started": time.time()})
             proc = self.network.node(agent).popen([sys.executable, "-m", "lab.agent", "--config", str(cfg)],
                                                   stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
@@ -344,6 +349,10 @@ class LiveLab:
                     continue
                 if "outcome" in item:
                     outcome = item["outcome"]
+                    continue
+                if "level" in item:         # a meter's reading, not an event of the call's timeline
+                    call["level"] = item["level"]
+                    self.publish({"type": "call-level", "id": cid, "level": item["level"], "at": time.time()})
                     continue
                 call["events"].append(item)
                 self.publish({"type": "call-event", "id": cid, "event": item, "at": time.time()})
