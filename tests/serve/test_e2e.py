@@ -141,7 +141,7 @@ def test_watch_a_call_fail_flip_the_rule_watch_it_work(server):
         assert "TURN UDP 3478" in other.js("document.querySelector('#rules tr.off').textContent")
 
         # 3. the rule on again: the call works
-        toggle_rule(page, 6, "on again as rule")
+        toggle_rule(page, 6, "rule 6 (softphone: TURN UDP 3478 out) on again")
         place_call(page)
         assert page.wait("(document.getElementById('call-result') || {}).textContent", 30).startswith("Talking")
         # ... and the second page saw that call too, as it happened

@@ -157,7 +157,9 @@ function showRules(node, rules) {
       d.addEventListener("click", () => api("/api/rule/delete", { node, number: r.number }));
       buttons.append(b, d);
     }
-    const tr = row([r.number === null ? "" : String(r.number), r.name, r.chain, r.action, String(r.packets), buttons]);
+    // a rule toggled on again keeps its number here; the live table's own is shown beside it
+    const num = r.number === null ? "" : String(r.number) + (r.live_number ? ` (r${r.live_number})` : "");
+    const tr = row([num, r.name, r.chain, r.action, String(r.packets), buttons]);
     tr.lastChild.className = "keep";
     tr.children[4].className = "pk";
     if (!r.enabled) tr.className = "off";
@@ -353,17 +355,35 @@ function onCallEvent(e) {
 function setupScenario(s) {
   if (!s) return;
   $("scenario-panel").hidden = false;
+  $("tl-play").addEventListener("click", () => api("/api/scenario/timeline", { verb: "play" }));
+  $("tl-pause").addEventListener("click", () => api("/api/scenario/timeline", { verb: "pause" }));
+  setInterval(tickClock, 100);
   $("scenario-claim").textContent = `${s.title || s.name} — ${s.claim || ""} (${s.variant || ""})`;
   renderSteps(s);
 }
 
+// the scenario's clock: it runs while the timeline plays (from where the server said it
+// stood, at the server's time t) and stands still while paused
+function scenarioClock(s) { return s.playing ? s.clock + Math.max(0, Date.now() / 1000 - s.t) : s.clock; }
+function tickClock() {
+  const s = state.scenario;
+  if (!s) return;
+  $("scenario-clock").textContent = `${s.playing ? "playing" : s.verdict ? "played" : "paused"} · t = ${scenarioClock(s).toFixed(1)} s`;
+}
+
 function renderSteps(s) {
+  state.scenario = s;
   const ol = $("steps");
   ol.textContent = "";
   const next = s.played.length;
+  const over = !!s.verdict || next === s.steps.length;
+  $("tl-play").disabled = s.playing || over;
+  $("tl-pause").disabled = !s.playing;
+  tickClock();
   s.steps.forEach((st, i) => {
-    const li = el("li", { class: i < next ? "done" : "" }, `${st.what} (at ${st.at} s in the file) `);
-    if (i === next && !s.verdict) {
+    const played = s.played[i] && s.played[i].at !== undefined ? `, played at ${s.played[i].at.toFixed(1)} s` : "";
+    const li = el("li", { class: i < next ? "done" : i === next && s.playing ? "next" : "" }, `${st.what} (at ${st.at} s${played}) `);
+    if (i === next && !s.verdict && !s.playing) {
       const b = el("button", { id: "play-step" }, "play");
       b.addEventListener("click", () => { b.disabled = true; api("/api/scenario/play", { step: i }).catch(() => { b.disabled = false; }); });
       li.append(b);
