@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -77,3 +78,48 @@ def test_report_every_interval_until_cancelled():
     assert got[0]["out"] == pytest.approx(0.3, abs=0.01) and got[0]["in"] == pytest.approx(0.25, abs=0.01)
     assert got[0]["out_dbfs"] == pytest.approx(-10.5, abs=0.2)
     assert got[-1] == {"out": 0.0, "in": 0.0, "out_dbfs": None, "in_dbfs": None}
+
+
+class FakeProc:
+    """The softphone's process as serve reads it: JSON lines on stdout, then its exit."""
+
+    def __init__(self, lines):
+        self.stdout = [json.dumps(x).encode() + b"\n" for x in lines]
+        self.stderr = io.BytesIO(b"")
+
+    def wait(self):
+        return 0
+
+
+def test_a_call_s_levels_reach_the_page_but_not_its_timeline(tmp_path):
+    from starlette.testclient import TestClient
+
+    from lab.serve.app import create_app
+    from lab.serve.live import LEVEL_S, LiveLab
+
+    lines = [{"t": 0.1, "kind": "state", "name": "TalkingState"},
+             {"level": {"t": 0.35, "out": 0.3, "in": 0.0, "out_dbfs": -10.5, "in_dbfs": None}},
+             {"level": {"t": 0.6, "out": 0.3, "in": 0.25, "out_dbfs": -10.5, "in_dbfs": -12.0}},
+             {"t": 1.2, "kind": "quality", "name": "summary"},
+             {"outcome": {"ok": True, "state": "DisconnectedState", "reached_talking": True}}]
+    asked = []
+
+    def popen(argv, **kw):
+        asked.append(json.loads(Path(argv[-1]).read_text()))
+        return FakeProc(lines)
+
+    network = SimpleNamespace(topo=SimpleNamespace(name="fake", nodes={}), state=SimpleNamespace(dir=tmp_path),
+                              node=lambda name: SimpleNamespace(popen=popen))
+    published = []
+    live = LiveLab(network, published.append)
+    live.calls[1] = {"id": 1, "agent": "agent1", "engine": "emulated", "events": [], "outcome": None, "started": 0.0}
+    live._run_call(1, "agent1", "emulated", 1.0, tmp_path / "call.json")
+
+    assert asked[0]["levels"] == LEVEL_S == 0.25            # the softphone is asked for them
+    levels_seen = [e["level"] for e in published if e["type"] == "call-level"]
+    assert [(l["out"], l["in"]) for l in levels_seen] == [(0.3, 0.0), (0.3, 0.25)]
+    assert [e["name"] for e in live.calls[1]["events"]] == ["TalkingState", "summary"]     # not events
+    assert [e["type"] for e in published] == ["call", "call-event", "call-level", "call-level", "call-event", "call-end"]
+    with TestClient(create_app(live, "tok", tick=10)) as c:
+        call = c.get("/api/calls", headers={"X-Icelab-Token": "tok"}).json()[0]
+    assert call["level"]["in_dbfs"] == -12.0 and call["outcome"]["ok"]
