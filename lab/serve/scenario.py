@@ -139,6 +139,7 @@ class ScenarioLab(LiveLab):
         act = ACTIONS[step.action]
         if not by_timeline:
             self.clock = max(self.clock, step.at)      # the clock follows a step played by hand
+        at = self.now()
         try:
             with self._lock:
                 running = run.start_step(step)
@@ -149,7 +150,7 @@ class ScenarioLab(LiveLab):
             self.pending.append(running)
         said = "; ".join(e.what for e in run.result.events[seen:] if _about(e, step)) or act.describe(step)
         self.played.append({"index": index, "said": said, "claims": self._claims(step),
-                            "at": round(self.now(), 3)})
+                            "at": round(at, 3)})
         self._busy = False
         self._announce()
         if len(self.played) == len(self.scenario.steps):
