@@ -149,6 +149,13 @@ def test_watch_a_call_fail_flip_the_rule_watch_it_work(server):
 
         # 3. the rule on again: the call works
         toggle_rule(page, 6, "rule 6 (softphone: TURN UDP 3478 out) on again")
+        # ... and it is still rule 6 on the page, in its row (nft's new number beside it), on both pages
+        for p in (page, other):
+            number = p.wait("(([...document.querySelectorAll('#rules tr')].find(tr => tr.textContent.includes("
+                            "'TURN UDP 3478') && !tr.classList.contains('off')) || {}).firstChild || {}).textContent", 5)
+            assert re.fullmatch(r"6 \(r\d+\)", number), number
+        assert page.js("document.querySelector('#rules button[data-rule=\"6\"]').textContent") == "off"
+        snap(page, "serve-rule-on-again.png")
         place_call(page)
         assert page.wait("(document.getElementById('call-result') || {}).textContent", 30).startswith("Talking")
         # ... and the second page saw that call too, as it happened
@@ -159,6 +166,13 @@ def test_watch_a_call_fail_flip_the_rule_watch_it_work(server):
         assert len(lat) > 20
         p95 = sorted(lat)[int(len(lat) * 0.95)]
         print(f"\nevent latency over {len(lat)} counter events: median {statistics.median(lat):.1f} ms, "
+              f"p95 {p95:.1f} ms, max {max(lat):.1f} ms")
+        assert p95 < 250 and statistics.median(lat) < 250
+        # ... and so does a call's audio level, from the softphone's line read to the meter
+        lat = page.js("window.icelab.levelLatency")
+        assert len(lat) >= 5
+        p95 = sorted(lat)[int(len(lat) * 0.95)]
+        print(f"level latency over {len(lat)} level events: median {statistics.median(lat):.1f} ms, "
               f"p95 {p95:.1f} ms, max {max(lat):.1f} ms")
         assert p95 < 250 and statistics.median(lat) < 250
 

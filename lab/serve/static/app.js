@@ -5,7 +5,7 @@
 const TOKEN = new URLSearchParams(location.search).get("token") || "";
 const SVGNS = "http://www.w3.org/2000/svg";
 const SX = 78, SY = 80, PAD = 80;          // data units of lab/report/graph.py's layout -> pixels
-const state = { topo: null, counters: null, prev: null, selected: null, calls: {}, latency: [], levels: [] };
+const state = { topo: null, counters: null, prev: null, selected: null, calls: {}, latency: [], levels: [], levelLatency: [] };
 window.icelab = state;                      // the end-to-end test reads latency and call states here
 
 function $(id) { return document.getElementById(id); }
@@ -428,7 +428,8 @@ function connect() {
     const c = callBox(e.id);
     c.level = e.level;
     state.levels.push({ id: e.id, ...e.level });
-    if (state.levels.length > 500) state.levels.shift();
+    state.levelLatency.push(Date.now() - e.at * 1000);   // from the softphone's line read to the page
+    if (state.levels.length > 500) { state.levels.shift(); state.levelLatency.shift(); }
     showLevel(c);
   });
   es.addEventListener("call-end", m => {
