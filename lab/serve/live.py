@@ -216,8 +216,8 @@ class LiveLab:
     def rule_toggle(self, node: str, number: int, enabled: bool) -> str:
         """Off: the rule is deleted from the live table (the ``rule`` action's delete), its last
         counter kept; on: it is added again before the rule that followed it. nft's table then
-        has it under the next free number (numbers are never reused, so the lab's reports stay
-        unambiguous), but the page keeps the number the trainer knows: ``number`` is always
+        has it under the next free number (as every rule added at run time: a number names one
+        rule in the lab's reports), but the page keeps the number the trainer knows: ``number`` is always
         that one, the row stays where it was and its counter goes on from what it had counted
         (``live_number`` says what the table calls it now)."""
         fw = self._node(node, ("firewall",))
