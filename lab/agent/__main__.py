@@ -11,6 +11,7 @@ Config (JSON)::
      "talk_time": 3.0, "media": true,
      "mdns": false,                     # host candidates as <uuid>.local (never sent: relay only)
      "gum_time": 0.0,                   # s until the microphone opens (GrabLocalMediaState); the pool gathers meanwhile
+     "levels": 0.25,                    # s between {"level": ...} lines while talking (0/absent: none)
      "timers": {"ice": 8.0},            # optional overrides of lab.agent.constants.Timers
      "vdi": {"mode": "redirected", "desktop": "192.0.2.5", "port": 1494}}   # optional (lab/agent/vdi.py)
 """
@@ -98,7 +99,7 @@ def load(path: str) -> tuple[str, dict, ssl.SSLContext | None, CallOptions]:
         raise ConfigError(f"{path}: mdns: must be true or false, not {doc['mdns']!r}")
     opts = CallOptions(profile=profile, engine=engine, talk_time=float(doc.get("talk_time", 3.0)),
                        media=bool(doc.get("media", True)), mdns=doc.get("mdns", False),
-                       gum_time=_seconds(path, doc, "gum_time"),
+                       gum_time=_seconds(path, doc, "gum_time"), levels=_seconds(path, doc, "levels"),
                        timers=Timers(**timers), vdi=vdi,
                        pki_dir=ca.parent if ca else None)
     return call["callId"], call["mediaInfo"], ctx, opts
@@ -124,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     if opts.engine == "chromium":
         try:
             summary = browser.place_call(call_id, info, pki_dir=opts.pki_dir, talk_time=opts.talk_time,
-                                         stream=None if args.text else sys.stdout)
+                                         levels=opts.levels, stream=None if args.text else sys.stdout)
         except browser.BrowserError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2

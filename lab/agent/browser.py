@@ -100,8 +100,9 @@ def spki_hashes(pki_dir: Path) -> list[str]:
     return out
 
 
-def write_page(workdir: Path, call_id: str, media_info: dict[str, Any], talk_time: float) -> Path:
-    config = {"callId": call_id, "mediaInfo": media_info, "talkTime": talk_time}
+def write_page(workdir: Path, call_id: str, media_info: dict[str, Any], talk_time: float,
+               levels: float = 0.0) -> Path:
+    config = {"callId": call_id, "mediaInfo": media_info, "talkTime": talk_time, "levels": levels}
     page = workdir / "index.html"
     page.write_text(f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>icelab softphone (connect-rtc-js)</title></head>
@@ -174,15 +175,17 @@ def outcome_of(events: list[dict], done: dict | None) -> dict[str, Any]:
 
 
 def place_call(call_id: str, media_info: dict[str, Any], *, pki_dir: Path | None, talk_time: float = 3.0,
-               stream: TextIO | None = None, deadline: float = 60.0) -> dict[str, Any]:
+               stream: TextIO | None = None, deadline: float = 60.0, levels: float = 0.0) -> dict[str, Any]:
     """Run Chromium in this process's network namespace until the call ends; return the
-    outcome (with its timeline) and stream the events as JSON lines as they come."""
+    outcome (with its timeline) and stream the events as JSON lines as they come. With
+    ``levels``, the page polls getStats' audioLevel that often while talking: ``{"level": ...}``
+    lines on the stream, as the emulated softphone's (lab/agent/levels.py), not events."""
     exe = chromium()
     if exe is None:
         raise BrowserError("Chromium is not installed (hint: 'sudo make setup' installs the Debian package chromium)")
     with tempfile.TemporaryDirectory(prefix="icelab-chromium-") as tmp:
         work = Path(tmp)
-        page = write_page(work, call_id, media_info, talk_time)
+        page = write_page(work, call_id, media_info, talk_time, levels)
         argv = [exe, *QUIET_FLAGS, f"--user-data-dir={work / 'profile'}",
                 f"--host-resolver-rules={resolver_rules(media_info)}"]
         hashes = spki_hashes(pki_dir) if pki_dir else []
@@ -197,6 +200,13 @@ def place_call(call_id: str, media_info: dict[str, Any], *, pki_dir: Path | None
         finished = threading.Event()
 
         def add(ev: dict) -> None:
+            if ev.get("kind") == "level":
+                if stream is not None:
+                    stream.write(json.dumps({"level": {"t": round(float(ev.get("t", 0.0)), 4),
+                                                       **{k: ev.get(k) for k in ("out", "in", "out_dbfs", "in_dbfs")}}})
+                                 + "\n")
+                    stream.flush()
+                return
             ev = {"t": round(float(ev.pop("t", 0.0)), 4), "kind": ev.pop("kind", "info"),
                   "name": ev.pop("name", ""), **ev}
             if ev["kind"] == "error":

@@ -28,6 +28,7 @@ class CallOptions:
     media: bool = True
     mdns: bool = False               # host candidates named <uuid>.local (lab/agent/privacy.py)
     gum_time: float = 0.0            # s the microphone takes to open (getUserMedia); the pool gathers meanwhile
+    levels: float = 0.0              # s between audio level lines while talking (lab/agent/levels.py; 0: none)
     timers: Timers = field(default_factory=Timers)
     vdi: vdi_mod.VdiOptions | None = None     # under VDI: where the engine runs (lab/agent/vdi.py)
 
@@ -47,7 +48,7 @@ async def place_call(call_id: str, info: dict[str, Any], *, ssl: ssl_mod.SSLCont
             ep = urlsplit(cfg["signalingEndpoint"])
             channel = vdi_mod.virtual_channel(options.vdi, ep.hostname, ep.port or 443)
     peer = RelayPeer(cfg["iceServers"], profile=options.profile, timeline=tl, ssl=ssl, media=options.media,
-                     mdns=options.mdns, gum_time=options.gum_time)
+                     mdns=options.mdns, gum_time=options.gum_time, levels=options.levels)
     sig = SignallingChannel(cfg["signalingEndpoint"], call_id, info["callContextToken"], timeline=tl, ssl=ssl,
                             channel=channel)
     session = RTCSession(peer, sig, call_context_token=info["callContextToken"], timeline=tl,

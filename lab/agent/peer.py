@@ -16,6 +16,7 @@ from typing import Any, Callable
 
 from .constants import DEFAULT_ICE_CANDIDATE_POOL_SIZE
 from .gather import Relay, RelayGatherer
+from . import levels
 from .media import AgentMedia
 from .privacy import HostNames, host_candidate, signalled
 from .timeline import Timeline
@@ -44,7 +45,7 @@ class RelayPeer:
     def __init__(self, ice_servers: list[dict[str, Any]], *, profile: str = "chrome",
                  timeline: Timeline, ssl: ssl_mod.SSLContext | None = None, media: bool = True,
                  mdns: bool = False, candidate_pool: int = DEFAULT_ICE_CANDIDATE_POOL_SIZE,
-                 gum_time: float = 0.0):
+                 gum_time: float = 0.0, levels: float = 0.0):
         self.ice_servers = ice_servers
         self.host_names = HostNames(obfuscate=mdns)
         self._hosts: set[tuple[str, int]] = set()
@@ -59,6 +60,8 @@ class RelayPeer:
         self.media = AgentMedia() if media else None
         self.candidate_pool = candidate_pool
         self.gum_time = gum_time
+        self.levels = levels        # s between audio level reports while talking (0: none)
+        self._meters: asyncio.Task | None = None
         self._sink: tuple[Callable[[dict[str, Any]], None], Callable[[], None]] | None = None
         self._held: list[Relay] = []
         self._complete = False
@@ -187,11 +190,16 @@ class RelayPeer:
         loop = asyncio.get_running_loop()
         end = loop.time() + duration
         worst = None
+        if self.levels > 0:
+            self._meters = asyncio.ensure_future(
+                levels.report(self.media, lambda data: self.timeline.report("level", data), self.levels))
         while (left := end - loop.time()) > 0:
             await asyncio.sleep(min(JITTER_SAMPLE, left))
             j = (await self.media.stats()).get("jitter_ms")
             if j is not None:
                 worst = j if worst is None else max(worst, j)
+        if self._meters is not None:
+            self._meters.cancel()
         q = await self.media.stats()
         q["jitter_max_ms"] = worst
         freq, level = self.media.sink.heard() if self.media.sink else (0.0, float("-inf"))
@@ -209,6 +217,8 @@ class RelayPeer:
         return q
 
     async def close(self) -> None:
+        if self._meters is not None:        # a talk cut short by the far end's bye
+            self._meters.cancel()
         if self._media_task is not None and not self._media_task.done():
             self._media_task.cancel()
         if self.media is not None:

@@ -40,6 +40,13 @@ class Timeline:
             self._stream.flush()
         return ev
 
+    def report(self, key: str, data: dict[str, Any]) -> None:
+        """A line for the stream's reader only (``{key: {"t": .., **data}}``), not an event of
+        the timeline: what a watcher wants as it happens (lab/agent/levels.py)."""
+        if self._stream is not None:
+            self._stream.write(json.dumps({key: {"t": round(self.now(), 4), **data}}, default=str) + "\n")
+            self._stream.flush()
+
     def first(self, kind: str, name: str | None = None) -> Event | None:
         return next((e for e in self.events if e.kind == kind and (name is None or e.name == name)), None)
 

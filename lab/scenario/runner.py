@@ -183,7 +183,54 @@ class Runner:
         finally:
             if tmp is not None:
                 shutil.rmtree(tmp, ignore_errors=True)
-        self.result.checks = evaluate(s, self.result.observations)
+        return self.judge()
+
+    # -- for a driver that plays the timeline itself (icelab serve: a step when the trainer
+    # -- plays it, lab/serve/scenario.py); run() is the same pieces on the scenario's clock
+
+    def plan(self):
+        """The topology to build for this scenario (with what its actions need of the build)."""
+        return self._topology()
+
+    def before_services(self, network) -> None:
+        """For ``Network.before_services``: what the actions start while the services start."""
+        self._before_services(network)
+
+    def begin(self, network, pcap_dir: Path) -> None:
+        """What run() does between the build and the first step: the actions' preparations,
+        the captures on the steps' paths (in ``pcap_dir`` when the runner has no out_dir),
+        the scenario's clock started."""
+        self.network = network
+        for act, steps in self._each_action():
+            act.before_timeline(self, steps)
+        points = self._capture_points() if self.scenario.capture == "auto" else []
+        if points:
+            self.captures = Captures(self.pcap_dir or pcap_dir)
+            self.captures.start(network, points)
+        self.t0, self.t0_wall = time.monotonic(), time.time()
+
+    def start_step(self, step: Step):
+        """Start one step now, as the timeline does at its time; what is still in flight
+        (``done()``, ``finish(runner)``) or None."""
+        act = ACTIONS[step.action]
+        self.event("runner", act.describe(step))
+        return act.start(self, step)
+
+    def conclude(self, pending: list) -> None:
+        """What run() does once the timeline is over, with the lab still up: what is in
+        flight finished, the TURN logs read, the captures stopped, the firewall counters
+        read; then the diagnosis."""
+        for p in pending:
+            p.finish(self)
+        self._read_turn_logs()
+        if self.captures:
+            self.captures.stop()
+        self._firewall_counters()
+        self._diagnose()
+
+    def judge(self) -> Result:
+        """The expectations evaluated from the observations, and the verdict."""
+        self.result.checks = evaluate(self.scenario, self.result.observations)
         if self.result.error or any(c.status == "error" for c in self.result.checks):
             self.result.verdict = "error"
         elif all(c.status == "pass" for c in self.result.checks):

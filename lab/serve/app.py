@@ -109,6 +109,10 @@ class StepPlay(Body):
     step: int = Field(ge=0)
 
 
+class TimelinePlay(Body):
+    verb: Literal["play", "pause"]
+
+
 # -- events ------------------------------------------------------------------------------------
 
 
@@ -278,6 +282,7 @@ def create_app(lab, token: str, hub: Hub | None = None, tick: float = TICK_S) ->
         Route("/api/call", control(CallPlace, lambda b: {"id": lab.place_call(b.agent, b.engine, b.talk)}),
               methods=["POST"]),
         Route("/api/scenario/play", control(StepPlay, lambda b: lab.play_step(b.step)), methods=["POST"]),
+        Route("/api/scenario/timeline", control(TimelinePlay, lambda b: lab.timeline(b.verb)), methods=["POST"]),
     ]
     return Guard(Starlette(routes=routes, lifespan=lifespan), token)
 

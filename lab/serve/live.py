@@ -36,6 +36,10 @@ from lab.scenario.errors import ActionError
 
 Publish = Callable[[dict], None]
 
+#: how often a call placed from the page reports its audio levels while Talking (both engines;
+#: lab/agent/levels.py): four times a second moves a meter smoothly and costs a line each
+LEVEL_S = 0.25
+
 #: the emulated softphone's ICE collection timer (the page counts it down from ICE_STATE)
 ICE_TIMER_S = DEFAULT_ICE_TIMEOUT
 
@@ -65,11 +69,20 @@ def read_netdev(pid: int) -> dict[str, dict[str, int]]:
 
 
 @dataclasses.dataclass
+class _Renumbered:
+    """A rule toggled on again: the live table's number for it, what it counted before."""
+
+    live: int
+    packets: int
+    bytes: int
+
+
+@dataclasses.dataclass
 class _Disabled:
     """A rule toggled off: deleted from the live table, kept to put back where it was."""
 
     rule: object            # lab.model.firewall.Rule
-    before: int | None      # the number of the rule that followed it in its chain
+    before: int | None      # the (page's) number of the rule that followed it in its chain
     last: dict              # its last counter
 
 
@@ -83,6 +96,7 @@ class LiveLab:
         self.scenario = scenario
         self._lock = threading.Lock()
         self._disabled: dict[tuple[str, int], _Disabled] = {}
+        self._renumbered: dict[tuple[str, int], _Renumbered] = {}     # (node, the page's number)
         self._call_ids = itertools.count(1)
         self.calls: dict[int, dict] = {}         # id -> what the page has been told of it
         self.captures: Captures | None = None
@@ -117,6 +131,9 @@ class LiveLab:
     def play_step(self, index: int) -> dict:
         raise NotFound("this lab was not started from a scenario: 'icelab serve SCENARIO' plays one")
 
+    def timeline(self, verb: str) -> dict:
+        raise NotFound("this lab was not started from a scenario: 'icelab serve SCENARIO' plays one")
+
     def report(self) -> Path:
         raise NotFound("no report yet: a scenario's report is written once its last step has played")
 
@@ -144,8 +161,13 @@ class LiveLab:
         return {"t": time.time(), "interfaces": itfs, "rules": rules}
 
     def _rules(self, node: str, pid: int) -> list[dict]:
-        live = [dict(c.to_dict(), action=c.action, sentence=c.sentence(), enabled=True)
-                for c in firewall.counters(pid)]
+        live = []
+        for c in firewall.counters(pid):
+            r = self._renumbered.get((node, shown := self._shown(node).get(c.number, c.number)))
+            if r is not None:       # toggled on again: the page's number, its whole count
+                c = dataclasses.replace(c, number=shown, packets=c.packets + r.packets, bytes=c.bytes + r.bytes)
+            live.append(dict(c.to_dict(), action=c.action, sentence=c.sentence(), enabled=True,
+                             **({"live_number": r.live} if r is not None else {})))
         off = [dict(d.last, enabled=False) for (n, _), d in self._disabled.items() if n == node]
         return sorted(live + off, key=lambda r: (r["number"] is None, r["number"] or 0))
 
@@ -193,37 +215,58 @@ class LiveLab:
 
     def rule_toggle(self, node: str, number: int, enabled: bool) -> str:
         """Off: the rule is deleted from the live table (the ``rule`` action's delete), its last
-        counter kept; on: it is added again before the rule that followed it, with the next free
-        number (nft has no disabled rules; numbers are never reused, so reports stay unambiguous)."""
+        counter kept; on: it is added again before the rule that followed it. nft's table then
+        has it under the next free number (as every rule added at run time: a number names one
+        rule in the lab's reports), but the page keeps the number the trainer knows: ``number`` is always
+        that one, the row stays where it was and its counter goes on from what it had counted
+        (``live_number`` says what the table calls it now)."""
         fw = self._node(node, ("firewall",))
         pid = self.network.node(node).pid
         with self._lock:
             key = (node, number)
             if not enabled:
-                rule = next((r for r in fw.policy.rules if r.number == number), None)
+                live_no = self._live(node, number)
+                rule = next((r for r in fw.policy.rules if r.number == live_no), None)
                 if rule is None:
                     raise NotFound(f"no rule {number} in the live table of '{node}'")
-                after = [r.number for r in fw.policy.rules if r.direction == rule.direction and r.number > number]
-                live = {c.number for c in firewall.counters(pid)}
-                before = next((n for n in sorted(after) if n in live), None)
-                gone = firewall.delete_rule(pid, fw.policy, number)
-                self._disabled[key] = _Disabled(rule, before, dict(gone.to_dict(), action=gone.action,
-                                                                   sentence=gone.sentence()))
-                said = f"rule {number} ({rule.name}) off after it counted {gone.packets} packets"
+                shown = self._shown(node)
+                after = sorted(shown.get(r.number, r.number) for r in fw.policy.rules
+                               if r.direction == rule.direction and shown.get(r.number, r.number) > number)
+                live = {shown.get(c.number, c.number) for c in firewall.counters(pid)}
+                before = next((n for n in after if n in live), None)
+                gone = firewall.delete_rule(pid, fw.policy, live_no)
+                was = self._renumbered.pop(key, None)
+                total = dataclasses.replace(gone, number=number, packets=gone.packets + (was.packets if was else 0),
+                                            bytes=gone.bytes + (was.bytes if was else 0))
+                self._disabled[key] = _Disabled(rule, before, dict(total.to_dict(), action=total.action,
+                                                                   sentence=total.sentence()))
+                said = f"rule {number} ({rule.name}) off after it counted {total.packets} packets"
             else:
                 d = self._disabled.pop(key, None)
                 if d is None:
                     raise NotFound(f"rule {number} of '{node}' is not off")
                 live = {c.number for c in firewall.counters(pid)}
+                before = self._live(node, d.before) if d.before is not None else None
                 rule = dataclasses.replace(d.rule)
                 try:
-                    firewall.add_rule(pid, node, fw.policy, rule, d.before if d.before in live else None)
+                    firewall.add_rule(pid, node, fw.policy, rule, before if before in live else None)
                 except LabError:
                     self._disabled[key] = d
                     raise
-                said = f"rule {number} ({rule.name}) on again as rule {rule.number}"
+                if rule.number != number:
+                    self._renumbered[key] = _Renumbered(rule.number, d.last["packets"], d.last["bytes"])
+                said = f"rule {number} ({rule.name}) on again (r{rule.number} in the live table)"
         self.publish({"type": "log", "text": f"{node}: {said}"})
         return said
+
+    def _live(self, node: str, number: int) -> int:
+        """The live table's number of the rule the page calls ``number``."""
+        r = self._renumbered.get((node, number))
+        return r.live if r is not None else number
+
+    def _shown(self, node: str) -> dict[int, int]:
+        """Live number -> the number the page shows, for the rules toggled on again."""
+        return {r.live: shown for (n, shown), r in self._renumbered.items() if n == node}
 
     def rule_add(self, node: str, spec: dict) -> str:
         self._node(node, ("firewall",))
@@ -245,9 +288,11 @@ class LiveLab:
             if self._disabled.pop((node, number), None) is not None:
                 said = f"rule {number} (off) removed"
             else:
-                if number not in {c.number for c in firewall.counters(self.network.node(node).pid)}:
+                live_no = self._live(node, number)
+                if live_no not in {c.number for c in firewall.counters(self.network.node(node).pid)}:
                     raise NotFound(f"no rule {number} in the live table of '{node}'")
-                said, _, _ = rule_action(self.network, SimpleNamespace(node=node, add=None, delete=number))
+                said, _, _ = rule_action(self.network, SimpleNamespace(node=node, add=None, delete=live_no))
+                self._renumbered.pop((node, number), None)
         self.publish({"type": "log", "text": f"{node}: {said}"})
         return said
 
@@ -331,7 +376,8 @@ class LiveLab:
                 before = self._rule_counts()
             cfg = st.dir / f"agent-{agent}-serve-{cid}.json"
             cfg.write_text(json.dumps({"call": str(used), "ca": str(st.dir / "pki" / "ca.pem"), "talk_time": talk,
-                                       "profile": "chrome", "engine": engine, "mdns": False}))
+                                       "profile": "chrome", "engine": engine, "mdns": False,
+                                       "levels": LEVEL_S}))
             self.publish({"type": "call", "id": cid, "agent": agent, "engine": engine, "started": time.time()})
             proc = self.network.node(agent).popen([sys.executable, "-m", "lab.agent", "--config", str(cfg)],
                                                   stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
@@ -344,6 +390,10 @@ class LiveLab:
                     continue
                 if "outcome" in item:
                     outcome = item["outcome"]
+                    continue
+                if "level" in item:         # a meter's reading, not an event of the call's timeline
+                    call["level"] = item["level"]
+                    self.publish({"type": "call-level", "id": cid, "level": item["level"], "at": time.time()})
                     continue
                 call["events"].append(item)
                 self.publish({"type": "call-event", "id": cid, "event": item, "at": time.time()})
@@ -378,10 +428,12 @@ class LiveLab:
         observations = {}
         for name, was in before.items():
             rows = []
+            shown = self._shown(name)
             for c in firewall.counters(self.network.node(name).pid):
                 if c.number is None:
                     continue
-                delta = dataclasses.replace(c, packets=c.packets - getattr(was.get(c.number), "packets", 0))
+                delta = dataclasses.replace(c, packets=c.packets - getattr(was.get(c.number), "packets", 0),
+                                            number=shown.get(c.number, c.number))
                 rows.append({"action": c.action, "packets": delta.packets, "sentence": delta.sentence()})
             observations[f"firewall:{name}"] = {"rules": rows}
         blame_rules(d, observations)

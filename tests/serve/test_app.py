@@ -90,6 +90,10 @@ class FakeLab:
         self.changes.append(("play_step", index))
         return {"said": "played"}
 
+    def timeline(self, verb):
+        self.changes.append(("timeline", verb))
+        return {"playing": verb == "play", "clock": 0.0}
+
     def pcap(self, node, interface):
         if (node, interface) != ("fw", "eth0"):
             raise NotFound("no capture")
@@ -138,6 +142,8 @@ CONTROLS = [
     ("/api/call", {"agent": "agent1"}, ("place_call", "agent1", "emulated", 3.0)),
     ("/api/call", {"agent": "agent1", "engine": "chromium", "talk": 5}, ("place_call", "agent1", "chromium", 5.0)),
     ("/api/scenario/play", {"step": 0}, ("play_step", 0)),
+    ("/api/scenario/timeline", {"verb": "play"}, ("timeline", "play")),
+    ("/api/scenario/timeline", {"verb": "pause"}, ("timeline", "pause")),
 ]
 
 #: bodies every check must refuse with 400
@@ -162,6 +168,9 @@ BAD = [
     ("/api/call", {"agent": "agent1", "talk": 3600}),
     ("/api/call", {"agent": "agent9"}),                                           # the lab's own refusal
     ("/api/scenario/play", {"step": -1}),
+    ("/api/scenario/timeline", {"verb": "rewind"}),
+    ("/api/scenario/timeline", {}),
+    ("/api/scenario/timeline", {"verb": "play", "at": 5}),
     ("/api/call", "not an object"),
     ("/api/call", ["agent1"]),
 ]

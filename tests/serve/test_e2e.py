@@ -1,6 +1,6 @@
 """icelab serve end to end: a real lab, the real server, headless Debian Chromium on the page.
 
-A call reaches Talking; the UDP 3478 rule toggled off, the next call ends in
+A call reaches Talking, its audio meters moving both ways while it talks; the UDP 3478 rule toggled off, the next call ends in
 ice_collection_timeout at 8 s with the drop counter rising on the firewall's link and the
 lab's sentence of where the packets died; toggled on again, a call works. Also measured:
 an event reaches the page within 250 ms, the server idles below 5 % of a core, a second page
@@ -104,9 +104,16 @@ def test_watch_a_call_fail_flip_the_rule_watch_it_work(server):
         page.wait("window.icelab.latency.length >= 3")
         snap(page, "serve-lab.png")
 
-        # 1. a call with the lab as built reaches Talking
+        # 1. a call with the lab as built reaches Talking; while it talks, both meters move
         place_call(page)
+        page.wait("!!document.getElementById('meters')", 30)
+        page.wait("(document.getElementById('meter-out') || {}).value > -60 && "
+                  "(document.getElementById('meter-in') || {}).value > -60", 10)
+        snap(page, "serve-meters.png")
+        levels = page.js("window.icelab.levels")
+        assert max(l["out"] for l in levels) > 0.05 and max(l["in"] for l in levels) > 0.05, levels
         page.wait("(document.getElementById('call-result') || {}).textContent", 30)
+        assert not page.js("!!document.getElementById('meters')")          # only while Talking
         assert page.js("document.getElementById('call-result').textContent").startswith("Talking")
         snap(page, "serve-talking.png")
 
@@ -141,7 +148,14 @@ def test_watch_a_call_fail_flip_the_rule_watch_it_work(server):
         assert "TURN UDP 3478" in other.js("document.querySelector('#rules tr.off').textContent")
 
         # 3. the rule on again: the call works
-        toggle_rule(page, 6, "on again as rule")
+        toggle_rule(page, 6, "rule 6 (softphone: TURN UDP 3478 out) on again")
+        # ... and it is still rule 6 on the page, in its row (nft's new number beside it), on both pages
+        for p in (page, other):
+            number = p.wait("(([...document.querySelectorAll('#rules tr')].find(tr => tr.textContent.includes("
+                            "'TURN UDP 3478') && !tr.classList.contains('off')) || {}).firstChild || {}).textContent", 5)
+            assert re.fullmatch(r"6 \(r\d+\)", number), number
+        assert page.js("document.querySelector('#rules button[data-rule=\"6\"]').textContent") == "off"
+        snap(page, "serve-rule-on-again.png")
         place_call(page)
         assert page.wait("(document.getElementById('call-result') || {}).textContent", 30).startswith("Talking")
         # ... and the second page saw that call too, as it happened
@@ -152,6 +166,13 @@ def test_watch_a_call_fail_flip_the_rule_watch_it_work(server):
         assert len(lat) > 20
         p95 = sorted(lat)[int(len(lat) * 0.95)]
         print(f"\nevent latency over {len(lat)} counter events: median {statistics.median(lat):.1f} ms, "
+              f"p95 {p95:.1f} ms, max {max(lat):.1f} ms")
+        assert p95 < 250 and statistics.median(lat) < 250
+        # ... and so does a call's audio level, from the softphone's line read to the meter
+        lat = page.js("window.icelab.levelLatency")
+        assert len(lat) >= 5
+        p95 = sorted(lat)[int(len(lat) * 0.95)]
+        print(f"level latency over {len(lat)} level events: median {statistics.median(lat):.1f} ms, "
               f"p95 {p95:.1f} ms, max {max(lat):.1f} ms")
         assert p95 < 250 and statistics.median(lat) < 250
 
@@ -169,7 +190,7 @@ def test_watch_a_call_fail_flip_the_rule_watch_it_work(server):
     assert not (Path("/run/icelab") / f"{LAB}.json").exists()
 
 
-def test_a_scenario_played_step_by_step(tmp_path):
+def test_a_scenario_played_by_hand_then_on_its_timeline(tmp_path):
     with serving("scenarios/udp3478-blocked.yaml", "sv-e2e-s", "-o", str(tmp_path)) as (proc, url):
         browser = Browser(url)
         try:
@@ -177,10 +198,13 @@ def test_a_scenario_played_step_by_step(tmp_path):
             page.wait("document.getElementById('conn').textContent === 'live'", 30)
             assert not page.js("document.getElementById('scenario-panel').hidden")
             assert "Field guide 1" in page.js("document.getElementById('scenario-claim').textContent")
-            for i in range(3):
-                page.wait(f"document.querySelectorAll('#steps li.done').length === {i} && "
-                          "!!document.getElementById('play-step')", 30)
-                page.js("document.getElementById('play-step').click()")
+            # the first step by hand, the rest with the timeline's play (at their at: times; all 0 s here)
+            page.wait("!!document.getElementById('play-step')", 30)
+            page.js("document.getElementById('play-step').click()")
+            page.wait("document.querySelectorAll('#steps li.done').length === 1 && "
+                      "!document.getElementById('tl-play').disabled", 30)
+            page.js("document.getElementById('tl-play').click()")
+            page.wait("document.querySelectorAll('#steps li.done').length === 3", 30)
             verdict = page.wait("(document.querySelector('#verdict h3') || {}).textContent", 60)
             assert verdict == "verdict: pass"
             assert "ice_collection_timeout" in page.js("document.getElementById('verdict').textContent")
@@ -207,11 +231,17 @@ def test_a_call_with_the_real_softphone_library(tmp_path):
 
         cid = api("/api/call", {"agent": "agent1", "engine": "chromium"})["id"]
         deadline = time.monotonic() + 60
+        levels = []             # getStats' audioLevel both ways, as the page's meters get them
         while time.monotonic() < deadline:
             call = next(c for c in api("/api/calls") if c["id"] == cid)
+            if call.get("level") and call["level"] not in levels:
+                levels.append(call["level"])
             if call["outcome"] is not None:
                 break
-            time.sleep(0.5)
+            time.sleep(0.2)
         assert call["outcome"]["reached_talking"], call["outcome"]
         assert call["outcome"]["engine"] == "chromium"
         assert "TalkingState" in [e["name"] for e in call["events"] if e["kind"] == "state"]
+        assert len(levels) >= 3, levels
+        assert max(l["out"] for l in levels) > 0 and max(l["in"] for l in levels) > 0, levels
+        assert not [e for e in call["events"] if e["kind"] == "level"]      # not in the call's timeline

@@ -100,6 +100,22 @@ async function quality() {
   return q;
 }
 
+// Audio levels both ways while talking, for a watcher (icelab serve's meters), when the lab
+// asks for them (CFG.levels, seconds): getStats' audioLevel of the microphone's media-source
+// and of the inbound-rtp, as Chrome computes them (0..1 of full scale).
+function dbfs(level) { return level > 0 ? Math.round(200 * Math.log10(level)) / 10 : null; }
+
+async function level() {
+  if (!thePC) return;
+  let out = 0, inn = 0;
+  (await thePC.getStats()).forEach(s => {
+    if (s.kind !== "audio" || s.audioLevel == null) return;
+    if (s.type === "media-source") out = s.audioLevel;
+    if (s.type === "inbound-rtp") inn = s.audioLevel;
+  });
+  emit({kind: "level", name: "level", out: out, in: inn, out_dbfs: dbfs(out), in_dbfs: dbfs(inn)});
+}
+
 let ended = false;
 function end(outcome) {
   if (ended) return;
@@ -125,7 +141,9 @@ function start() {
   };
   session.onSessionConnected = () => {
     emit({kind: "info", name: "session-connected"});
+    const meters = CFG.levels > 0 ? setInterval(level, CFG.levels * 1000) : null;
     setTimeout(async () => {
+      if (meters !== null) clearInterval(meters);
       const q = await quality();
       emit({kind: "quality", name: "talking", ...q});
       session.hangup();

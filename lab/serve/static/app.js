@@ -5,7 +5,7 @@
 const TOKEN = new URLSearchParams(location.search).get("token") || "";
 const SVGNS = "http://www.w3.org/2000/svg";
 const SX = 78, SY = 80, PAD = 80;          // data units of lab/report/graph.py's layout -> pixels
-const state = { topo: null, counters: null, prev: null, selected: null, calls: {}, latency: [] };
+const state = { topo: null, counters: null, prev: null, selected: null, calls: {}, latency: [], levels: [], levelLatency: [] };
 window.icelab = state;                      // the end-to-end test reads latency and call states here
 
 function $(id) { return document.getElementById(id); }
@@ -157,7 +157,9 @@ function showRules(node, rules) {
       d.addEventListener("click", () => api("/api/rule/delete", { node, number: r.number }));
       buttons.append(b, d);
     }
-    const tr = row([r.number === null ? "" : String(r.number), r.name, r.chain, r.action, String(r.packets), buttons]);
+    // a rule toggled on again keeps its number here; the live table's own is shown beside it
+    const num = r.number === null ? "" : String(r.number) + (r.live_number ? ` (r${r.live_number})` : "");
+    const tr = row([num, r.name, r.chain, r.action, String(r.packets), buttons]);
     tr.lastChild.className = "keep";
     tr.children[4].className = "pk";
     if (!r.enabled) tr.className = "off";
@@ -270,6 +272,7 @@ function renderCall(c) {
     for (const x of c.candidates) cl.append(el("li", {}, `${x.t.toFixed(2)} s  ${x.name} candidate ${candidateText(x.candidate)}`));
     box.append(el("div", {}, "candidates"), cl);
   }
+  if (c.states.some(s => s.name === "TalkingState") && !c.outcome) box.append(meters(c));
   if (c.outcome) {
     const o = c.outcome;
     const talked = o.reached_talking;
@@ -285,6 +288,35 @@ function renderCall(c) {
     if (o.diagnosis) box.append(el("div", { class: "diagnosis" }, o.diagnosis));
   }
   tickTimer();
+}
+
+// Two meters while Talking: what the microphone gives the call and what is heard, from the
+// softphone's level reports (getStats audioLevel with Chromium, the same measure emulated),
+// on a dBFS scale as a sound meter reads (a linear 0..1 bar hides everything below -20 dB).
+const METER_FLOOR = -60;
+function meters(c) {
+  const box = el("div", { class: "meters", id: "meters" });
+  for (const [key, text] of [["out", "microphone → far end"], ["in", "far end → speaker"]]) {
+    const m = el("meter", { id: `meter-${key}`, min: METER_FLOOR, max: 0, low: -40, high: -6, optimum: -20,
+                            value: METER_FLOOR });
+    const l = el("label", {}, `${text} `);
+    l.append(m, el("output", { id: `level-${key}` }, "—"));
+    box.append(l);
+  }
+  showLevel(c, box);
+  return box;
+}
+
+function showLevel(c, root = document) {
+  const lv = c.level;
+  if (!lv) return;
+  for (const key of ["out", "in"]) {
+    const m = root.querySelector(`#meter-${key}`), o = root.querySelector(`#level-${key}`);
+    if (!m || !o) continue;
+    const db = lv[`${key}_dbfs`];
+    m.value = db === null || db === undefined ? METER_FLOOR : Math.max(METER_FLOOR, db);
+    o.textContent = db === null || db === undefined ? " silent" : ` ${db.toFixed(1)} dBFS (${lv[key].toFixed(2)})`;
+  }
 }
 
 function candidateText(line) {
@@ -323,17 +355,35 @@ function onCallEvent(e) {
 function setupScenario(s) {
   if (!s) return;
   $("scenario-panel").hidden = false;
+  $("tl-play").addEventListener("click", () => api("/api/scenario/timeline", { verb: "play" }));
+  $("tl-pause").addEventListener("click", () => api("/api/scenario/timeline", { verb: "pause" }));
+  setInterval(tickClock, 100);
   $("scenario-claim").textContent = `${s.title || s.name} — ${s.claim || ""} (${s.variant || ""})`;
   renderSteps(s);
 }
 
+// the scenario's clock: it runs while the timeline plays (from where the server said it
+// stood, at the server's time t) and stands still while paused
+function scenarioClock(s) { return s.playing ? s.clock + Math.max(0, Date.now() / 1000 - s.t) : s.clock; }
+function tickClock() {
+  const s = state.scenario;
+  if (!s) return;
+  $("scenario-clock").textContent = `${s.playing ? "playing" : s.verdict ? "played" : "paused"} · t = ${scenarioClock(s).toFixed(1)} s`;
+}
+
 function renderSteps(s) {
+  state.scenario = s;
   const ol = $("steps");
   ol.textContent = "";
   const next = s.played.length;
+  const over = !!s.verdict || next === s.steps.length;
+  $("tl-play").disabled = s.playing || over;
+  $("tl-pause").disabled = !s.playing;
+  tickClock();
   s.steps.forEach((st, i) => {
-    const li = el("li", { class: i < next ? "done" : "" }, `${st.what} (at ${st.at} s in the file) `);
-    if (i === next && !s.verdict) {
+    const played = s.played[i] && s.played[i].at !== undefined ? `, played at ${s.played[i].at.toFixed(1)} s` : "";
+    const li = el("li", { class: i < next ? "done" : i === next && s.playing ? "next" : "" }, `${st.what} (at ${st.at} s${played}) `);
+    if (i === next && !s.verdict && !s.playing) {
       const b = el("button", { id: "play-step" }, "play");
       b.addEventListener("click", () => { b.disabled = true; api("/api/scenario/play", { step: i }).catch(() => { b.disabled = false; }); });
       li.append(b);
@@ -373,6 +423,15 @@ function connect() {
     renderCall(c);
   });
   es.addEventListener("call-event", m => onCallEvent(JSON.parse(m.data)));
+  es.addEventListener("call-level", m => {
+    const e = JSON.parse(m.data);
+    const c = callBox(e.id);
+    c.level = e.level;
+    state.levels.push({ id: e.id, ...e.level });
+    state.levelLatency.push(Date.now() - e.at * 1000);   // from the softphone's line read to the page
+    if (state.levels.length > 500) { state.levels.shift(); state.levelLatency.shift(); }
+    showLevel(c);
+  });
   es.addEventListener("call-end", m => {
     const e = JSON.parse(m.data);
     const c = callBox(e.id);
@@ -406,6 +465,7 @@ async function main() {
         if (ev.name === topo.ice_state && c.iceStart === null) c.iceStart = (last.started + ev.t) * 1000;
       } else if (ev.kind === "candidate") c.candidates.push(ev);
     }
+    if (last.level) c.level = last.level;
     if (last.outcome) { c.outcome = last.outcome; c.endAt = Date.now(); }
     renderCall(c);
   }
