@@ -30,3 +30,20 @@ def test_processes_in_lab_nodes_do_not_load_the_whole_model(repo):
         mods = _loaded(repo, f"import {module}")
         assert "mininet" not in mods and "lab.model.validate" not in mods and "networkx" not in mods, module
     assert "pydantic" not in _loaded(repo, "import lab.net.probe")
+
+
+def test_validate_builds_only_the_models_a_topology_uses_and_json_output_never_loads_rich(repo):
+    # start-up time (issue #12, docs/benchmarks.md "Start-up"): the node kinds a file does not
+    # use are never built, and `--json`, read by machines, does not pay for rich
+    code = ("import sys; sys.argv = ['icelab', 'validate', '--json', 'topologies/agent-lan.yaml']\n"
+            "from lab.cli.main import main\n"
+            "import contextlib, io\n"
+            "with contextlib.redirect_stdout(io.StringIO()): main()\n"
+            "from lab.model import schema\n"
+            "print('built:' + ','.join(n for n in ('HostNode', 'LanNode', 'RouterNode', 'VpnNode', 'VdiNode', 'NatNode')"
+            " if getattr(schema, n).__pydantic_complete__))")
+    mods = _loaded(repo, code)
+    built = next(m for m in mods if m.startswith("built:"))[len("built:"):].split(",")
+    assert "HostNode" in built and "VpnNode" not in built and "VdiNode" not in built, built
+    assert not {m for m in mods if m == "rich" or m.startswith("rich.")}
+    assert "lab.model.validate" in mods
