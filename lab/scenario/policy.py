@@ -397,6 +397,15 @@ class PolicyRunner(Runner):
         return "; failed: " + ", ".join(words[:4]) + (f" and {len(words) - 4} more" if len(words) > 4 else "")
 
     def _needs(self, rid: str, info: dict) -> list[dict]:
+        needs = self._needs_of(rid, info)
+        agents = [str(self.d.agents)]
+        for n in needs:
+            # what a named object may cover in the fix: the agents' side or the region's ranges
+            n["src_scope"], n["dst_scope"] = ((agents, self.d.prefixes) if n["src"] == agents
+                                              else (self.d.prefixes, agents))
+        return needs
+
+    def _needs_of(self, rid: str, info: dict) -> list[dict]:
         d = self.d
         agents = [str(d.agents)]
         # only the ranges where something failed: the smallest fix, not a second copy of a
