@@ -364,14 +364,16 @@ class PolicyRunner(Runner):
         """Rules never reached by the softphone's packets, and accepting rules that decided
         them while matching far more (any destination, any port, a port range)."""
         pol = self.pol
-        hit, deciding = set(), set()
+        hit: set = set()
+        deciding: dict = {}           # (chain, handle) -> the jump rules' texts that led there
         for p in packets:
             for st in p.steps:
                 if st.handle is not None:
                     hit.add(((st.table[0], st.table[1], st.chain), st.handle))
             s_ = _decision(p, rules.hooks)
             if s_ is not None and s_.handle is not None and s_.verdict.split()[0] == "accept":
-                deciding.add(((s_.table[0], s_.table[1], s_.chain), s_.handle))
+                ctx = deciding.setdefault(((s_.table[0], s_.table[1], s_.chain), s_.handle), set())
+                ctx.add(tuple(_jump_context(p, s_, rules)))
         by_rule = {}
         for (key, h), i in rules.index.items():
             r = pol.rule_at(key, i)
@@ -382,12 +384,17 @@ class PolicyRunner(Runner):
                 continue
             if kh not in hit:
                 self.out.never_hit.append({"file": pol.file, "line": r.line, "text": r.text})
-            elif kh in deciding and rules.hooks.get(kh[0], (None, None))[0] is not None:
-                # a user chain's rule inherits the matches of the jump (or verdict map) that led
-                # to it, which its own text does not show: only base chains' rules are judged
-                why = broad(pol, r)
-                if why:
-                    self.out.beyond.append({"file": pol.file, "line": r.line, "text": r.text, "why": why})
+            elif kh in deciding:
+                # a user chain's rule inherits the matches of the jumps (or verdict map entries)
+                # that led to it: it is judged with them, once per way the softphone reached it
+                for ctx in sorted(deciding[kh]):
+                    why = broad(pol, r, list(ctx))
+                    if why:
+                        entry = {"file": pol.file, "line": r.line, "text": r.text, "why": why}
+                        if ctx:
+                            entry["via"] = list(ctx)
+                        self.out.beyond.append(entry)
+                        break
 
     def _missing(self, rows, ok, reply=False) -> str:
         bad = [r for r in rows if r not in ok]
@@ -516,9 +523,49 @@ class PolicyRunner(Runner):
         return new
 
 
-def broad(pol: Policy, r: PolicyRule) -> str | None:
-    """Why an accepting rule matches far more than the softphone needs (None: it does not)."""
-    t = r.text
+def _jump_context(pkt: netpolicy.Packet, decision: netpolicy.Step, rules: _Rules) -> list[str]:
+    """The jump (or goto, or verdict map) rules that led ``pkt`` to the chain of ``decision``,
+    outermost first, as the file writes them; a verdict map reduced to its entries for that chain."""
+    stack: list[tuple[str, str]] = []       # (target chain, the jump's text)
+    for st in pkt.steps:
+        while stack and stack[-1][0] != st.chain:
+            stack.pop()                     # the chain returned (RETURN, or its end)
+        if st is decision:
+            break
+        words = st.verdict.split()
+        if words[0] in ("jump", "goto") and len(words) > 1:
+            info, _rule, _chain = rules.where(st)
+            stack.append((words[1], _vmap_entries(info.get("text") or st.text, words[1])))
+    return [t for _c, t in stack]
+
+
+def _vmap_entries(text: str, chain: str) -> str:
+    """A rule with a verdict map, as the matches of the entries that jump to ``chain``:
+    ``meta l4proto . th dport vmap { tcp . 443 : jump x, ... }`` -> ``tcp dport 443``."""
+    m = re.search(r"(?<![\w.])(\w+\s+\w+(?:\s+\.\s+\w+\s+\w+)*)\s+vmap\s*\{([^}]*)\}", text)
+    if not m:
+        return text
+    fields = [f.split()[-1] for f in m.group(1).split(" . ")]
+    keys = [k.strip() for k, v in (e.split(":", 1) for e in m.group(2).split(",") if ":" in e)
+            if re.fullmatch(rf"(jump|goto)\s+{re.escape(chain)}", v.strip())]
+    out = []
+    for k in keys:
+        vals = [v.strip() for v in k.split(" . ")]
+        proto = next((v for f, v in zip(fields, vals) if f == "l4proto"), None)
+        words = [f"meta l4proto {proto}"] if proto else []
+        for f, v in zip(fields, vals):
+            if f in ("dport", "sport"):
+                words.append(f"{proto or 'th'} {f} {v}")
+            elif f in ("daddr", "saddr"):
+                words.append(f"ip {f} {v}")
+        out.append(" ".join(words))
+    return (text[:m.start()] + text[m.end():]).strip() + " " + " ".join(out)
+
+
+def broad(pol: Policy, r: PolicyRule, via: list[str] | None = None) -> str | None:
+    """Why an accepting rule matches far more than the softphone needs (None: it does not).
+    ``via``: the jump rules that lead to a user chain's rule, whose matches it inherits."""
+    t = " ".join([*(via or []), r.text])
     if re.search(r"ctstate|ct state|stateful mode", t):
         return None
     if pol.format in ("csv", "yaml"):
