@@ -212,6 +212,8 @@ def _policy(sub) -> None:
     c.add_argument("--ip-ranges", required=True, metavar="FILE", help="AWS's ip-ranges.json (a real one works)")
     c.add_argument("--region", required=True, help="the Connect region, e.g. eu-west-2")
     c.add_argument("--interfaces", metavar="inside=IF,outside=IF", help="the interface names the rules use")
+    c.add_argument("--media-info", metavar="FILE",
+                   help="the softphone's media info JSON: TURN over TCP 443 offered adds the turn-tcp-443 requirement")
     c.add_argument("--nat", action="store_true", help="masquerade at the outside interface when the rules have no NAT")
     c.add_argument("--objects", metavar="FILE", help="CSV: named address objects (columns name, address)")
     c.add_argument("--mode", choices=["stateful", "stateless"], default="stateful", help="CSV/YAML: connection tracking")

@@ -9,7 +9,7 @@ from lab.core.errors import EXIT_FAIL, EXIT_OK
 from lab.model.policy.deploy import deployment
 from lab.report import policy as report
 from lab.scenario.policy import check as run_check
-from lab.scenario.policy import load_policy
+from lab.scenario.policy import load_policy, media_info
 
 from .console import err, escape, out
 from .signals import interruptible
@@ -18,6 +18,7 @@ from .signals import interruptible
 @interruptible()
 def check(args) -> int:
     d = deployment(args.agents, args.os or ["windows"], args.ip_ranges, args.region, args.interfaces, args.nat)
+    media_info(args.media_info, d)
     pol = load_policy(args.file, args.format, args.objects, args.mode, d)
     if args.show_translation and pol.format in ("csv", "yaml"):
         err.print(escape(pol.load_text))

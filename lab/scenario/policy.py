@@ -32,16 +32,18 @@ from lab.model.policy.table import parse_csv, parse_yaml_rules
 from lab.model.policy.deploy import SIGNALLING_PORT, TURN_PORT, Deployment, topology
 from lab.net import policy as netpolicy
 from lab.net.state import run_dir
+from lab.probe.targets import from_media_info
 
 from .actions.call import CallExpect, CallExpectation, CallRun, CallStep
 from .load import Expectation, Scenario, Step
 from .runner import Runner
 
-REQUIREMENTS = ("signalling-tcp-443", "turn-udp-3478", "turn-udp-return", "call")
+REQUIREMENTS = ("signalling-tcp-443", "turn-udp-3478", "turn-udp-return", "turn-tcp-443", "call")
 SOURCES = {
     "signalling-tcp-443": "softphone.md: signalling and API, TCP 443 to the Connect ranges",
     "turn-udp-3478": "softphone.md: media, UDP 3478 outbound to the TURN endpoints (AMAZON_CONNECT ranges)",
     "turn-udp-return": "softphone.md: stateless firewalls must let TURN's replies reach each OS's ephemeral ports",
+    "turn-tcp-443": "the media info's iceServers offer TURN over TCP (or TLS) 443: TCP 443 to the TURN addresses",
     "call": "a real softphone call through the lab's TURN and cloud reaches Talking with audio both ways",
 }
 
@@ -79,13 +81,31 @@ class PolicyResult:
         return {"file": self.policy.file, "format": self.policy.format,
                 "deployment": {"agents": str(d.agents), "os": d.oses, "region": d.region, "ip_ranges": d.ip_ranges,
                                "prefixes": d.prefixes, "interfaces": {"inside": d.inside, "outside": d.outside},
-                               "nat": d.nat, "probed_addresses": d.targets, "turn": d.connect_address,
+                               "nat": d.nat, "probed_addresses": d.targets,
+                               "turn_tcp_addresses": d.turn_tcp_targets if d.turn_tcp else None,
+                               "turn": d.connect_address,
                                "signalling": d.signalling_address},
                 "verdict": "pass" if self.passed else ("error" if self.error else "fail"),
                 "requirements": [r.to_dict() for r in self.requirements],
                 "beyond": self.beyond, "never_hit": self.never_hit,
                 "translation": self.policy.load_text if self.policy.format in ("csv", "yaml") else None,
                 "timings": {k: round(v, 3) for k, v in self.timings.items()}, "error": self.error}
+
+
+def media_info(path: str | None, d: Deployment) -> None:
+    """What the softphone's media info says about TURN: TCP (or TLS) on 443 offered, and the
+    TURN addresses where its URLs give addresses rather than names."""
+    if not path:
+        return
+    servers = from_media_info(path).turn
+    d.turn_tcp = any(t.transport in ("tcp", "tls") and t.port == SIGNALLING_PORT for t in servers)
+    hosts = []
+    for t in servers:
+        try:
+            hosts.append(str(ipaddress.IPv4Address(t.host)))
+        except ValueError:
+            continue
+    d.turn_hosts = list(dict.fromkeys(hosts))
 
 
 def load_policy(path: str, fmt: str | None, objects: str | None, mode: str, d: Deployment) -> Policy:
@@ -152,7 +172,8 @@ class PolicyRunner(Runner):
     def __init__(self, pol: Policy, d: Deployment, scenario: Scenario, progress, call: bool, fix: bool):
         super().__init__(scenario, progress)
         self.pol, self.d, self.want_call, self.want_fix = pol, d, call, fix
-        self.out = PolicyResult(pol, d, [Requirement(r) for r in REQUIREMENTS if r != "call" or call])
+        self.out = PolicyResult(pol, d, [Requirement(r) for r in REQUIREMENTS if (r != "call" or call)
+                                         and (r != "turn-tcp-443" or d.turn_tcp)])
         self.log = str(run_dir() / scenario.topology.name / "policy-targets.jsonl")
 
     def _before_services(self, network) -> None:
@@ -161,9 +182,9 @@ class PolicyRunner(Runner):
         nat = self.d.outside if self.d.nat and not self.pol.has_nat else None
         netpolicy.load(fw, self.pol.loader, self.pol.load_text, nat)
         edge = network.node("edge")
-        for a in self.d.targets:
+        for a in self.d.served:
             edge.cmd(f"ip addr add {a}/32 dev lo")
-        self.serve = edge.popen([sys.executable, "-m", "lab.net.policy", "serve", "--addresses", ",".join(self.d.targets),
+        self.serve = edge.popen([sys.executable, "-m", "lab.net.policy", "serve", "--addresses", ",".join(self.d.served),
                                  "--udp-port", str(TURN_PORT), "--tcp-ports", str(SIGNALLING_PORT), "--log", self.log],
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         line = self.serve.stdout.readline().decode().strip()
@@ -201,6 +222,13 @@ class PolicyRunner(Runner):
                                  "sport": tp, "timeout": 1.0, "os": o})
                     rows.append({"req": "turn-udp-3478", "proto": "stun", "to": a, "port": TURN_PORT, "sport": p,
                                  "count": 2, "timeout": 0.6, "os": o})
+            for a in self.d.turn_tcp_targets:
+                for i, p in enumerate(ports):
+                    # its own source ports: a handshake to the same address and port from the
+                    # signalling probe's port would be the same connection
+                    tp = p + shift + 2 if i == 0 else p - shift - 2
+                    rows.append({"req": "turn-tcp-443", "proto": "tcp", "to": a, "port": SIGNALLING_PORT,
+                                 "sport": tp, "timeout": 1.0, "os": o})
             plan[self.d.agent(o)] = rows
         return plan
 
@@ -252,7 +280,7 @@ class PolicyRunner(Runner):
 
     def _verdicts(self, results, packets, call_obs, rules: _Rules) -> dict[str, tuple[Requirement, dict]]:
         d = self.d
-        targets = set(d.targets)
+        targets = set(d.served)
         agents = d.agents
         out: dict[str, tuple[Requirement, dict]] = {}
 
@@ -269,11 +297,16 @@ class PolicyRunner(Runner):
             k = c.most_common(1)[0][0]
             return steps[k]
 
-        def flows(proto, port, request: bool):
+        def flows(proto, port, request: bool, rows=None):
+            """Packets of the probes to ``port`` (requests or replies); ``rows``: only those
+            probes' (TCP 443 is probed for two requirements, each from its own ports)."""
+            mine = None if rows is None else {(r["sport"], r["to"]) for r in rows}
             sel = []
             for p in packets:
                 pr, sa, da, sp, dp = p.tuple()
                 if pr != proto:
+                    continue
+                if mine is not None and ((sp, da) if request else (dp, sa)) not in mine:
                     continue
                 try:
                     inside_src = ipaddress.ip_address(sa) in agents
@@ -299,24 +332,28 @@ class PolicyRunner(Runner):
             return [p for p in pkts if (s := _decision(p, rules.hooks)) is not None and s.verdict.split()[0] in
                     ("drop", "reject")]
 
-        # signalling: the handshake, both ways
-        sig = [r for r in results if r["req"] == "signalling-tcp-443"]
-        ok = [r for r in sig if r["replies"]]
-        req = Requirement("signalling-tcp-443", "pass" if sig and len(ok) == len(sig) else "fail")
-        reqs, reps = flows("tcp", SIGNALLING_PORT, True), flows("tcp", SIGNALLING_PORT, False)
-        if req.verdict == "fail":
-            why = dropped(reqs) or dropped(reps)
-            step = decided(why) if why else decided(reqs)
-            back = not dropped(reqs) and bool(dropped(reps))
-        else:
-            step, back = decided(firsts(reqs)), False
-        req.decided_by, rule, chain = rules.where(step)
-        req.observed = (f"{len(ok)}/{len(sig)} TCP handshakes to {SIGNALLING_PORT} completed"
-                        + self._missing(sig, ok))
-        if back:
-            req.observed += "; the SYN-ACKs died at the firewall on their way back"
-        out[req.id] = (req, {"rule": rule, "chain": chain, "back": back, "step": step,
-                             "failed": {r["to"] for r in sig if r not in ok}})
+        # TCP 443 (signalling, and TURN over TCP where offered): the handshake, both ways
+        for rid in ("signalling-tcp-443", "turn-tcp-443"):
+            sig = [r for r in results if r["req"] == rid]
+            if rid == "turn-tcp-443" and not d.turn_tcp:
+                continue
+            ok = [r for r in sig if r["replies"]]
+            req = Requirement(rid, "pass" if sig and len(ok) == len(sig) else "fail")
+            only = sig if d.turn_tcp else None
+            reqs, reps = flows("tcp", SIGNALLING_PORT, True, only), flows("tcp", SIGNALLING_PORT, False, only)
+            if req.verdict == "fail":
+                why = dropped(reqs) or dropped(reps)
+                step = decided(why) if why else decided(reqs)
+                back = not dropped(reqs) and bool(dropped(reps))
+            else:
+                step, back = decided(firsts(reqs)), False
+            req.decided_by, rule, chain = rules.where(step)
+            req.observed = (f"{len(ok)}/{len(sig)} TCP handshakes to {SIGNALLING_PORT} completed"
+                            + (" (TURN over TCP)" if rid == "turn-tcp-443" else "") + self._missing(sig, ok))
+            if back:
+                req.observed += "; the SYN-ACKs died at the firewall on their way back"
+            out[req.id] = (req, {"rule": rule, "chain": chain, "back": back, "step": step,
+                                 "failed": {r["to"] for r in sig if r not in ok}})
 
         turn = [r for r in results if r["req"] == "turn-udp-3478"]
         arrived = [r for r in turn if r["arrived"]]
@@ -424,7 +461,9 @@ class PolicyRunner(Runner):
                "iif": d.inside, "oif": d.outside, "name": "softphone signalling"}
         back_tcp = {"proto": "tcp", "src": pre, "dst": agents, "sport": (SIGNALLING_PORT, SIGNALLING_PORT),
                     "dport": d.return_range(), "iif": d.outside, "oif": d.inside, "name": "softphone signalling return"}
-        if rid == "signalling-tcp-443":
+        if rid in ("signalling-tcp-443", "turn-tcp-443"):
+            if rid == "turn-tcp-443":
+                out["name"], back_tcp["name"] = "softphone TURN over TCP", "softphone TURN over TCP return"
             return [back_tcp] if info.get("back") else [out]
         if rid == "turn-udp-3478":
             return [{"proto": "udp", "src": agents, "dst": pre, "dport": (TURN_PORT, TURN_PORT),

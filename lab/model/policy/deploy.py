@@ -45,6 +45,14 @@ class Deployment:
     connect_address: str = ""                 # TURN (set by topology())
     signalling_address: str = ""              # signalling and media edge
     targets: list[str] = field(default_factory=list)    # probe addresses on edge
+    turn_tcp: bool = False                    # the media info offers TURN over TCP (or TLS) 443
+    turn_hosts: list[str] = field(default_factory=list)  # the media info's TURN addresses (IP literals)
+    turn_tcp_targets: list[str] = field(default_factory=list)   # where turn-tcp-443 is probed (set by topology())
+
+    @property
+    def served(self) -> list[str]:
+        """Every address the edge host answers at."""
+        return list(dict.fromkeys(self.targets + self.turn_tcp_targets))
 
     @property
     def interfaces(self) -> tuple[str, str]:
@@ -112,6 +120,11 @@ def topology(d: Deployment, name: str = "policy"):
     d.connect_address = str(link.network_address + 2)
     d.signalling_address = str(link.network_address + 3)
     d.targets = [a for a in addresses_in(d.prefixes) if ipaddress.ip_address(a) not in link]
+    # TURN over TCP is probed at the media info's TURN addresses where it names them inside the
+    # region's ranges, else (host names, unknown here) at the addresses spanning the ranges
+    named = [h for h in d.turn_hosts if any(ipaddress.ip_address(h) in ipaddress.ip_network(p) for p in d.prefixes)
+             and ipaddress.ip_address(h) not in link]
+    d.turn_tcp_targets = (named or list(d.targets)) if d.turn_tcp else []
     edge_ip = str(ipaddress.ip_network(EDGE_LINK).network_address + 2)
     region_ip = str(ipaddress.ip_network(UPLINKS[1]).network_address + 2)
     isp_ip = str(ipaddress.ip_network(UPLINKS[1]).network_address + 1)
@@ -125,10 +138,10 @@ def topology(d: Deployment, name: str = "policy"):
         "fw": {"kind": "router", "zone": "office", "label": "your firewall"},
         "isp": {"kind": "router", "zone": "internet", "label": "ISP",
                 # a node's own routes replace the computed ones: all of them
-                "routes": [{"to": f"{t}/32", "via": region_ip} for t in d.targets]
+                "routes": [{"to": f"{t}/32", "via": region_ip} for t in d.served]
                 + [{"to": str(link), "via": region_ip}, {"to": str(d.agents), "via": fw_ip}]},
         "region": {"kind": "router", "zone": "cloud", "label": f"{d.region or 'region'} edge",
-                   "routes": [{"to": f"{t}/32", "via": edge_ip} for t in d.targets]
+                   "routes": [{"to": f"{t}/32", "via": edge_ip} for t in d.served]
                    + [{"to": "default", "via": isp_ip}]},
         "cloud": {"kind": "lan", "subnet": str(link), "zone": "cloud"},
         "turn": {"kind": "host", "services": ["turn"], "zone": "cloud", "label": "Connect TURN"},
