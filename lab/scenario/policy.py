@@ -39,7 +39,7 @@ from .load import Expectation, Scenario, Step
 from .runner import Runner
 
 # the calls of one run start this far apart: placed in the same instant, both reached Talking
-# with a silent caller leg (twice, 2026-12-07; the cause in the lab's media edge is not found)
+# with a silent caller leg (seen once, 2026-12-07, under heavy load; the cause is not found)
 STAGGER = 0.2
 REQUIREMENTS = ("signalling-tcp-443", "turn-udp-3478", "turn-udp-return", "turn-tcp-443", "call")
 SOURCES = {
