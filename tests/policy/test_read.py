@@ -209,3 +209,26 @@ def test_beyond_reads_jumps_and_verdict_map_entries():
     via = ["-A FORWARD -i ens192 -o ens160 -s 10.20.0.0/23 -d 192.0.2.128/26 -j VOICE"]
     assert broad(pol, r, via) == "64512 ports (the softphone uses TCP 443 and UDP 3478)"
     assert isinstance(r, PolicyRule)
+
+
+def test_report_folder_has_the_picture_the_captures_and_the_fix(tmp_path):
+    from lab.report import policy as report
+    from lab.scenario.policy import PolicyResult, Requirement
+    d = deployment("10.20.0.0/23", ["windows"], "tests/policy/ip-ranges.json", "eu-west-2",
+                   "inside=ens192,outside=ens160", through="vpn-full")
+    topo, _ = topology(d)
+    pol = read(P + "udp3478-missing.rules", check=False)
+    (tmp_path / "pcap").mkdir()
+    (tmp_path / "pcap" / "fw-ens192.pcap").write_bytes(b"")
+    fix = {"format": "iptables", "lines": ["-A FORWARD -j ACCEPT"], "verified": True,
+           "before": {"file": pol.file, "line": None, "text": "end of chain FORWARD"}}
+    res = PolicyResult(pol, d, [Requirement("turn-udp-3478", "fail", {"file": pol.file, "line": 3, "text": ":FORWARD DROP"},
+                                            "0/18 STUN requests", fix)],
+                       fixed_text="fixed\n", pcaps={"fw:ens192": str(tmp_path / "pcap" / "fw-ens192.pcap")},
+                       topology=topo)
+    out = report.write(res, tmp_path)
+    html = (out / "report.html").read_text()
+    assert "href='pcap/fw-ens192.pcap'" in html and 'src="topology.svg"' in html and "full-tunnel VPN" in html
+    assert "(pcap/fw-ens192.pcap)" in (out / "report.md").read_text()
+    assert (out / "topology.svg").stat().st_size > 0 and (out / "fixed-udp3478-missing.rules").read_text() == "fixed\n"
+    assert report.topology_mark(res)["path"][-3:] == ["vpn-gw", "agents", "fw"]
