@@ -22,7 +22,8 @@ CASES = [("passing: stateful-ok.rules (iptables)", "stateful-ok.rules", (), 10.0
          ("passing: stateful-ok.nft", "stateful-ok.nft", (), 10.0),
          ("failing: udp3478-missing.rules, fix verified", "udp3478-missing.rules", (), 20.0),
          ("failing: stateless-udp-return-missing.nft, fix verified", "stateless-udp-return-missing.nft", (), 20.0),
-         ("failing: udp3478-missing.rules --through vpn-full", "udp3478-missing.rules", ("--through", "vpn-full"), 20.0),
+         ("failing: udp3478-missing.rules --through vpn-full", "udp3478-missing.rules", ("--through", "vpn-full"),
+          20.0),
          ("failing: udp3478-missing.rules --vdi", "udp3478-missing.rules", ("--vdi",), 20.0)]
 
 

@@ -86,7 +86,8 @@ class PolicyResult:
         d = self.deployment
         return {"file": self.policy.file, "format": self.policy.format,
                 "deployment": {"agents": str(d.agents), "os": d.oses, "path": d.mode,
-                               "bypass": d.bypass if d.through == "vpn-split" else None, "region": d.region, "ip_ranges": d.ip_ranges,
+                               "bypass": d.bypass if d.through == "vpn-split" else None, "region": d.region,
+                               "ip_ranges": d.ip_ranges,
                                "prefixes": d.prefixes, "interfaces": {"inside": d.inside, "outside": d.outside},
                                "nat": d.nat, "probed_addresses": d.targets,
                                "turn_tcp_addresses": d.turn_tcp_targets if d.turn_tcp else None,
@@ -194,7 +195,8 @@ class PolicyRunner(Runner):
         edge = network.node("edge")
         for a in self.d.served:
             edge.cmd(f"ip addr add {a}/32 dev lo")
-        self.serve = edge.popen([sys.executable, "-m", "lab.net.policy", "serve", "--addresses", ",".join(self.d.served),
+        self.serve = edge.popen([sys.executable, "-m", "lab.net.policy", "serve",
+                                 "--addresses", ",".join(self.d.served),
                                  "--udp-port", str(TURN_PORT), "--tcp-ports", str(SIGNALLING_PORT), "--log", self.log],
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         line = self.serve.stdout.readline().decode().strip()
@@ -428,6 +430,9 @@ class PolicyRunner(Runner):
                     req.decided_by = {"file": self.pol.file, "line": None,
                                       "text": "not through your firewall: the split tunnel sends it through the home "
                                               f"ISP (bypass {', '.join(d.bypass)})"}
+                elif req.verdict == "fail" and info.get("failed"):
+                    req.observed += ("; those addresses are outside the split tunnel's bypass list, so they went "
+                                     "through the tunnel and your firewall")
         return out
 
     def _beyond(self, packets, rules: _Rules) -> None:

@@ -192,7 +192,7 @@ def test_csv_fix_rows_name_objects_in_the_files_own_words():
     back = dict(need, src=["203.0.113.64/27"], dst=["10.20.0.0/23"], sport=(3478, 3478), dport=(32768, 65535),
                 iif="ens160", oif="ens192", src_scope=need["dst_scope"], dst_scope=need["src_scope"])
     # no row goes inbound: the zones of the outbound rows, swapped; one range: its own object
-    assert fix_lines(pol, back, None) == [f"softphone TURN,untrust,trust,CONNECT-EUW2-B,AGENTS,32768-65535,UDP,permit"]
+    assert fix_lines(pol, back, None) == ["softphone TURN,untrust,trust,CONNECT-EUW2-B,AGENTS,32768-65535,UDP,permit"]
     # an object reaching beyond the scope is not used for a part of it
     wide = dict(need, dst=["192.0.2.128/26"], dst_scope=["192.0.2.128/26"])
     assert fix_lines(pol, wide, None)[0].split(",")[4] == "CONNECT-EUW2-A"
@@ -222,8 +222,8 @@ def test_report_folder_has_the_picture_the_captures_and_the_fix(tmp_path):
     (tmp_path / "pcap" / "fw-ens192.pcap").write_bytes(b"")
     fix = {"format": "iptables", "lines": ["-A FORWARD -j ACCEPT"], "verified": True,
            "before": {"file": pol.file, "line": None, "text": "end of chain FORWARD"}}
-    res = PolicyResult(pol, d, [Requirement("turn-udp-3478", "fail", {"file": pol.file, "line": 3, "text": ":FORWARD DROP"},
-                                            "0/18 STUN requests", fix)],
+    decided = {"file": pol.file, "line": 3, "text": ":FORWARD DROP"}
+    res = PolicyResult(pol, d, [Requirement("turn-udp-3478", "fail", decided, "0/18 STUN requests", fix)],
                        fixed_text="fixed\n", pcaps={"fw:ens192": str(tmp_path / "pcap" / "fw-ens192.pcap")},
                        topology=topo)
     out = report.write(res, tmp_path)

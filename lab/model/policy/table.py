@@ -392,7 +392,8 @@ def _named(cp: CsvPolicy, prefixes: list[str], scope: list[str] | None) -> str:
     region's Connect ranges: an object reaching beyond them would widen the fix), else each
     prefix by its own object or as written."""
     want = set(ipaddress.collapse_addresses(ipaddress.ip_network(p) for p in prefixes))
-    nets = {k: list(ipaddress.collapse_addresses(ipaddress.ip_network(a) for a in v)) for k, v in cp.objects.items() if v}
+    nets = {k: list(ipaddress.collapse_addresses(ipaddress.ip_network(a) for a in v))
+            for k, v in cp.objects.items() if v}
 
     def inside(ns, outer) -> bool:
         return all(any(n.subnet_of(o) for o in outer) for n in ns)
