@@ -212,6 +212,14 @@ def _policy(sub) -> None:
     c.add_argument("--ip-ranges", required=True, metavar="FILE", help="AWS's ip-ranges.json (a real one works)")
     c.add_argument("--region", required=True, help="the Connect region, e.g. eu-west-2")
     c.add_argument("--interfaces", metavar="inside=IF,outside=IF", help="the interface names the rules use")
+    c.add_argument("--through", choices=["vpn-full", "vpn-split"],
+                   help="the agents at home in a VPN to the data centre, the policy at its edge")
+    c.add_argument("--bypass", metavar="PREFIX,...",
+                   help="vpn-split: the split tunnel's destinations (default: the region's Connect ranges)")
+    c.add_argument("--vdi", action="store_true",
+                   help="the softphone runs in virtual desktops on the agents' subnet, the policy at the data-centre edge")
+    c.add_argument("--media-info", metavar="FILE",
+                   help="the softphone's media info JSON: TURN over TCP 443 offered adds the turn-tcp-443 requirement")
     c.add_argument("--nat", action="store_true", help="masquerade at the outside interface when the rules have no NAT")
     c.add_argument("--objects", metavar="FILE", help="CSV: named address objects (columns name, address)")
     c.add_argument("--mode", choices=["stateful", "stateless"], default="stateful", help="CSV/YAML: connection tracking")
@@ -221,6 +229,8 @@ def _policy(sub) -> None:
     c.add_argument("--json", action="store_true", help="machine-readable result")
     c.add_argument("--junit", metavar="FILE", help="write JUnit XML, one test case per requirement")
     c.add_argument("--report", metavar="FILE", help="write a Markdown report")
+    c.add_argument("--report-dir", metavar="DIR",
+                   help="write an HTML and Markdown report with the topology picture and the firewall's captures (pcap/)")
     c.add_argument("--write-fixed", metavar="FILE", help="write the policy with the verified fix")
     c.add_argument("--name", default="policy", help="the lab's name (default: policy)")
     c.set_defaults(handler="policy:check")

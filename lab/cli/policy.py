@@ -9,7 +9,7 @@ from lab.core.errors import EXIT_FAIL, EXIT_OK
 from lab.model.policy.deploy import deployment
 from lab.report import policy as report
 from lab.scenario.policy import check as run_check
-from lab.scenario.policy import load_policy
+from lab.scenario.policy import load_policy, media_info
 
 from .console import err, escape, out
 from .signals import interruptible
@@ -17,13 +17,15 @@ from .signals import interruptible
 
 @interruptible()
 def check(args) -> int:
-    d = deployment(args.agents, args.os or ["windows"], args.ip_ranges, args.region, args.interfaces, args.nat)
+    d = deployment(args.agents, args.os or ["windows"], args.ip_ranges, args.region, args.interfaces, args.nat,
+                   through=args.through, vdi=args.vdi, bypass=args.bypass)
+    media_info(args.media_info, d)
     pol = load_policy(args.file, args.format, args.objects, args.mode, d)
     if args.show_translation and pol.format in ("csv", "yaml"):
         err.print(escape(pol.load_text))
     with err.status(f"checking {escape(args.file)} in lab '{escape(args.name)}'") as status:
         res = run_check(pol, d, lambda m: status.update(escape(m)), call=not args.no_call, fix=not args.no_fix,
-                        name=args.name)
+                        name=args.name, out_dir=args.report_dir)
     if args.json:
         print(report.to_json(res))
     else:
@@ -37,6 +39,10 @@ def check(args) -> int:
     if args.report:
         Path(args.report).write_text(report.markdown(res))
         err.print(f"wrote {escape(args.report)}")
+    if args.report_dir:
+        where = report.write(res, args.report_dir)
+        err.print(f"wrote {escape(str(where / 'report.html'))} (and report.md, result.json, the topology picture"
+                  + (", the captures in pcap/)" if res.pcaps else ")"))
     if args.write_fixed:
         if res.fixed_text is None:
             err.print("no verified fix to write" + ("" if not res.passed else ": the policy passes as it is"))

@@ -12,7 +12,13 @@ from pathlib import Path
 from rich.markup import escape
 from rich.table import Table
 
+from .graph import render as render_topology
 from .render import render
+
+PATHS = {"direct": "agents behind your firewall",
+         "vpn-full": "full-tunnel VPN: agent -> VPN -> your firewall at the data-centre edge -> internet",
+         "vpn-split": "split-tunnel VPN: the bypass list direct from home, the rest through the data centre",
+         "vdi": "VDI: the softphone in virtual desktops on the agents' subnet, behind your firewall"}
 
 STYLE = {"pass": "green", "fail": "red", "untested": "yellow"}
 
@@ -85,9 +91,53 @@ def junit(result, path: str | Path) -> Path:
     return p
 
 
-def markdown(result) -> str:
+def _rows(d: dict, md: bool) -> list[dict]:
+    def cell(text: str) -> str:
+        return text.replace("|", "\\|").replace("\n", "<br>") if md else text
+    return [{"id": r["id"], "verdict": r["verdict"], "decided": cell(where(r["decided_by"])),
+             "observed": cell(r["observed"]), "fix": cell(fix_text(r["fix"])) if (r["fix"] or md) else ""}
+            for r in d["requirements"]]
+
+
+def _pcaps(result) -> list[dict]:
+    return [{"name": k, "file": Path(v).name} for k, v in sorted(result.pcaps.items())]
+
+
+def markdown(result, picture: bool = False) -> str:
     d = result.to_dict()
-    rows = [{"id": r["id"], "verdict": r["verdict"], "decided": where(r["decided_by"]).replace("|", "\\|"),
-             "observed": r["observed"].replace("|", "\\|"),
-             "fix": fix_text(r["fix"]).replace("|", "\\|").replace("\n", "<br>")} for r in d["requirements"]]
-    return render("policy.md.j2", d=d, rows=rows, fixed=result.fixed_text)
+    return render("policy.md.j2", d=d, rows=_rows(d, True), fixed=result.fixed_text, pcaps=_pcaps(result),
+                  picture=picture, path=PATHS.get(d["deployment"].get("path"), "") if picture else "")
+
+
+def html(result) -> str:
+    d = result.to_dict()
+    return render("policy.html.j2", d=d, rows=_rows(d, False), fixed=result.fixed_text, pcaps=_pcaps(result),
+                  path=PATHS.get(d["deployment"].get("path"), ""))
+
+
+def topology_mark(result) -> dict | None:
+    """The picture marks the way from the first agent to your firewall when a requirement failed there."""
+    if result.passed or result.topology is None:
+        return None
+    dep = result.deployment
+    first = dep.caller(dep.oses[0])
+    way = [first, "home-lan", "home-router", "isp", "vpn-gw", "agents", "fw"] if (dep.through or dep.vdi) \
+        else [first, "agents", "fw"]
+    if dep.vdi:
+        way = [dep.agent(dep.oses[0]), "agents", "fw"]
+    return {"path": way, "stopped_at": {"node": "fw"}, "label": "your policy drops the softphone's packets here"}
+
+
+def write(result, out_dir: str | Path) -> Path:
+    """report.html, report.md, result.json and the topology picture in ``out_dir`` (the
+    captures at the firewall are already in its pcap/ folder)."""
+    d = Path(out_dir)
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "result.json").write_text(to_json(result) + "\n")
+    (d / "report.md").write_text(markdown(result, picture=result.topology is not None))
+    (d / "report.html").write_text(html(result))
+    if result.fixed_text is not None:
+        (d / ("fixed-" + Path(result.policy.file).name)).write_text(result.fixed_text)
+    if result.topology is not None:
+        render_topology(result.topology, d / "topology.svg", topology_mark(result))
+    return d

@@ -7,15 +7,17 @@ from pathlib import Path
 import pytest
 
 from lab.model.policy.deploy import deployment
-from lab.scenario.policy import check, load_policy
+from lab.scenario.policy import check, load_policy, media_info
 
 HERE = Path(__file__).parent
 GOLDENS = sorted((HERE / "goldens").glob("*.json"))
 
 
-def run(name: str):
+def run(name: str, info: str | None = None, through: str | None = None, vdi: bool = False,
+        bypass: str | None = None):
     d = deployment("10.20.0.0/23", ["windows", "linux"], str(HERE / "ip-ranges.json"), "eu-west-2",
-                   "inside=ens192,outside=ens160")
+                   "inside=ens192,outside=ens160", through=through, vdi=vdi, bypass=bypass)
+    media_info(str(HERE / "policies" / info) if info else None, d)
     pol = load_policy(f"tests/policy/policies/{name}", None, str(HERE / "policies" / "objects.csv"), "stateful", d)
     return check(pol, d, name="policy-test")
 
@@ -25,7 +27,7 @@ def run(name: str):
 def test_golden(golden, monkeypatch):
     monkeypatch.chdir(HERE.parent.parent)
     want = json.loads(golden.read_text())
-    res = run(want["policy"])
+    res = run(want["policy"], want.get("media_info"), want.get("through"), want.get("vdi", False), want.get("bypass"))
     assert res.error is None
     got = {r.id: r for r in res.requirements}
     assert set(got) == set(want["requirements"])

@@ -142,3 +142,93 @@ def test_cli_bad_input_exits_2_with_the_place(tmp_path, capsys):
     rc = main(["policy", "check", P + "stateful-ok.rules", "--agents", "10.20.0.0/40",
                "--ip-ranges", "tests/policy/ip-ranges.json", "--region", "eu-west-2"])
     assert rc == 2 and "--agents" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("kw,want", [
+    ({"through": "vpn-full"}, {"agent-windows": "home", "vpn-gw": "datacentre"}),
+    ({"through": "vpn-split", "bypass": "192.0.2.128/26"}, {"agent-windows": "home"}),
+    ({"vdi": True}, {"desktop-windows": "datacentre", "thin-windows": "home"}),
+])
+def test_paths_through_the_data_centre_are_validated_labs(kw, want):
+    d = deployment("10.20.0.0/23", ["windows", "linux"], "tests/policy/ip-ranges.json", "eu-west-2",
+                   "inside=ens192,outside=ens160", **kw)
+    topo, _ = topology(d)
+    assert {n: topo.nodes[n].zone for n in want} == want
+    assert [i.name for i in topo.nodes["fw"].interfaces] == ["ens192", "ens160"]
+    if kw.get("through") == "vpn-split":
+        assert d.bypass == ["192.0.2.128/26"]
+        assert [str(b) for b in topo.nodes["agent-windows"].vpn.bypass] == ["192.0.2.128/26"]
+    if kw.get("vdi"):
+        assert d.caller("linux") == "thin-linux" and d.agent("linux") == "desktop-linux"
+
+
+def test_path_usage_errors():
+    from lab.core.errors import UsageError
+    args = ("10.20.0.0/23", ["linux"], "tests/policy/ip-ranges.json", "eu-west-2", None)
+    with pytest.raises(UsageError, match="give one of them"):
+        deployment(*args, through="vpn-full", vdi=True)
+    with pytest.raises(UsageError, match="with --through vpn-split"):
+        deployment(*args, through="vpn-full", bypass="192.0.2.128/26")
+    with pytest.raises(UsageError, match="not an IPv4 prefix"):
+        deployment(*args, through="vpn-split", bypass="turn.example")
+    with pytest.raises(InputError, match="home network"):
+        deployment("192.168.0.0/23", ["linux"], "tests/policy/ip-ranges.json", "eu-west-2", None, vdi=True)
+
+
+def test_media_info_offering_tcp_turn_adds_its_targets():
+    from lab.scenario.policy import media_info
+    d = deployment("10.20.0.0/23", ["linux"], "tests/policy/ip-ranges.json", "eu-west-2", None)
+    media_info(P + "media-info-tcp.json", d)
+    topology(d)
+    assert d.turn_tcp and d.turn_tcp_targets == ["203.0.113.75"] and "203.0.113.75" in d.served
+
+
+def test_csv_fix_rows_name_objects_in_the_files_own_words():
+    pol = read(P + "objects-deny-shadows.csv", None, P + "objects.csv", "stateful", IFS, check=False)
+    need = {"proto": "udp", "src": ["10.20.0.0/23"], "dst": ["192.0.2.128/26", "203.0.113.64/27"],
+            "dport": (3478, 3478), "iif": "ens192", "oif": "ens160", "name": "softphone TURN",
+            "src_scope": ["10.20.0.0/23"], "dst_scope": ["192.0.2.128/26", "203.0.113.64/27"]}
+    assert fix_lines(pol, need, None) == ["softphone TURN,trust,untrust,AGENTS,CONNECT-EUW2,3478,UDP,permit"]
+    back = dict(need, src=["203.0.113.64/27"], dst=["10.20.0.0/23"], sport=(3478, 3478), dport=(32768, 65535),
+                iif="ens160", oif="ens192", src_scope=need["dst_scope"], dst_scope=need["src_scope"])
+    # no row goes inbound: the zones of the outbound rows, swapped; one range: its own object
+    assert fix_lines(pol, back, None) == ["softphone TURN,untrust,trust,CONNECT-EUW2-B,AGENTS,32768-65535,UDP,permit"]
+    # an object reaching beyond the scope is not used for a part of it
+    wide = dict(need, dst=["192.0.2.128/26"], dst_scope=["192.0.2.128/26"])
+    assert fix_lines(pol, wide, None)[0].split(",")[4] == "CONNECT-EUW2-A"
+
+
+def test_beyond_reads_jumps_and_verdict_map_entries():
+    from lab.model.policy.base import PolicyRule
+    from lab.scenario.policy import _vmap_entries, broad
+    assert _vmap_entries('iifname "a" meta l4proto . th dport vmap { tcp . 443 : jump sp, udp . 53 : accept }',
+                         "sp") == 'iifname "a" meta l4proto tcp tcp dport 443'
+    pol = read(P + "user-chain-broad.rules", check=False)
+    r = next(x for x in pol.rules if "1024:65535" in x.text)
+    assert broad(pol, r) == "any destination, 64512 ports (the softphone uses TCP 443 and UDP 3478)"
+    via = ["-A FORWARD -i ens192 -o ens160 -s 10.20.0.0/23 -d 192.0.2.128/26 -j VOICE"]
+    assert broad(pol, r, via) == "64512 ports (the softphone uses TCP 443 and UDP 3478)"
+    assert isinstance(r, PolicyRule)
+
+
+def test_report_folder_has_the_picture_the_captures_and_the_fix(tmp_path):
+    from lab.report import policy as report
+    from lab.scenario.policy import PolicyResult, Requirement
+    d = deployment("10.20.0.0/23", ["windows"], "tests/policy/ip-ranges.json", "eu-west-2",
+                   "inside=ens192,outside=ens160", through="vpn-full")
+    topo, _ = topology(d)
+    pol = read(P + "udp3478-missing.rules", check=False)
+    (tmp_path / "pcap").mkdir()
+    (tmp_path / "pcap" / "fw-ens192.pcap").write_bytes(b"")
+    fix = {"format": "iptables", "lines": ["-A FORWARD -j ACCEPT"], "verified": True,
+           "before": {"file": pol.file, "line": None, "text": "end of chain FORWARD"}}
+    decided = {"file": pol.file, "line": 3, "text": ":FORWARD DROP"}
+    res = PolicyResult(pol, d, [Requirement("turn-udp-3478", "fail", decided, "0/18 STUN requests", fix)],
+                       fixed_text="fixed\n", pcaps={"fw:ens192": str(tmp_path / "pcap" / "fw-ens192.pcap")},
+                       topology=topo)
+    out = report.write(res, tmp_path)
+    html = (out / "report.html").read_text()
+    assert "href='pcap/fw-ens192.pcap'" in html and 'src="topology.svg"' in html and "full-tunnel VPN" in html
+    assert "(pcap/fw-ens192.pcap)" in (out / "report.md").read_text()
+    assert (out / "topology.svg").stat().st_size > 0 and (out / "fixed-udp3478-missing.rules").read_text() == "fixed\n"
+    assert report.topology_mark(res)["path"][-3:] == ["vpn-gw", "agents", "fw"]

@@ -30,6 +30,12 @@ SIGNALLING_PORT, TURN_PORT = 443, 3478
 SERVICE = "AMAZON_CONNECT"
 EDGE_LINK = "100.64.0.0/30"             # region <-> edge: shared address space, never a Connect range
 UPLINKS = ("198.51.100.0/30", "198.51.100.4/30")
+# --through and --vdi: the agents (or thin clients) at home behind their ISP uplink, and the
+# VPN concentrator's public side, beside the policy's firewall: the tunnel itself is not
+# judged, only the softphone's own traffic
+HOME_LAN, HOME_UPLINK, SIDE_UPLINK = "192.168.1.0/24", "198.51.100.8/30", "198.51.100.12/30"
+TUNNELS = ("10.200.0.0/24", "172.31.200.0/24", "192.168.200.0/24")
+THROUGH = ("vpn-full", "vpn-split")
 
 
 @dataclass
@@ -45,6 +51,17 @@ class Deployment:
     connect_address: str = ""                 # TURN (set by topology())
     signalling_address: str = ""              # signalling and media edge
     targets: list[str] = field(default_factory=list)    # probe addresses on edge
+    turn_tcp: bool = False                    # the media info offers TURN over TCP (or TLS) 443
+    turn_hosts: list[str] = field(default_factory=list)  # the media info's TURN addresses (IP literals)
+    turn_tcp_targets: list[str] = field(default_factory=list)   # where turn-tcp-443 is probed (set by topology())
+    through: str | None = None                # vpn-full, vpn-split: the agents at home in a VPN to the data centre
+    bypass: list[str] = field(default_factory=list)      # vpn-split: what goes through the home ISP instead
+    vdi: bool = False                         # the softphone runs in a virtual desktop on the agents' subnet
+
+    @property
+    def served(self) -> list[str]:
+        """Every address the edge host answers at."""
+        return list(dict.fromkeys(self.targets + self.turn_tcp_targets))
 
     @property
     def interfaces(self) -> tuple[str, str]:
@@ -60,11 +77,21 @@ class Deployment:
         return min(EPHEMERAL[o][0] for o in self.oses), max(EPHEMERAL[o][1] for o in self.oses)
 
     def agent(self, os_name: str) -> str:
-        return f"agent-{os_name}"
+        """The node the softphone of an OS runs on (and the probes leave from)."""
+        return f"desktop-{os_name}" if self.vdi else f"agent-{os_name}"
+
+    def caller(self, os_name: str) -> str:
+        """The node a call is placed from (a thin client under VDI)."""
+        return f"thin-{os_name}" if self.vdi else self.agent(os_name)
+
+    @property
+    def mode(self) -> str:
+        return "vdi" if self.vdi else (self.through or "direct")
 
 
 def deployment(agents: str, oses: list[str], ip_ranges: str, region: str, interfaces: str | None,
-               nat: bool = False) -> Deployment:
+               nat: bool = False, through: str | None = None, vdi: bool = False,
+               bypass: str | None = None) -> Deployment:
     """The deployment from the command's arguments; UsageError or InputError when wrong."""
     try:
         net = ipaddress.IPv4Network(agents, strict=False)
@@ -96,7 +123,30 @@ def deployment(agents: str, oses: list[str], ip_ranges: str, region: str, interf
         if any(ipaddress.ip_network(p).overlaps(t) for t in taken):
             raise InputError([Problem(ip_ranges, "", f"{p} overlaps the lab's own links ({', '.join(map(str, taken))})",
                                       "this lab cannot judge a range it uses itself")])
-    return Deployment(net, oses, prefixes, inside, outside, nat, region, ip_ranges)
+    if through is not None and through not in THROUGH:
+        raise UsageError(f"--through {through!r}: one of {', '.join(THROUGH)}")
+    if through and vdi:
+        raise UsageError("--through and --vdi together: under VDI the softphone runs in the data centre, so no VPN "
+                         "is on its path; give one of them")
+    if bypass and through != "vpn-split":
+        raise UsageError("--bypass is the split tunnel's list: give it with --through vpn-split")
+    split: list[str] = []
+    if through == "vpn-split":
+        for w in (bypass.split(",") if bypass else prefixes):
+            try:
+                split.append(str(ipaddress.IPv4Network(w.strip(), strict=False)))
+            except ValueError:
+                raise UsageError(f"--bypass {w.strip()!r} is not an IPv4 prefix: list the split tunnel's "
+                                 f"destinations, e.g. {','.join(prefixes[:2])}")
+    if through or vdi:
+        for p in prefixes + [str(net)]:
+            for t in (HOME_LAN, HOME_UPLINK, SIDE_UPLINK):
+                if ipaddress.ip_network(p).overlaps(ipaddress.ip_network(t)):
+                    raise InputError([Problem(ip_ranges if p != str(net) else "--agents", "",
+                                              f"{p} overlaps the lab's home network or uplinks ({t})",
+                                              "this lab cannot judge a range it uses itself")])
+    return Deployment(net, oses, prefixes, inside, outside, nat, region, ip_ranges, through=through, bypass=split,
+                      vdi=vdi)
 
 
 def _connect_link(prefix: str) -> ipaddress.IPv4Network:
@@ -112,23 +162,83 @@ def topology(d: Deployment, name: str = "policy"):
     d.connect_address = str(link.network_address + 2)
     d.signalling_address = str(link.network_address + 3)
     d.targets = [a for a in addresses_in(d.prefixes) if ipaddress.ip_address(a) not in link]
+    # TURN over TCP is probed at the media info's TURN addresses where it names them inside the
+    # region's ranges, else (host names, unknown here) at the addresses spanning the ranges
+    named = [h for h in d.turn_hosts if any(ipaddress.ip_address(h) in ipaddress.ip_network(p) for p in d.prefixes)
+             and ipaddress.ip_address(h) not in link]
+    d.turn_tcp_targets = (named or list(d.targets)) if d.turn_tcp else []
     edge_ip = str(ipaddress.ip_network(EDGE_LINK).network_address + 2)
     region_ip = str(ipaddress.ip_network(UPLINKS[1]).network_address + 2)
     isp_ip = str(ipaddress.ip_network(UPLINKS[1]).network_address + 1)
     fw_ip = str(ipaddress.ip_network(UPLINKS[0]).network_address + 1)
-    nodes = {d.agent(o): ({"kind": "host", "role": "agent", "os": o} if o != "macos" else
-                          {"kind": "host", "role": "agent", "ephemeral_ports": "49152-65535"}) for o in d.oses}
-    for o in d.oses:
-        nodes[d.agent(o)].update(zone="office", label=f"{o} agent")
+    def agent_node(o: str) -> dict:
+        return ({"kind": "host", "role": "agent", "os": o} if o != "macos" else
+                {"kind": "host", "role": "agent", "ephemeral_ports": "49152-65535"})
+
+    zone = "datacentre" if d.through or d.vdi else "office"
+    nodes: dict = {}
+    isp_routes = [{"to": f"{t}/32", "via": region_ip} for t in d.served] + \
+        [{"to": str(link), "via": region_ip}, {"to": str(d.agents), "via": fw_ip}]
+    links: list = []
+    if d.vdi:
+        # the softphone in each OS's virtual desktop on the agents' subnet; the thin clients at
+        # home reach their desktops through a VPN to the data centre, not through your firewall
+        for o in d.oses:
+            nodes[d.agent(o)] = {"kind": "vdi", "zone": zone, "label": f"{o} virtual desktop (softphone inside)"}
+            nodes[d.caller(o)] = {"kind": "host", "role": "agent", "zone": "home", "label": f"{o} agent's thin client",
+                                  "vdi": {"desktop": d.agent(o)},
+                                  "vpn": {"concentrator": "vpn-gw", "transport": "udp", "mode": "full"}}
+    else:
+        for o in d.oses:
+            nodes[d.agent(o)] = dict(agent_node(o), zone="home" if d.through else "office", label=f"{o} agent")
+            if d.through:
+                mode = d.through.split("-")[1]
+                nodes[d.agent(o)]["vpn"] = {"concentrator": "vpn-gw", "transport": "udp", "mode": mode,
+                                            **({"bypass": list(d.bypass)} if mode == "split" else {})}
+    if d.through or d.vdi:
+        side = "vpn-gw"
+        gw_in = str(d.agents.network_address + 2)
+        fw_in = str(d.agents.network_address + 1)
+        side_isp = str(ipaddress.ip_network(SIDE_UPLINK).network_address + 1)
+        side_pub = str(ipaddress.ip_network(SIDE_UPLINK).network_address + 2)
+        home_isp = str(ipaddress.ip_network(HOME_UPLINK).network_address + 1)
+        home_gw = str(ipaddress.ip_network(HOME_UPLINK).network_address + 2)
+        nodes.update({
+            "home-lan": {"kind": "lan", "subnet": HOME_LAN, "zone": "home"},
+            "home-router": {"kind": "router", "zone": "home", "label": "home router"},
+        })
+        # out to the internet through your firewall; back home through the ISP
+        side_routes = [{"to": "default", "via": fw_in}, {"to": HOME_LAN, "via": side_isp},
+                       {"to": HOME_UPLINK, "via": side_isp}]
+        used = [ipaddress.ip_network(x) for x in d.prefixes + [str(d.agents), HOME_LAN]]
+        tunnel = next(t for t in TUNNELS if not any(ipaddress.ip_network(t).overlaps(u) for u in used))
+        nodes["vpn-gw"] = {"kind": "vpn", "zone": zone, "label": "VPN concentrator", "tunnel": tunnel,
+                           "routes": side_routes}
+        for o in d.oses if d.vdi else []:
+            # two routers on the subnet, both one hop from the ISP: the desktops' way out is
+            # your firewall (the concentrator's masqueraded traffic is on their own subnet)
+            nodes[d.agent(o)]["routes"] = [{"to": "default", "via": fw_in}]
+        isp_routes += [{"to": HOME_LAN, "via": home_gw}]
+        links += [{"a": d.caller(o), "b": "home-lan"} for o in d.oses]
+        links += [{"a": "home-router", "b": "home-lan"},
+                  {"a": {"node": "home-router", "ip": home_gw}, "b": {"node": "isp", "ip": home_isp},
+                   "subnet": HOME_UPLINK},
+                  {"a": {"node": side, "ip": side_pub}, "b": {"node": "isp", "ip": side_isp}, "subnet": SIDE_UPLINK},
+                  {"a": {"node": side, "ip": gw_in}, "b": "agents"}]
+        if d.vdi:
+            links += [{"a": d.agent(o), "b": "agents"} for o in d.oses]
+        fw_inside = {"node": "fw", "ifname": d.inside, "ip": fw_in}
+    else:
+        links += [{"a": d.agent(o), "b": "agents"} for o in d.oses]
+        fw_inside = {"node": "fw", "ifname": d.inside}
     nodes.update({
-        "agents": {"kind": "lan", "subnet": str(d.agents), "zone": "office"},
-        "fw": {"kind": "router", "zone": "office", "label": "your firewall"},
-        "isp": {"kind": "router", "zone": "internet", "label": "ISP",
-                # a node's own routes replace the computed ones: all of them
-                "routes": [{"to": f"{t}/32", "via": region_ip} for t in d.targets]
-                + [{"to": str(link), "via": region_ip}, {"to": str(d.agents), "via": fw_ip}]},
+        "agents": {"kind": "lan", "subnet": str(d.agents), "zone": zone},
+        "fw": {"kind": "router", "zone": zone, "label": "your firewall" + (" (data-centre edge)" if zone != "office"
+                                                                             else "")},
+        # a node's own routes replace the computed ones: all of them
+        "isp": {"kind": "router", "zone": "internet", "label": "ISP", "routes": isp_routes},
         "region": {"kind": "router", "zone": "cloud", "label": f"{d.region or 'region'} edge",
-                   "routes": [{"to": f"{t}/32", "via": edge_ip} for t in d.targets]
+                   "routes": [{"to": f"{t}/32", "via": edge_ip} for t in d.served]
                    + [{"to": "default", "via": isp_ip}]},
         "cloud": {"kind": "lan", "subnet": str(link), "zone": "cloud"},
         "turn": {"kind": "host", "services": ["turn"], "zone": "cloud", "label": "Connect TURN"},
@@ -136,9 +246,8 @@ def topology(d: Deployment, name: str = "policy"):
                        "label": "Connect signalling and media edge"},
         "edge": {"kind": "host", "zone": "cloud", "label": "probe targets in the Connect ranges"},
     })
-    links = [{"a": d.agent(o), "b": "agents"} for o in d.oses]
     links += [
-        {"a": {"node": "fw", "ifname": d.inside}, "b": "agents"},
+        {"a": fw_inside, "b": "agents"},
         {"a": {"node": "fw", "ifname": d.outside, "ip": fw_ip}, "b": "isp", "subnet": UPLINKS[0]},
         {"a": {"node": "isp", "ip": isp_ip}, "b": {"node": "region", "ip": region_ip}, "subnet": UPLINKS[1]},
         {"a": {"node": "region", "ip": str(link.network_address + 1)}, "b": "cloud"},

@@ -55,6 +55,7 @@ class Row:
     sport: list[tuple[int, int]]
     action: str
     raw: str = ""
+    cells: list[str] = field(default_factory=list)     # CSV: the row's cells as written
 
 
 @dataclass
@@ -247,7 +248,7 @@ def parse_csv(path: str, text: str, objects_path: str | None, mode: str,
         if None in (direction, src, dst, proto, dport, sport, action):
             continue
         cp.rows.append(Row(n, get("name") or f"row {n}", direction, src, dst, proto, dport, sport, action,
-                           raw_lines[n - 1] if n - 1 < len(raw_lines) else delim.join(r)))
+                           raw_lines[n - 1] if n - 1 < len(raw_lines) else delim.join(r), list(r)))
     if problems:
         raise InputError(problems)
     if not cp.rows:
@@ -373,15 +374,86 @@ def fix_rows(pol: Policy, need: dict) -> list[str]:
         return ["- {" + ", ".join(parts) + "}"]
     values = {"name": name, "direction": direction, "src_zone": "inside" if direction == "outbound" else "outside",
               "dst_zone": "outside" if direction == "outbound" else "inside",
-              "source": " ".join(need["src"]), "destination": " ".join(need["dst"]), "protocol": need["proto"],
-              "dport": ports(need.get("dport")) or "any", "sport": ports(need.get("sport")) or "any",
-              "action": "allow"}
+              "source": _named(cp, need["src"], need.get("src_scope")),
+              "destination": _named(cp, need["dst"], need.get("dst_scope")), "protocol": need["proto"],
+              "dport": ports(need.get("dport")), "sport": ports(need.get("sport")), "action": "allow"}
+    values.update(_style(cp, direction, need["proto"], values))
     cells = [""] * len(cp.header)
     for f, i in cp.columns.items():
         cells[i] = values.get(f, "")
     buf = io.StringIO()
     csv.writer(buf, delimiter=cp.delimiter, lineterminator="").writerow(cells)
     return [buf.getvalue()]
+
+
+def _named(cp: CsvPolicy, prefixes: list[str], scope: list[str] | None) -> str:
+    """The addresses as the engineer's objects name them: the object holding exactly these,
+    else the smallest one holding them all that stays inside ``scope`` (the agents' subnet, the
+    region's Connect ranges: an object reaching beyond them would widen the fix), else each
+    prefix by its own object or as written."""
+    want = set(ipaddress.collapse_addresses(ipaddress.ip_network(p) for p in prefixes))
+    nets = {k: list(ipaddress.collapse_addresses(ipaddress.ip_network(a) for a in v))
+            for k, v in cp.objects.items() if v}
+
+    def inside(ns, outer) -> bool:
+        return all(any(n.subnet_of(o) for o in outer) for n in ns)
+
+    exact = [k for k, ns in nets.items() if set(ns) == want]
+    if exact:
+        return exact[0]
+    limit = [ipaddress.ip_network(p) for p in scope] if scope else None
+    covering = [k for k, ns in nets.items() if inside(want, ns) and limit is not None and inside(ns, limit)]
+    if covering:
+        return min(covering, key=lambda k: (sum(n.num_addresses for n in nets[k]), k))
+    words = []
+    for p in sorted(want):
+        words.append(next((k for k, ns in nets.items() if ns == [p]), str(p)))
+    return _joiner(cp).join(words)
+
+
+def _joiner(cp: CsvPolicy) -> str:
+    """How the file lists several values in one cell (its own rows show it; a space if none do)."""
+    for r in cp.rows:
+        for c in r.cells:
+            for sep in (";", "|", " "):
+                if sep in c.strip() and sep != cp.delimiter:
+                    return sep
+    return " "
+
+
+def _style(cp: CsvPolicy, direction: str, proto: str, values: dict) -> dict:
+    """The file's own words: zone names, direction and action words, 'any', the protocol's case,
+    taken from its rows that allow traffic the same way."""
+    out = {}
+    same = [r for r in cp.rows if r.direction == direction and r.action == "accept" and r.cells]
+    other = [r for r in cp.rows if r.direction != direction and r.cells]
+
+    def cell(rows, f):
+        i = cp.columns.get(f)
+        return next((r.cells[i].strip() for r in rows if i is not None and i < len(r.cells) and r.cells[i].strip()),
+                    None)
+
+    for f in ("src_zone", "dst_zone", "direction", "action"):
+        got = cell(same, f)
+        if got is None and f in ("src_zone", "dst_zone"):
+            # no row goes this way yet: the zones of the other way, swapped
+            got = cell(other, "dst_zone" if f == "src_zone" else "src_zone")
+        if got is None and f == "action":
+            got = cell([r for r in cp.rows if r.action == "accept"], f)
+        if got:
+            out[f] = got
+    i = cp.columns.get("protocol")
+    seen = [r.cells[i].strip() for r in cp.rows if i is not None and i < len(r.cells) and r.cells[i].strip()]
+    if any(c.isupper() for c in seen if c.lower() in PROTOS):
+        out["protocol"] = proto.upper()
+    anys = [r.cells[cp.columns[f]].strip() for r in cp.rows for f in ("source", "destination", "dport", "sport")
+            if f in cp.columns and cp.columns[f] < len(r.cells)
+            and r.cells[cp.columns[f]].strip().lower() in ("any", "*", "all")]
+    any_word = anys[0] if anys else "any"
+    for f in ("dport", "sport", "source", "destination"):
+        if not values.get(f):
+            out[f] = any_word
+    return out
 
 
 def insert_rows(pol: Policy, rows: list[str], before) -> str:
