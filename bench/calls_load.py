@@ -24,6 +24,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -75,25 +76,29 @@ def run(topology: str, n: int, media: str, talk: float, over: float) -> dict:
             "calls": [{"name": a, "call": str(d / "calls" / f"{i}.json"), "netns": net.node(a).pid,
                        "at": round(over * k / n, 3)} for k, (a, i) in enumerate(zip(chosen, ids))]}))
         env = dict(os.environ, PYTHONPATH=str(ROOT))
+        errf = open(d / f"load-{media}-{n}.stderr", "w+b")
         proc = subprocess.Popen([sys.executable, "-m", "lab.agent.load", "--config", str(cfg)], env=env,
-                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        assert json.loads(proc.stdout.readline()).get("ready"), proc.stderr.read().decode()[-2000:]
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=errf)
+        assert json.loads(proc.stdout.readline()).get("ready")
+        got: list[bytes] = []
+        reader = threading.Thread(target=lambda: got.extend(proc.stdout), daemon=True)
+        reader.start()
         base = {name: _cpu_ticks(rs.proc.pid) for name, rs in svc.items()}
         load0 = _cpu_ticks(proc.pid)
         t0 = time.monotonic()
         proc.stdin.write(b"go\n")
         proc.stdin.close()
         proc.stdin = None       # communicate() must not flush it again
-        # the window in which every call talks: from the last start + its set-up to the first end
-        window = (over + 1.0, over + talk - 0.5)
-        marks = {}
-        while time.monotonic() - t0 < window[0]:
-            time.sleep(0.05)
-        marks["a"] = ({k: _cpu_ticks(rs.proc.pid) for k, rs in svc.items()}, _cpu_ticks(proc.pid), time.monotonic())
-        while time.monotonic() - t0 < window[1]:
-            time.sleep(0.05)
-        marks["b"] = ({k: _cpu_ticks(rs.proc.pid) for k, rs in svc.items()}, _cpu_ticks(proc.pid), time.monotonic())
-        out, err = proc.communicate(timeout=over + talk + 120)
+        # CPU ticks of every process, sampled; the window in which all N calls talked at once
+        # is known only afterwards (from the calls' own timelines)
+        samples = []
+        while proc.poll() is None:
+            samples.append((time.monotonic() - t0, _cpu_ticks(proc.pid),
+                            {k: _cpu_ticks(rs.proc.pid) for k, rs in svc.items()}))
+            time.sleep(0.2)
+        reader.join(10)
+        errf.seek(0)
+        out, err = b"".join(got), errf.read()
         time.sleep(0.5)
         far = {}
         for rs in svc.values():
@@ -123,11 +128,15 @@ def run(topology: str, n: int, media: str, talk: float, over: float) -> dict:
             good = good and p.get("foreign", 1) == 0 and fp.get("foreign", 1) == 0 \
                 and p.get("in_sequence") == p.get("matched") and fp.get("in_sequence") == fp.get("matched")
         verified += bool(good)
-    (sa, la, ta), (sb, lb, tb) = marks["a"], marks["b"]
-    win = tb - ta
-    steady = {"load": (lb - la) / tick, **{k: (sb[k] - sa[k]) / tick for k in sb}}
     talking = [c["t0"] + next((e["t"] for e in c["outcome"]["timeline"] if e["name"] == "TalkingState"), 0)
                for c in calls if c["outcome"].get("reached_talking")]
+    lo, hi = (max(talking) + 0.5, min(talking) + talk - 0.5) if talking else (0, 0)
+    inside = [x for x in samples if lo <= x[0] <= hi]
+    if len(inside) < 2:
+        raise SystemExit(f"the calls never all talked at once (window {lo:.1f}-{hi:.1f} s): talk longer or start faster")
+    (ta, la, sa), (tb, lb, sb) = inside[0], inside[-1]
+    win = tb - ta
+    steady = {"load": (lb - la) / tick, **{k: (sb[k] - sa[k]) / tick for k in sb}}
     return {"topology": topology, "media": media, "calls": n, "talking": len(talking), "verified": verified,
             "errors": errors, "lost_to_agents": lost[0], "lost_to_caller": lost[1],
             "steady_window_s": round(win, 2),

@@ -17,7 +17,7 @@ Config (JSON)::
                 "netns": 12345,                                     # a pid in the agent host's namespace
                 "at": 0.1}, ...]}                                   # s after 'go'
 
-It prints ``{"ready": true}``, waits for a line on stdin, places every call at its time, and
+It prints ``{"ready": true}``, waits for a line on stdin, reads the config, places every call at its time, and
 prints one ``{"call": NAME, "t0": S, "outcome": {...}}`` line per call as it ends (``t0``: when
 the call began, in s after 'go'; the outcome as ``python -m lab.agent`` prints it), then
 ``{"done": true, "cpu_s": ..., "wall_s": ...}``. Exit 0 once every call has reported.
@@ -84,7 +84,7 @@ def install() -> None:
     socket.socket = NamespacedSocket
 
 
-def load(path: str) -> tuple[list[dict[str, Any]], ssl.SSLContext | None, float, str]:
+def load(path: str) -> tuple[list[dict[str, Any]], ssl.SSLContext | None, CallOptions, str]:
     p = Path(path)
     try:
         doc = json.loads(p.read_text())
@@ -98,14 +98,15 @@ def load(path: str) -> tuple[list[dict[str, Any]], ssl.SSLContext | None, float,
     if media not in ("light", "full"):
         raise ConfigError(f"{path}: media: must be light or full, not {media!r}")
     ctx = ssl.create_default_context(cafile=doc["ca"]) if doc.get("ca") else None
-    return calls, ctx, float(doc.get("talk_time", 3.0)), media
+    opts = CallOptions(talk_time=float(doc.get("talk_time", 3.0)), profile=doc.get("profile", "chrome"),
+                       mdns=bool(doc.get("mdns", False)))
+    return calls, ctx, opts, media
 
 
-async def run(calls: list[dict[str, Any]], ctx: ssl.SSLContext | None, talk: float, media: str) -> None:
+async def run(calls: list[dict[str, Any]], ctx: ssl.SSLContext | None, opts: CallOptions, media: str) -> None:
     loop = asyncio.get_running_loop()
     t0 = loop.time()
     place = place_light_call if media == "light" else place_call
-    opts = CallOptions(talk_time=talk)
 
     async def one(c: dict[str, Any]) -> None:
         await asyncio.sleep(max(0.0, t0 + float(c.get("at", 0.0)) - loop.time()))
@@ -128,21 +129,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--config", required=True)
     ap.add_argument("--now", action="store_true", help="do not wait for a line on stdin")
     args = ap.parse_args(argv)
-    try:
-        calls, ctx, talk, media = load(args.config)
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
     install()
-    if media == "light":
-        # the tones are encoded before 'go' (about 0.3 s each), not in the first call's time
-        for f in (AGENT_TONE, CALLER_TONE, HOLD_TONE):
-            encoded_tone(f)
+    # the tones are encoded before 'go' (about 0.3 s each), not in the first call's time
+    for f in (AGENT_TONE, CALLER_TONE, HOLD_TONE):
+        encoded_tone(f)
     print(json.dumps({"ready": True}), flush=True)
     if not args.now and not sys.stdin.readline():
         return 2
+    # read at 'go': the calls' media info is written when the lab's cloud starts, after this process
+    try:
+        calls, ctx, opts, media = load(args.config)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     cpu0, w0 = time.process_time(), time.monotonic()
-    asyncio.run(run(calls, ctx, talk, media))
+    asyncio.run(run(calls, ctx, opts, media))
     print(json.dumps({"done": True, "cpu_s": round(time.process_time() - cpu0, 3),
                       "wall_s": round(time.monotonic() - w0, 3)}), flush=True)
     return 0
