@@ -103,9 +103,9 @@ class PacketTrack(MediaStreamTrack):
             raise MediaStreamError
         if self._t0 is None:
             self._t0 = time.monotonic()
-        wait = self._t0 + self._i * PTIME - time.monotonic()
-        if wait > 0:
-            await asyncio.sleep(wait)
+        # always a real suspension, even when late: aiortc's sender sends without one, so a late
+        # track that returned at once would send its backlog without letting any other call run
+        await asyncio.sleep(max(0.0, self._t0 + self._i * PTIME - time.monotonic()))
         tone = encoded_tone(self.source())
         packet = Packet(tone.payloads[self._i % CYCLE])
         packet.pts = self._i * SAMPLES
