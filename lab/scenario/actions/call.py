@@ -23,7 +23,7 @@ from lab.net.vdi import call_observation
 from ..diagnose import path_points
 from ..observations import CallObservation, Quality
 from .base import Action, DurationText, Expect, ExpectModel, Strict, action, expect, typed
-from .load import LoadRun, check_load, load_calls
+from .load import CallsExpectation, LoadRun, check_load, load_calls
 from .softphone import ICE_STATE, SILENCE_DBFS, SOFTPHONE_ERRORS
 
 MAX_LOAD_CALLS = 1000  # one machine verifies about 200-300 at once (docs/scale.md)
@@ -334,6 +334,9 @@ class CallExpectation(Expect):
                 return good, words
             ok &= good
         return bool(ok), words
+
+
+expect(CallsExpectation)
 
 
 def _summary(obs: CallObservation) -> str:

@@ -25,7 +25,7 @@ from lab.core.audio import AGENT_TONE, CALLER_TONE
 from lab.core.errors import did_you_mean
 from lab.core.units import Bound, format_duration, parse_bound, parse_percent
 
-from .base import Expect, ExpectModel, expect
+from .base import Expect, ExpectModel
 from .softphone import SILENCE_DBFS, SOFTPHONE_ERRORS
 
 TONE_TOLERANCE_HZ = 20.0    # an FFT bin of the last second is 1 Hz: 20 Hz tells the lab's tones apart
@@ -276,9 +276,9 @@ def count_bound(value: int | str) -> tuple[Bound | None, bool, str | None, str |
     return b, False, m, h
 
 
-@expect
 class CallsExpectation(Expect):
-    """The counts of a load step's outcomes."""
+    """The counts of a load step's outcomes (registered by call.py, after the call's own:
+    the order in which expectation kinds are listed to people)."""
 
     kind = "calls"
     model = CallsExpect
