@@ -53,7 +53,7 @@ def _far_ends(log: Path) -> dict[str, dict]:
     return out
 
 
-def run(topology: str, n: int, media: str, talk: float, over: float) -> dict:
+def run(topology: str, n: int, media: str, talk: float, over: float, dump: str | None = None) -> dict:
     from lab.core.audio import AGENT_TONE, CALLER_TONE
     from lab.model.validate import load_topology
     from lab.net import Network
@@ -105,6 +105,10 @@ def run(topology: str, n: int, media: str, talk: float, over: float) -> dict:
             if rs.log_path and Path(rs.log_path).exists():
                 far.update(_far_ends(Path(rs.log_path)))
         svc_total = {k: (_cpu_ticks(rs.proc.pid) - base[k]) / tick for k, rs in svc.items()}
+    if dump:
+        Path(dump).mkdir(parents=True, exist_ok=True)
+        (Path(dump) / f"{media}-{n}.jsonl").write_bytes(out)
+        (Path(dump) / f"{media}-{n}.stderr").write_bytes(err)
     lines = [json.loads(x) for x in out.decode().splitlines() if x.startswith("{")]
     calls = [x for x in lines if "call" in x]
     done = next((x for x in lines if x.get("done")), {})
@@ -154,13 +158,14 @@ def main() -> None:
     ap.add_argument("--talk", type=float, default=10.0)
     ap.add_argument("--over", type=float, default=5.0)
     ap.add_argument("--rounds", type=int, default=1)
+    ap.add_argument("--dump", help="keep each run's call outcomes (JSON lines) in this folder")
     args = ap.parse_args()
     print(f"machine: {os.cpu_count()} cores, python {sys.version.split()[0]}, "
           f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, load {os.getloadavg()}", flush=True)
     for _ in range(args.rounds):
         for media, sizes in (("full", args.full), ("light", args.light)):
             for n in sizes:
-                print(json.dumps(run(args.topology, n, media, args.talk, args.over)), flush=True)
+                print(json.dumps(run(args.topology, n, media, args.talk, args.over, args.dump)), flush=True)
 
 
 if __name__ == "__main__":
