@@ -127,13 +127,7 @@ class PayloadSink:
     frequency and level, or nothing), so both paths report a call's audio the same way."""
 
     def __init__(self, tones: tuple[float, ...]):
-        self.index: dict[int, tuple[float, int]] = {}
-        self.levels: dict[float, float] = {}
-        for f in tones:
-            tone = encoded_tone(f)
-            self.levels[f] = tone.dbfs
-            for i, p in enumerate(tone.payloads):
-                self.index[zlib.crc32(p)] = (f, i)
+        self.index, self.levels = _index(tuple(tones))
         self.window: list[float | None] = []     # the last second: the tone of each frame (None: unknown)
         self.frames = 0
         self.matched = 0
@@ -183,6 +177,20 @@ class PayloadSink:
 
     def stop(self) -> None:
         pass
+
+
+@lru_cache(maxsize=None)
+def _index(tones: tuple[float, ...]) -> tuple[dict[int, tuple[float, int]], dict[float, float]]:
+    """CRC of each known frame -> (its tone, its place in the cycle); each tone's level. Shared
+    by every sink of the process (read only): a media edge makes one per call."""
+    index: dict[int, tuple[float, int]] = {}
+    levels: dict[float, float] = {}
+    for f in tones:
+        tone = encoded_tone(f)
+        levels[f] = tone.dbfs
+        for i, p in enumerate(tone.payloads):
+            index[zlib.crc32(p)] = (f, i)
+    return index, levels
 
 
 def receive_payloads(receiver, sink: PayloadSink) -> None:
