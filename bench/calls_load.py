@@ -116,6 +116,10 @@ def run(topology: str, n: int, media: str, talk: float, over: float, dump: str |
         raise SystemExit(f"{len(calls)} of {n} calls reported: {err.decode()[-2000:]}")
     verified, errors = 0, {}
     lost = [0, 0]
+    # packets actually sent each way: a starved full path falls behind real time and sends
+    # fewer than 50 a second, which would make it look cheaper per call than it is
+    sent = [sum((c["outcome"].get("quality") or {}).get("packets_sent") or 0 for c in calls),
+            sum((far.get(f"load-{c['call']}") or {}).get("packets_received") or 0 for c in calls)]
     for c in calls:
         o = c["outcome"]
         q = o.get("quality") or {}
@@ -146,6 +150,9 @@ def run(topology: str, n: int, media: str, talk: float, over: float, dump: str |
             "steady_window_s": round(win, 2),
             "steady_cpu_s": {k: round(v, 2) for k, v in steady.items()},
             "cpu_per_call_pct": round(100 * sum(steady.values()) / win / n, 2),
+            "packets_agents_sent": sent[0], "packets_caller_received": sent[1],
+            "packets_per_call_s": round(sent[0] / n / talk, 1),
+            "cpu_us_per_packet_each_way": round(1e6 * sum(steady.values()) / win / n / 100, 1),
             "whole_run_cpu_s": {"load": done.get("cpu_s"), **{k: round(v, 1) for k, v in svc_total.items()}},
             "load_wall_s": done.get("wall_s"), "loadavg": os.getloadavg()[0]}
 
