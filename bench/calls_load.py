@@ -152,7 +152,8 @@ def run(topology: str, n: int, media: str, talk: float, over: float, dump: str |
             "cpu_per_call_pct": round(100 * sum(steady.values()) / win / n, 2),
             "packets_agents_sent": sent[0], "packets_caller_received": sent[1],
             "packets_per_call_s": round(sent[0] / n / talk, 1),
-            "cpu_us_per_packet_each_way": round(1e6 * sum(steady.values()) / win / n / 100, 1),
+            # both ways: what the agents sent and about as much coming back
+            "cpu_us_per_packet": round(1e6 * sum(steady.values()) / win / n / max(2 * sent[0] / n / talk, 1e-9), 1),
             "whole_run_cpu_s": {"load": done.get("cpu_s"), **{k: round(v, 1) for k, v in svc_total.items()}},
             "load_wall_s": done.get("wall_s"), "loadavg": os.getloadavg()[0]}
 
