@@ -39,10 +39,12 @@ class Expanded(Located):
     """A topology document with its groups expanded. Problems in a member's paths are
     reported at the group that made it, through the document it was made from."""
 
-    def __init__(self, inner: Located, data: dict, aliases: dict[Path_, Path_]):
+    def __init__(self, inner: Located, data: dict, aliases: dict[Path_, Path_],
+                 members: dict[str, list[str]] | None = None):
         super().__init__(inner.file, data, inner.lines)
         self.inner = inner
         self.aliases = aliases
+        self.members = members or {}     # group -> its members' names (a scenario's calls name a group)
 
     def _source(self, path: Path_) -> Path_:
         path = tuple(path)
@@ -85,6 +87,7 @@ def expand(doc: Located) -> tuple[Located, list[Problem]]:
     nodes = dict(out.get("nodes") or {}) if isinstance(out.get("nodes"), dict) else out.get("nodes")
     links = list(out.get("links") or []) if isinstance(out.get("links"), list) else out.get("links")
     aliases: dict[Path_, Path_] = {}
+    members: dict[str, list[str]] = {}
     taken: dict[str, Path_] = {n: ("nodes", n) for n in (nodes if isinstance(nodes, dict) else {})}
     for gname, raw in groups.items():
         at: Path_ = ("groups", gname)
@@ -112,6 +115,7 @@ def expand(doc: Located) -> tuple[Located, list[Problem]]:
         if not isinstance(nodes, dict) or not isinstance(links, list):
             continue          # the file's own nodes or links are broken: reported by the structure checks
         spec = {"kind": "host", **group.node}
+        members[gname] = names
         for member in names:
             taken[member] = at
             nodes[member] = dict(spec)
@@ -125,7 +129,7 @@ def expand(doc: Located) -> tuple[Located, list[Problem]]:
         out["nodes"] = nodes
     if isinstance(links, list) and links:
         out["links"] = links
-    return Expanded(doc, out, aliases), problems
+    return Expanded(doc, out, aliases, members), problems
 
 
 def _parse(doc: Located, at: Path_, raw: Any, problems: list[Problem]) -> Group | None:

@@ -142,6 +142,7 @@ class Topology:
     links: list[Link]
     subnets: list[Subnet]
     services: dict = field(default_factory=dict)    # service -> its options (schema.Services)
+    groups: dict[str, list[str]] = field(default_factory=dict)    # group -> its members (topology 'groups:')
 
     def renamed(self, name: str) -> "Topology":
         """The same lab under another name (to run a second copy side by side)."""

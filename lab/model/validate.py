@@ -44,6 +44,7 @@ def resolve(doc: Located, name: str | None = None) -> Topology:
         problems.sort(key=lambda p: (p.file, p.line or 0))
         raise InputError(problems)
     assert topo is not None
+    topo.groups = dict(getattr(doc, "members", {}))
     return topo
 
 

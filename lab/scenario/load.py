@@ -411,6 +411,7 @@ class _Checker:
                     ok = False
                 else:
                     exp.bounds[key] = b
+            ok = EXPECTS[kind].check(self, exp, path) and ok
             err_name = getattr(spec, "error", None)
             if err_name is not None and err_name not in SOFTPHONE_ERRORS:
                 self.err(path + ("error",), f"'{err_name}' is not an error the softphone reports",

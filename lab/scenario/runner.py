@@ -23,12 +23,14 @@ from lab.core.errors import LabError
 from lab.core.supervise import TimedOut, wait_until
 from lab.net import Network, firewall
 from lab.net.capture import Captures
+from lab.net.natstat import NatSampler
 from lab.services.turn.faults import control
 from lab.services.turn.log import read as read_turn_log
 
 from .actions import ACTIONS, Action
 from .diagnose import (blame_rules, call_sentence, diagnose_call, diagnose_probe, turn_log_rows,
                        turn_log_summary)
+from .exhaustion import exhausted, sentence
 from .expect import Check, evaluate
 from .load import Scenario, Step
 
@@ -99,6 +101,7 @@ class Runner:
         self.t0_wall = 0.0                                    # time.time() when the timeline started
         self._mark = 0.0                                      # the last lap's end (timings)
         self.warm: dict = {}                                  # softphones started, waiting for their step
+        self.exhausted: list[str] = []                        # NAT resources that ran out (sentences)
 
     def event(self, source: str, what: str) -> None:
         self.result.events.append(Event(time.monotonic() - self.t0, source, what))
@@ -319,6 +322,8 @@ class Runner:
             obs["transactions"] = d
             if not obs.get("reached_talking"):
                 obs["diagnosis"] = call_sentence(d, summary, self.result.turn_backend, obs.get("softphone_error"))
+                if self.exhausted:      # the NAT that refused its flows says which resource ran out
+                    obs["diagnosis"] += "; " + "; ".join(self.exhausted)
 
     def _diagnose(self) -> None:
         if not self.captures:
@@ -345,6 +350,8 @@ class Runner:
         self.t0 = time.monotonic()
         self.t0_wall = time.time()
         self.event("runner", "timeline starts")
+        nats = {n.name: self.network.node(n.name).pid for n in s.topology.nodes.values() if n.kind == "nat"}
+        sampler = NatSampler(nats, self.t0).start() if nats else None
         pending: list = []              # what is in flight: done() and finish(run)
         for step in s.steps:
             wait = self.t0 + step.at - time.monotonic()
@@ -362,9 +369,24 @@ class Runner:
                 break
         for p in pending:
             p.finish(self)
+        if sampler is not None:
+            self._nat_resources(sampler.stop())
         self.result.events.sort(key=lambda e: e.t)
         self.result.timings["timeline"] = time.monotonic() - self.t0
         self.event("runner", "timeline ends")
+
+    def _nat_resources(self, series: dict) -> None:
+        """Which resource of which NAT ran out, and when (lab/scenario/exhaustion.py): an
+        event, an observation, and a sentence added to each failed call's diagnosis."""
+        for node, samples in series.items():
+            policy = self.scenario.topology.nodes[node].policy
+            x = exhausted(node, samples, getattr(policy, "ports", None))
+            if x is None:
+                continue
+            words = sentence(x)
+            self.result.observations[f"nat-resources:{node}"] = dict(x, sentence=words)
+            self.add_event(x["at"], f"nat:{node}", f"{x['resource']} exhausted: {words}")
+            self.exhausted.append(words)
 
     def _poll(self, pending: list, until: float) -> None:
         """Finish what is in flight as it gets done, until the clock reads ``until``."""

@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_the_registry_is_what_the_schema_shows():
     assert list(ACTIONS) == ["probe", "call", "link", "flush-conntrack", "turn", "rule", "probe-endpoint"]
-    assert list(EXPECTS) == ["probe", "call", "nat", "endpoint"]
+    assert list(EXPECTS) == ["probe", "call", "calls", "nat", "endpoint"]
     assert S.ACTION_MODELS == {name: a.model for name, a in ACTIONS.items()}
     steps = S.json_schema()["properties"]["timeline"]["items"]["oneOf"]
     assert [next(k for k in st["required"] if k != "at") for st in steps] == list(ACTIONS)

@@ -96,6 +96,12 @@ class Expect:
         return any(s.action == cls.kind and s.name == target for s in steps)
 
     @classmethod
+    def check(cls, ck, exp, path: tuple) -> bool:
+        """At load, what the common checks do not cover (``ck.err`` for each problem; bounds
+        into ``exp.bounds``)."""
+        return True
+
+    @classmethod
     def evaluate(cls, e, obs: dict) -> tuple[bool | None, str]:
         raise NotImplementedError
 

@@ -23,13 +23,10 @@ from lab.net.vdi import call_observation
 from ..diagnose import path_points
 from ..observations import CallObservation, Quality
 from .base import Action, DurationText, Expect, ExpectModel, Strict, action, expect, typed
+from .load import CallsExpectation, LoadRun, check_load, load_calls
+from .softphone import ICE_STATE, SILENCE_DBFS, SOFTPHONE_ERRORS
 
-SOFTPHONE_ERRORS = ("unsupported_browser", "microphone_not_shared", "signalling_handshake_failure",
-                    "signalling_connection_failure", "ice_collection_timeout", "user_busy_error",
-                    "webrtc_error", "realtime_communication_error", "vdi_strategy_not_supported",
-                    "vdi_redir_not_supported", "other")
-ICE_STATE = "ConnectSignalingAndIceCollectionState"
-SILENCE_DBFS = -40.0   # as the agent (lab/agent/peer.py): below this the audio counts as silence
+MAX_LOAD_CALLS = 1000  # one machine verifies about 200-300 at once (docs/scale.md)
 
 
 class Call(Strict):
@@ -37,7 +34,18 @@ class Call(Strict):
     the lab's signalling mock, media edge and TURN (docs/softphone.md)."""
 
     name: str | None = Field(None, description="what expectations call it (default: the agent's name)")
-    from_: str = Field(alias="from")
+    from_: str = Field(alias="from", description=(
+        "the agent host that calls; with 'count': a group of the topology ('groups:'), a lan (its agent "
+        "hosts) or one agent host, whose members place the calls, one each, in their order"))
+    count: int | None = Field(None, ge=1, le=MAX_LOAD_CALLS, description=(
+        "a load run: place this many calls from the members of 'from', one per member, in one "
+        "softphone process (lab/agent/load.py); expectations count their outcomes ('calls:')"))
+    over: DurationText = Field("0s", description=(
+        "with 'count': the calls' starts spread evenly over this window ('20s': one every 100 ms for 200)"))
+    media: Literal["full", "light"] | None = Field(None, description=(
+        "full: the agent's audio encoded and decoded with Opus (every single call's default); light: "
+        "pre-encoded Opus frames, the far end's verified by payload and sequence instead of decoded, "
+        "ICE, DTLS and SRTP as real (a load run's default: about a third of the cost per call, docs/scale.md)"))
     talk: DurationText = Field("3s", description="how long to stay in Talking before hanging up")
     profile: Literal["chrome", "aiortc-default"] = Field("chrome", description="the ICE behaviour to emulate")
     engine: Literal["emulated", "chromium"] = Field("emulated", description=(
@@ -64,6 +72,7 @@ class CallStep(Call):
     talk: float
     answer_delay: float
     gum: float
+    over: float
 
 
 class CallExpect(ExpectModel):
@@ -118,9 +127,16 @@ class CallAction(Action):
     def check(cls, ck, step, topo) -> bool:
         spec, path = step.spec, step.path
         step.name = spec.name or spec.from_
-        ok = ck.host(topo, spec.from_, path + ("from",), agent=True)
+        load = spec.count is not None
+        ok = check_load(ck, step, topo) if load else ck.host(topo, spec.from_, path + ("from",), agent=True)
+        if not load:
+            for key in ("over", "media"):
+                if key in spec.model_fields_set and (key != "media" or spec.media == "light"):
+                    ck.err(path + (key,), f"'{key}' is for a load run (a call step with 'count')",
+                           "add 'count: N' (and 'from:' a group or a lan), or leave it out")
+                    ok = False
         times = {}
-        for key in ("talk", "answer_delay", "gum"):
+        for key in ("talk", "answer_delay", "gum", "over"):
             times[key], m, h = parse_duration(getattr(spec, key))
             if m:
                 ck.err(path + (key,), m, h)
@@ -145,24 +161,29 @@ class CallAction(Action):
             plan = {"behaviour": st.spec.answer, "answer_delay": st.spec.answer_delay}
             if st.spec.wrong_token:
                 plan["contact_ctx"] = "not-the-token-the-cloud-expects"
-            plans[st.name] = plan
+            if st.spec.count is None:
+                plans[st.name] = plan
+                continue
+            for call_id, _ in load_calls(topo, st):
+                plans[call_id] = dict(plan, media=st.spec.media or "light")
 
     @classmethod
     def before_services(cls, run, network, steps: list) -> None:
         """Each call's softphone process, started while the services start (it waits)."""
         for step in steps:
-            run.warm[step.name] = CallRun(run, step, network)
+            run.warm[step.name] = (LoadRun if step.spec.count is not None else CallRun)(run, step, network)
 
     @classmethod
     def capture_path(cls, topo, step) -> list | None:
         turn = turn_host(topo)
-        if turn is None:         # the softphone's media goes to TURN
+        if turn is None or step.spec.count is not None:   # a load run's hundreds of calls are counted, not traced
             return None
         return path_points(topo, engine_node(topo, step.spec), topo.address_of(turn))
 
     @classmethod
-    def start(cls, run, step) -> "CallRun":
-        return (run.warm.pop(step.name, None) or CallRun(run, step)).go()
+    def start(cls, run, step) -> "CallRun | LoadRun":
+        made = LoadRun if step.spec.count is not None else CallRun
+        return (run.warm.pop(step.name, None) or made(run, step)).go()
 
 
 class CallRun:
@@ -313,6 +334,9 @@ class CallExpectation(Expect):
                 return good, words
             ok &= good
         return bool(ok), words
+
+
+expect(CallsExpectation)
 
 
 def _summary(obs: CallObservation) -> str:

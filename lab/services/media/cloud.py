@@ -69,9 +69,11 @@ class ConnectCloud:
         _, self.port = await self.signalling.start(self.cfg.listen, self.cfg.port)
         for call_id, plan in self.cfg.calls.items():
             self.new_call(call_id, **plan)
+        if self.edge.light:
+            self.edge.prepare_light()
 
     def new_call(self, call_id: str | None = None, *, behaviour: str = "answer", answer_delay: float = 0.0,
-                 contact_ctx: str | None = None, agent_user: str = "agent") -> dict[str, Any]:
+                 contact_ctx: str | None = None, agent_user: str = "agent", media: str = "full") -> dict[str, Any]:
         """Register a call and return ``{"callId", "mediaInfo"}`` for the softphone (also
         written to ``media_info_dir/<callId>.json`` when configured)."""
         call_id = call_id or secrets.token_hex(8)
@@ -79,6 +81,8 @@ class ConnectCloud:
                           signalling_endpoint=self.endpoint, user=agent_user)
         # contact_ctx lets a scenario hand the agent a token the cloud does not expect (403)
         self.signalling.add_call(call_id, CallPlan(info["callContextToken"], behaviour, answer_delay))
+        if media == "light":     # the edge's side of a load run's light media path
+            self.edge.light.add(call_id)
         if contact_ctx is not None:
             info["callContextToken"] = contact_ctx
         call = {"callId": call_id, "mediaInfo": info}

@@ -23,7 +23,8 @@ from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSession
 from aiortc.rtcconfiguration import RTCIceTransportPolicy
 from aiortc.sdp import candidate_from_sdp
 
-from lab.core.audio import CALLER_TONE, HOLD_TONE, SourceTrack, ToneSink, tone_samples
+from lab.core.audio import AGENT_TONE, CALLER_TONE, HOLD_TONE, SourceTrack, ToneSink, tone_samples
+from lab.core.lightaudio import PacketTrack, PayloadSink, encoded_tone, receive_payloads
 
 
 TELEPHONE_EVENT_PT = 126
@@ -34,8 +35,11 @@ class EdgeCall:
     call_id: str
     pc: RTCPeerConnection
     accepted: asyncio.Event = field(default_factory=asyncio.Event)
-    caller_hears: ToneSink | None = None     # the caller leg's ear: the agent's audio
+    caller_hears: ToneSink | PayloadSink | None = None     # the caller leg's ear: the agent's audio
     t_accept: float | None = None
+
+    def tone(self) -> float:
+        return CALLER_TONE if self.accepted.is_set() else HOLD_TONE
 
     def mixer(self, start: int, n: int):
         # before accept: hold audio; after: the caller's voice
@@ -79,6 +83,8 @@ class MediaEdge:
         self.candidates = candidates
         self.calls: dict[str, EdgeCall] = {}
         self.heard: dict[str, tuple[float, float]] = {}  # what each ended call's caller heard last
+        # calls on the light media path (lab/core/lightaudio.py): a load run's, registered by the cloud
+        self.light: set[str] = set()
         self.log = log
 
     def _log(self, **event: Any) -> None:
@@ -98,11 +104,17 @@ class MediaEdge:
         pc = RTCPeerConnection(self._config())
         call = EdgeCall(call_id, pc)
         self.calls[call_id] = call
-        pc.addTrack(SourceTrack(call.mixer))
+        light = call_id in self.light
+        pc.addTrack(PacketTrack(call.tone) if light else SourceTrack(call.mixer))
 
         @pc.on("track")
         def on_track(track) -> None:
-            call.caller_hears = ToneSink(track)
+            if light:
+                call.caller_hears = PayloadSink((AGENT_TONE,))
+                receiver = next(t.receiver for t in pc.getTransceivers() if t.receiver.track is track)
+                receive_payloads(receiver, call.caller_hears)
+            else:
+                call.caller_hears = ToneSink(track)
 
         @pc.on("iceconnectionstatechange")
         def on_ice() -> None:
@@ -117,6 +129,11 @@ class MediaEdge:
         sdp, cands = _answer_sdp(pc.localDescription.sdp)
         self._log(event="answer", callId=call_id, candidates=len(cands))
         return {"sdp": sdp, "candidates": cands}
+
+    def prepare_light(self) -> None:
+        """Encode the light path's tones now (about 0.3 s each), not in the first light call's answer."""
+        for freq in (AGENT_TONE, CALLER_TONE, HOLD_TONE):
+            encoded_tone(freq)
 
     async def accept(self, call_id: str) -> None:
         call = self.calls.get(call_id)
@@ -144,6 +161,8 @@ class MediaEdge:
             await call.pc.close()
             # what the caller leg heard of the agent: the far half of "audio both ways"
             hz, db = self.heard.get(call_id, (0.0, float("-inf")))
+            if isinstance(call.caller_hears, PayloadSink):
+                received["payloads"] = call.caller_hears.counts()
             self._log(event="hangup", callId=call_id, heard_hz=round(hz, 1),
                       heard_dbfs=None if db == float("-inf") else round(db, 1), **received)
 
