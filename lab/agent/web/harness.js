@@ -100,6 +100,34 @@ async function quality() {
   return q;
 }
 
+// What Chrome's getStats says about gathering and the transport (issue 14 item 5): the page
+// sees no candidate error for a TURN URL that never answers, so a failed call's report shows
+// these instead: the local candidates found, the pairs tried and the transport's states.
+const STAT_KEYS = {
+  "transport": ["iceState", "dtlsState", "iceRole", "selectedCandidatePairId", "bytesSent", "bytesReceived",
+                "packetsSent", "packetsReceived", "selectedCandidatePairChanges"],
+  "candidate-pair": ["state", "nominated", "localCandidateId", "remoteCandidateId", "requestsSent",
+                     "responsesReceived", "requestsReceived", "responsesSent", "consentRequestsSent",
+                     "currentRoundTripTime", "bytesSent", "bytesReceived"],
+  "local-candidate": ["candidateType", "protocol", "relayProtocol", "address", "port", "url"],
+  "remote-candidate": ["candidateType", "protocol", "address", "port"],
+};
+async function iceStats(when) {
+  const out = {transport: [], "candidate-pair": [], "local-candidate": [], "remote-candidate": []};
+  if (thePC) {
+    try {
+      (await thePC.getStats()).forEach(s => {
+        if (!(s.type in STAT_KEYS)) return;
+        const row = {id: s.id};
+        for (const k of STAT_KEYS[s.type]) if (s[k] !== undefined) row[k] = s[k];
+        out[s.type].push(row);
+      });
+    } catch (e) { out.error = String(e); }
+  }
+  emit({kind: "stats", name: "getStats", when: when, transport: out.transport, pairs: out["candidate-pair"],
+        local: out["local-candidate"], remote: out["remote-candidate"], error: out.error || null});
+}
+
 let ended = false;
 function end(outcome) {
   if (ended) return;
@@ -117,17 +145,21 @@ function start() {
   session.remoteAudioElement = document.getElementById("remote-audio");
   let failed = null;
   session.onSignalingConnected = () => emit({kind: "signalling", name: "connected"});
-  session.onIceCollectionComplete = (s, timedOut, candidates) =>
+  session.onIceCollectionComplete = (s, timedOut, candidates) => {
     emit({kind: "ice", name: "collection-complete", timed_out: !!timedOut, candidates: candidates});
+    iceStats("ice collection complete");
+  };
   session.onSessionFailed = (s, reason) => {
     failed = errorName(reason);
     emit({kind: "error", name: failed, message: String(reason)});
+    iceStats("session failed");
   };
   session.onSessionConnected = () => {
     emit({kind: "info", name: "session-connected"});
     setTimeout(async () => {
       const q = await quality();
       emit({kind: "quality", name: "talking", ...q});
+      await iceStats("hangup");
       session.hangup();
       setTimeout(() => end({rtc_error: failed, quality: q}), 500);
     }, CFG.talkTime * 1000);
@@ -135,7 +167,8 @@ function start() {
   session.onSessionCompleted = () => emit({kind: "info", name: "session-completed"});
   session.onSessionDestroyed = () => {
     emit({kind: "info", name: "session-destroyed"});
-    if (failed) end({rtc_error: failed, quality: null});
+    // after the failure's getStats snapshot has been written
+    if (failed) setTimeout(() => end({rtc_error: failed, quality: null}), 200);
   };
   emit({kind: "info", name: "connect", user_agent: navigator.userAgent});
   session.connect();
