@@ -159,7 +159,7 @@ function start() {
     setTimeout(async () => {
       const q = await quality();
       emit({kind: "quality", name: "talking", ...q});
-      await iceStats("hangup");
+      iceStats("hangup");     // getStats starts now; the hangup does not wait for it
       session.hangup();
       setTimeout(() => end({rtc_error: failed, quality: q}), 500);
     }, CFG.talkTime * 1000);
