@@ -10,7 +10,7 @@ from __future__ import annotations
 from .render import render
 
 
-def _why(snap: dict | None, errors: list[dict], failures: list[dict], sent: int) -> str:
+def _why(snap: dict | None, errors: list[dict], failures: list[dict], sent: int, answers: list[int]) -> str:
     """One sentence: what Chrome's own reports say about this call's gathering."""
     relays = [c for c in (snap or {}).get("local") or [] if c.get("candidateType") == "relay"]
     if relays:
@@ -26,7 +26,9 @@ def _why(snap: dict | None, errors: list[dict], failures: list[dict], sent: int)
     if reasons:
         words += ": " + "; ".join(reasons)
     elif not relays and sent:
-        words += f": {sent} Allocate request{'s' if sent > 1 else ''} sent, no answer and no candidate error"
+        words += f": {sent} Allocate request{'s' if sent > 1 else ''} sent"
+        words += (f", answered {', '.join(str(c) for c in answers)} (turn_port.cc), no candidate error"
+                  if answers else ", no answer and no candidate error")
     pair = next((p for p in (snap or {}).get("pairs") or [] if p.get("nominated")), None)
     transport = ((snap or {}).get("transport") or [{}])[0]
     if transport.get("iceState") or transport.get("dtlsState"):
@@ -47,6 +49,7 @@ def calls(observations: dict[str, dict]) -> list[dict]:
         errors = [e for e in tl if e.get("kind") == "ice" and e.get("name") == "candidate-error"]
         failures = [e for e in tl if e.get("kind") == "ice" and e.get("name") == "url_failed"]
         sent = sum(1 for e in tl if e.get("kind") == "stun" and e.get("name") == "send ALLOCATE")
+        answers = [e.get("code") for e in tl if e.get("kind") == "stun" and e.get("name") == "ALLOCATE error"]
         snap = snaps[-1] if snaps else None
         local = {c["id"]: c for c in (snap or {}).get("local") or []}
         remote = {c["id"]: c for c in (snap or {}).get("remote") or []}
@@ -59,7 +62,15 @@ def calls(observations: dict[str, dict]) -> list[dict]:
                 proto += f" (relay over {c['relayProtocol']})"
             return f"{c.get('candidateType')} {c.get('address')}:{c.get('port')} {proto}".strip()
 
-        out.append({"key": key, "why": _why(snap, errors, failures, sent), "when": (snap or {}).get("when"),
+        why = _why(snap, errors, failures, sent, answers)
+        q = o.get("quality") or {}
+        if o.get("reached_talking") and q.get("rtt_ms") is None:
+            # issue 14 item 7: say why the figure is missing rather than leave a blank
+            why += ("; no round trip: no RTCP receiver report came back and no ICE check was answered "
+                    "on the nominated pair before the hangup (a short call, or a saturated link)")
+        elif q.get("rtt_source") == "ice":
+            why += "; round trip from the ICE checks (no RTCP receiver report yet)"
+        out.append({"key": key, "why": why, "when": (snap or {}).get("when"),
                     "t": (snap or {}).get("t"),
                     "errors": [{"t": e["t"], "url": e.get("url"), "code": e.get("code"), "text": e.get("text")}
                                for e in errors],

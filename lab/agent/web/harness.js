@@ -85,15 +85,19 @@ async function quality() {
       q.remote_packets_lost = s.packetsLost;
     }
   });
+  // the nominated pair, succeeded or not: on a saturated link Chrome keeps it "in-progress"
+  // while its checks are answered late, and their round trip is the only one the call has
+  let pair = null;
   report.forEach(s => {
-    if (s.type === "candidate-pair" && s.nominated && s.state === "succeeded") {
-      const local = report.get(s.localCandidateId);
-      if (local) { q.relay_protocol = local.relayProtocol || null; q.local_type = local.candidateType; }
-      // the ICE checks' round trip over the same relays: there from the first check, where
-      // the RTCP one needs a receiver report that a call of a few seconds may not get yet
-      if (s.currentRoundTripTime != null) q.ice_rtt_ms = Math.round(s.currentRoundTripTime * 100000) / 100;
-    }
+    if (s.type === "candidate-pair" && s.nominated && (!pair || s.state === "succeeded")) pair = s;
   });
+  if (pair) {
+    const local = report.get(pair.localCandidateId);
+    if (local) { q.relay_protocol = local.relayProtocol || null; q.local_type = local.candidateType; }
+    // the ICE checks' round trip over the same relays: there from the first check, where
+    // the RTCP one needs a receiver report that a call of a few seconds may not get yet
+    if (pair.currentRoundTripTime != null) q.ice_rtt_ms = Math.round(pair.currentRoundTripTime * 100000) / 100;
+  }
   q.rtt_source = q.rtt_ms != null ? "rtcp" : null;
   if (q.rtt_ms == null && q.ice_rtt_ms != null) { q.rtt_ms = q.ice_rtt_ms; q.rtt_source = "ice"; }
   q.silent_audio = q.packets_received === 0;
