@@ -161,10 +161,13 @@ function start() {
   session.onSessionConnected = () => {
     emit({kind: "info", name: "session-connected"});
     setTimeout(async () => {
-      const q = await quality();
-      emit({kind: "quality", name: "talking", ...q});
-      iceStats("hangup");     // getStats starts now; the hangup does not wait for it
+      // both getStats calls start now, on the open connection; the hangup does not wait for
+      // them (a loaded machine took 0.3 s to answer, which delayed DisconnectedState)
+      const pending = quality();
+      iceStats("hangup");
       session.hangup();
+      const q = await pending;
+      emit({kind: "quality", name: "talking", ...q});
       setTimeout(() => end({rtc_error: failed, quality: q}), 500);
     }, CFG.talkTime * 1000);
   };
