@@ -121,6 +121,11 @@ _TURN = re.compile(r"turn_port\.cc:\d+\] .*?: (TURN allocate request sent|Receiv
                    r"(?:, reason='([^']*)')?")
 
 
+# TurnPort::OnAllocateMismatch's last word (LS_WARNING), then OnAllocateError(437)
+_MISMATCH = re.compile(r"turn_port\.cc:\d+\] .*?: Giving up on the port after (\d+) retries for "
+                       r"STUN_ERROR_ALLOCATION_MISMATCH")
+
+
 def _log_time(line: str) -> float | None:
     """Seconds of the day from a Chromium log line's prefix ``[pid:tid:MMDD/HHMMSS.micro:``."""
     m = _LOG_TIME.match(line)
@@ -134,7 +139,9 @@ def _webrtc_event(line: str) -> dict | None:
     branch -> ``OnAllocateError``) as ``url_failed``, as the emulation names it."""
     m = _TURN.search(line)
     if m is None:
-        return None
+        g = _MISMATCH.search(line)
+        return None if g is None else {"kind": "ice", "name": "url_failed", "code": 437, "source": "turn_port.cc",
+                                       "reason": f"Maximum retries reached for allocation mismatch ({g[1]} retries)"}
     what, code, reason = m[1], m[2], m[3]
     if what == "TURN allocate request sent":
         return {"kind": "stun", "name": "send ALLOCATE", "source": "turn_port.cc"}

@@ -40,10 +40,15 @@ class Profile:
     cutoff: float | None
     #: an error other than 401 to the unauthenticated Allocate: ignored (Chrome) or fatal (aioice)
     ignore_pre_auth_errors: bool = False
+    #: new allocations (a new socket, a new 401 round) after a 437 Allocation Mismatch
+    #: before the URL fails: libwebrtc turn_port.cc ``TurnPort::OnAllocateMismatch``,
+    #: ``MAX_ALLOCATE_MISMATCH_RETRIES`` 2; aioice gives up at once
+    allocate_mismatch_retries: int = 0
 
 
 PROFILES = {
-    "chrome": Profile("chrome", CHROME, all_urls=True, cutoff=None, ignore_pre_auth_errors=True),
+    "chrome": Profile("chrome", CHROME, all_urls=True, cutoff=None, ignore_pre_auth_errors=True,
+                      allocate_mismatch_retries=2),
     "aiortc-default": Profile("aiortc-default", AIOICE, all_urls=False, cutoff=AIORTC_GATHER_CUTOFF),
 }
 
@@ -78,6 +83,13 @@ def turn_urls(ice_servers: list[dict[str, Any]]) -> list[tuple[TurnURL, str, str
             if u.startswith(("turn:", "turns:")):
                 out.append((TurnURL.parse(u), server.get("username", ""), server.get("credential", "")))
     return out
+
+
+def _error_code(exc: BaseException) -> int | None:
+    """The STUN error code of a failed transaction (aioice ``TransactionFailed``), if any."""
+    response = getattr(exc, "response", None)
+    code = getattr(response, "attributes", {}).get("ERROR-CODE") if response is not None else None
+    return code[0] if code else None
 
 
 class RelayGatherer:
@@ -133,18 +145,24 @@ class RelayGatherer:
         loop = asyncio.get_running_loop()
         sender = (lambda method, n: self.on_send(url, method, n)) if self.on_send else None
         ignored = (lambda method, code: self.on_ignored(url, method, code)) if self.on_ignored else None
-        try:
-            relay_tr = await allocate(url, username, password, schedule=self.profile.schedule,
-                                      ssl=self.ssl, on_send=sender, on_ignored=ignored,
-                                      ignore_unauthenticated_errors=self.profile.ignore_pre_auth_errors)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - every failure of a URL is reported, not raised
-            reason = f"{type(exc).__name__}: {exc}"
-            self.result.errors[url.url] = reason
-            if self.on_error:
-                self.on_error(url, reason)
-            return
+        retries = 0
+        while True:
+            try:
+                relay_tr = await allocate(url, username, password, schedule=self.profile.schedule,
+                                          ssl=self.ssl, on_send=sender, on_ignored=ignored,
+                                          ignore_unauthenticated_errors=self.profile.ignore_pre_auth_errors)
+                break
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - every failure of a URL is reported, not raised
+                if _error_code(exc) == 437 and retries < self.profile.allocate_mismatch_retries:
+                    retries += 1       # the new attempt's sends show in the timeline
+                    continue
+                reason = f"{type(exc).__name__}: {exc}"
+                self.result.errors[url.url] = reason
+                if self.on_error:
+                    self.on_error(url, reason)
+                return
         host, port = relay_tr.relayed
         local_pref = _LOCAL_PREF[(url.transport, url.secure)]
         # relay type preference 0 (RFC 8445 section 5.1.2.2), local preference by transport

@@ -7,7 +7,7 @@ import json
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from . import vdi
+from . import browser, vdi
 from .graph import render as render_topology
 from .render import render
 
@@ -23,7 +23,8 @@ def sections(result) -> dict:
                         "meaning": c.meaning or ""} for c in result.checks],
             "paths": _paths(result),
             "pcaps": [{"name": k, "file": Path(v).name} for k, v in sorted(result.pcaps.items())],
-            "calls": _calls_section(result), "vdi": vdi.calls(result.observations), "events": result.events,
+            "calls": _calls_section(result), "vdi": vdi.calls(result.observations),
+            "browser": browser.calls(result.observations), "events": result.events,
             "lab": result.lab, "topology_file": s.topology.file, "scenario_file": s.file,
             "turn_backend": result.turn_backend,
             "timings": {k: result.timings.get(k, 0) for k in ("build", "timeline", "total")}}

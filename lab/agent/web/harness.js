@@ -85,15 +85,19 @@ async function quality() {
       q.remote_packets_lost = s.packetsLost;
     }
   });
+  // the nominated pair, succeeded or not: on a saturated link Chrome keeps it "in-progress"
+  // while its checks are answered late, and their round trip is the only one the call has
+  let pair = null;
   report.forEach(s => {
-    if (s.type === "candidate-pair" && s.nominated && s.state === "succeeded") {
-      const local = report.get(s.localCandidateId);
-      if (local) { q.relay_protocol = local.relayProtocol || null; q.local_type = local.candidateType; }
-      // the ICE checks' round trip over the same relays: there from the first check, where
-      // the RTCP one needs a receiver report that a call of a few seconds may not get yet
-      if (s.currentRoundTripTime != null) q.ice_rtt_ms = Math.round(s.currentRoundTripTime * 100000) / 100;
-    }
+    if (s.type === "candidate-pair" && s.nominated && (!pair || s.state === "succeeded")) pair = s;
   });
+  if (pair) {
+    const local = report.get(pair.localCandidateId);
+    if (local) { q.relay_protocol = local.relayProtocol || null; q.local_type = local.candidateType; }
+    // the ICE checks' round trip over the same relays: there from the first check, where
+    // the RTCP one needs a receiver report that a call of a few seconds may not get yet
+    if (pair.currentRoundTripTime != null) q.ice_rtt_ms = Math.round(pair.currentRoundTripTime * 100000) / 100;
+  }
   q.rtt_source = q.rtt_ms != null ? "rtcp" : null;
   if (q.rtt_ms == null && q.ice_rtt_ms != null) { q.rtt_ms = q.ice_rtt_ms; q.rtt_source = "ice"; }
   q.silent_audio = q.packets_received === 0;
@@ -116,6 +120,34 @@ async function level() {
   emit({kind: "level", name: "level", out: out, in: inn, out_dbfs: dbfs(out), in_dbfs: dbfs(inn)});
 }
 
+// What Chrome's getStats says about gathering and the transport (issue 14 item 5): the page
+// sees no candidate error for a TURN URL that never answers, so a failed call's report shows
+// these instead: the local candidates found, the pairs tried and the transport's states.
+const STAT_KEYS = {
+  "transport": ["iceState", "dtlsState", "iceRole", "selectedCandidatePairId", "bytesSent", "bytesReceived",
+                "packetsSent", "packetsReceived", "selectedCandidatePairChanges"],
+  "candidate-pair": ["state", "nominated", "localCandidateId", "remoteCandidateId", "requestsSent",
+                     "responsesReceived", "requestsReceived", "responsesSent", "consentRequestsSent",
+                     "currentRoundTripTime", "bytesSent", "bytesReceived"],
+  "local-candidate": ["candidateType", "protocol", "relayProtocol", "address", "port", "url"],
+  "remote-candidate": ["candidateType", "protocol", "address", "port"],
+};
+async function iceStats(when) {
+  const out = {transport: [], "candidate-pair": [], "local-candidate": [], "remote-candidate": []};
+  if (thePC) {
+    try {
+      (await thePC.getStats()).forEach(s => {
+        if (!(s.type in STAT_KEYS)) return;
+        const row = {id: s.id};
+        for (const k of STAT_KEYS[s.type]) if (s[k] !== undefined) row[k] = s[k];
+        out[s.type].push(row);
+      });
+    } catch (e) { out.error = String(e); }
+  }
+  emit({kind: "stats", name: "getStats", when: when, transport: out.transport, pairs: out["candidate-pair"],
+        local: out["local-candidate"], remote: out["remote-candidate"], error: out.error || null});
+}
+
 let ended = false;
 function end(outcome) {
   if (ended) return;
@@ -133,27 +165,35 @@ function start() {
   session.remoteAudioElement = document.getElementById("remote-audio");
   let failed = null;
   session.onSignalingConnected = () => emit({kind: "signalling", name: "connected"});
-  session.onIceCollectionComplete = (s, timedOut, candidates) =>
+  session.onIceCollectionComplete = (s, timedOut, candidates) => {
     emit({kind: "ice", name: "collection-complete", timed_out: !!timedOut, candidates: candidates});
+    iceStats("ice collection complete");
+  };
   session.onSessionFailed = (s, reason) => {
     failed = errorName(reason);
     emit({kind: "error", name: failed, message: String(reason)});
+    iceStats("session failed");
   };
   session.onSessionConnected = () => {
     emit({kind: "info", name: "session-connected"});
     const meters = CFG.levels > 0 ? setInterval(level, CFG.levels * 1000) : null;
     setTimeout(async () => {
       if (meters !== null) clearInterval(meters);
-      const q = await quality();
-      emit({kind: "quality", name: "talking", ...q});
+      // both getStats calls start now, on the open connection; the hangup does not wait for
+      // them (a loaded machine took 0.3 s to answer, which delayed DisconnectedState)
+      const pending = quality();
+      iceStats("hangup");
       session.hangup();
+      const q = await pending;
+      emit({kind: "quality", name: "talking", ...q});
       setTimeout(() => end({rtc_error: failed, quality: q}), 500);
     }, CFG.talkTime * 1000);
   };
   session.onSessionCompleted = () => emit({kind: "info", name: "session-completed"});
   session.onSessionDestroyed = () => {
     emit({kind: "info", name: "session-destroyed"});
-    if (failed) end({rtc_error: failed, quality: null});
+    // after the failure's getStats snapshot has been written
+    if (failed) setTimeout(() => end({rtc_error: failed, quality: null}), 200);
   };
   emit({kind: "info", name: "connect", user_agent: navigator.userAgent});
   session.connect();

@@ -364,9 +364,21 @@ def _summary(obs: CallObservation) -> str:
     if far is not None and obs.reached_talking:
         words += (f"; the caller leg received {far.packets_received}"
                   + (f" ({far.heard_hz} Hz)" if far.packets_received else ""))
+    elif obs.reached_talking:
+        words += f"; what the caller leg received is unknown: {_no_far_end(obs)}"
     if q.relay_transport:
         words += f"; audio relayed over {q.relay_transport.upper()} to TURN"
     return words
+
+
+def _no_far_end(obs: CallObservation) -> str:
+    """Why the media edge logged no hang-up figures for a call that reached Talking (issue 14
+    item 7): it logs them when the agent's bye reaches it, and on a link slower than the call's
+    audio the bye waits behind seconds of queued packets."""
+    if any(e.get("kind") == "signalling" and e.get("name") == "bye_unanswered" for e in obs.timeline):
+        return ("the agent's bye got no answer (on a saturated link the signalling queues behind the "
+                "audio), so the media edge logged no hang-up in time")
+    return "the media edge logged no hang-up within 3 s of the call's end"
 
 
 # each check: None (not asked), or (holds, words, final): final stops the evaluation with
