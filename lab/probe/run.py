@@ -36,14 +36,24 @@ async def measure_all(targets: Targets, os_name: str, ca: str | None = None, ran
     # STUN to every UDP TURN address (two at most: enough to see a per-destination mapping)
     dests = list(dict.fromkeys((a, t.port) for t in targets.turn if t.transport == "udp" for a in addr.get(t.host, [])[:2]))[:2]
     ports = source_ports(os_name)
-    if dests:
-        jobs["stun"] = measure.stun_sweep(dests, ports, per_port, pace)
-        jobs["stream"] = measure.stun_stream(dests[0], pace)
+    # the stream and the NAT-hold test start once the sweep is done: their sockets must not
+    # take a full NAT's last outside ports before the sweep's (peak-hour-small-pool)
+    sweep = asyncio.ensure_future(measure.stun_sweep(dests, ports, per_port, pace)) if dests else None
+
+    async def after_sweep(start):
+        await asyncio.wait([sweep])
+        return await start()
+
+    if sweep:
+        jobs["stun"] = sweep
+        jobs["stream"] = after_sweep(lambda: measure.stun_stream(dests[0], pace))
     # the NAT-hold test needs an allocation: a UDP TURN URL with credentials
     creds = next((t for t in targets.turn if t.transport == "udp" and t.username and t.credential is not None
                   and addr.get(t.host)), None)
     if creds and idle > 0:
-        jobs["hold"] = hold.nat_hold(creds, addr[creds.host][0], pace, idle, t0 + deadline - 0.2)
+        def test():
+            return hold.nat_hold(creds, addr[creds.host][0], pace, idle, t0 + deadline - 0.2)
+        jobs["hold"] = after_sweep(test) if sweep else test()
     for i, t in enumerate(targets.turn):
         if addr.get(t.host):
             jobs[f"turn:{i}"] = measure.turn_check(t, addr[t.host][0], pace, ca)

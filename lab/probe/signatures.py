@@ -270,8 +270,10 @@ def _rtt(f):
 
 @signature("loss", ["rtt250-loss5"])
 def _loss(f):
-    # the stream's 200 packets measure loss better than the sweep's 28, when it ran
-    loss = f["stream"].get("loss") if (f["stream"].get("sent") or 0) >= TUNNEL_MIN_PACKETS else f["stun"].get("loss")
+    # the stream's 200 packets measure loss better than the sweep's 28, when it ran and its
+    # port answered at all (one that never does is a port-range or NAT-pool question)
+    st = f["stream"]
+    loss = st.get("loss") if (st.get("sent") or 0) >= TUNNEL_MIN_PACKETS and st.get("replies") else f["stun"].get("loss")
     if loss is not None and loss >= LOSS_LIMIT:
         return (f"{loss:.0%} of the STUN requests got no answer: the lab's sweep says calls still connect up to "
                 "20 % loss each way at 250 ms; audio loses about as much", {"loss": loss})
