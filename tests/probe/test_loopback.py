@@ -82,7 +82,7 @@ def test_nat_hold_through_both_backends(backend, tmp_path):
     h = r["measurements"]["hold"]
     assert "error" not in h, h
     assert h["before_ms"] is not None and h["after_ms"] is not None and h["idle_s"] >= 1.0, h
-    assert [f["id"] for f in r["findings"]] == ["relay-time"]
+    assert r["verdict"] == "healthy" and "nat-hold" not in [f["id"] for f in r["findings"]], r["findings"]
 
 
 class Servers:
