@@ -28,8 +28,8 @@ from .targets import TurnServer
 
 DATA_WAIT = 2.0             # a Data indication through a working path comes in a round trip
 DEFAULT_IDLE = 8.0          # fits the default run's 15 s with the allocations and a retry
-MAX_IDLE = 240.0
-KEEPALIVE = 2.0             # B's Binding requests during the silence: shorter than any NAT's timeout            # under RFC 8656's 300 s permission lifetime: the server keeps them
+MAX_IDLE = 240.0            # under RFC 8656's 300 s permission lifetime: the server keeps them
+KEEPALIVE = 2.0             # B's Binding requests during the silence: shorter than any NAT's timeout
 
 
 class _Peer:
