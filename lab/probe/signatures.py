@@ -26,7 +26,10 @@ GUIDE_RTT_MS = 200           # the field guide's checklist: RTT to the region un
 LOSS_LIMIT = 0.05            # 2 of the default 28 requests: one loss is noise
 JITTER_LIMIT_MS = 30
 LATE_MS = 100.0              # measure.LATE_MS (the probe's judging imports no socket code)
-TUNNEL_RUN = 2               # late packets in a row: one packet held back is a queue, several a TCP stall
+#: late packets in a row: one or two held back is a queue; a retransmission in a TCP tunnel
+#: holds back every packet sent meanwhile (8-9 at 50 a second in vpn-full-tcp-lossy)
+TUNNEL_RUN = 4
+TUNNEL_PEAK_MS = 150.0       # the longest wait above the median: about a retransmission timeout
 
 
 @dataclass
@@ -246,12 +249,14 @@ def _hold(f):
 TUNNEL_MIN_PACKETS = 100
 
 
-@signature("tcp-tunnel", ["vpn-full-tcp-lossy"])
+@signature("tcp-tunnel", ["vpn-full-tcp-lossy"], explains=("rtt-high",))
 def _tunnel(f):
+    # explains rtt-high: the sweep's few requests meet the tunnel's stalls too, and its
+    # median can land on them
     s = f["stream"]
     runs = s.get("late_runs") or []
     if (s.get("sent") or 0) >= TUNNEL_MIN_PACKETS and s.get("replies") == s.get("sent") and \
-            any(r >= TUNNEL_RUN for r in runs):
+            any(r >= TUNNEL_RUN for r in runs) and s["rtt_max_ms"] - s["rtt_ms"] >= TUNNEL_PEAK_MS:
         return (f"of {s['sent']} packets sent at the audio's rate none was lost, but {s['late']} came back "
                 f"more than {LATE_MS:.0f} ms late (up to {s['rtt_max_ms']:.0f} ms, median {s['rtt_ms']:.0f} ms), "
                 f"several in a row each time: the packets ride a TCP tunnel (a full-tunnel VPN over TCP) that "

@@ -164,9 +164,16 @@ HOL = [30.0] * 60 + [260.0, 240.0, 220.0, 200.0] + [30.0] * 136            # one
     (HOL, ["tcp-tunnel"]),
     (HOL[:-1] + [None], []),                             # a packet lost: UDP, not a TCP tunnel
     ([30.0] * 100 + [260.0] + [30.0] * 99, []),          # one late packet alone: a queue, not a stall
+    ([30.0] * 100 + [140.0, 150.0, 140.0, 135.0] + [30.0] * 96, []),     # a run, but short of a retransmission
+    ([30.0] * 100 + [260.0, 240.0, 220.0] + [30.0] * 97, []),            # three in a row: a queue
     ([30.0] * 190 + [None] * 10, ["loss"]),              # 5 % lost on the stream
     (HOL[:80], []),                                      # too short a stream to judge
 ])
 def test_tcp_tunnel_in_the_stream(rtts, expected):
     m = dict(measured(sweep(LINUX, [])), stream=stream(rtts))
     assert [f.id for f in signatures.findings(m) if f.severity == "problem"] == expected
+
+
+def test_a_tcp_tunnel_explains_a_high_sweep_rtt():
+    m = dict(measured(sweep(LINUX, [], rtt=230.0)), stream=stream(HOL))
+    assert [f.id for f in signatures.findings(m) if f.severity == "problem"] == ["tcp-tunnel"]
