@@ -275,7 +275,7 @@ def _rtt(f):
 
 @signature("loss", ["rtt250-loss5"])
 def _loss(f):
-    # the stream's 200 packets measure loss better than the sweep's 28, when it ran and its
+    # the stream's 300 packets measure loss better than the sweep's 28, when it ran and its
     # port answered at all (one that never does is a port-range or NAT-pool question)
     st = f["stream"]
     loss = st.get("loss") if (st.get("sent") or 0) >= TUNNEL_MIN_PACKETS and st.get("replies") else f["stun"].get("loss")

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from lab.core.errors import UsageError
-from lab.probe import platforms
+from lab.probe import measure, platforms
 from lab.probe.platforms import BOUNDARIES, EPHEMERAL, ephemeral_range, source_ports, this_os
 
 PROBE = Path(platforms.__file__).parent
@@ -155,7 +155,7 @@ def test_a_run_on_each_os_sends_from_its_ports(system, os_name, monkeypatch, cap
     # a port another program holds is replaced by the next free one: still inside the range
     assert all(b is not None and lo <= b <= hi for b in bound), bound
     assert sum(b == p for b, p in zip(bound, source_ports(os_name))) >= len(bound) - 1
-    assert m["stun"]["replies"] == m["stun"]["sent"] and m["stream"]["replies"] == m["stream"]["sent"] == 200
+    assert m["stun"]["replies"] == m["stun"]["sent"] and m["stream"]["replies"] == m["stream"]["sent"] == measure.STREAM_PACKETS
 
 
 @pytest.mark.parametrize("idle", ["-1", "241"])
