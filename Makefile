@@ -62,7 +62,7 @@ $(VENV)/.installed: pyproject.toml
 	  $$py -m venv $(VENV) 2>/dev/null || { \
 	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null && $$py -m venv $(VENV); }; \
 	fi
-	$(BIN)/pip install -q --disable-pip-version-check -e '.[test]'
+	$(BIN)/pip install -q --disable-pip-version-check -e '.[lab,test]'
 	@touch $@
 
 # `icelab` on PATH: a wrapper that runs this checkout with its virtualenv's packages (not a link

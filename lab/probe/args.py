@@ -27,5 +27,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ca", metavar="FILE", help="CA certificates to trust for TLS (default: the system's)")
     p.add_argument("--requests", type=int, default=4, metavar="N",
                    help="STUN requests from each source port (1-10, default 4)")
+    p.add_argument("--idle", type=float, default=8.0, metavar="SECONDS",
+                   help="the NAT-hold test's silence (needs TURN credentials): does data still come back after "
+                        "SECONDS without a packet? 0 skips it; default 8 (the run stays under 15 s); "
+                        "35 catches a 30 s NAT timeout; at most 240")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.add_argument("--report", metavar="FILE", help="write a report to attach to a ticket: FILE.md or FILE.html")

@@ -12,6 +12,7 @@ from lab.core.errors import LabError, UsageError
 
 from . import report
 from .args import EXAMPLES, add_arguments
+from .hold import MAX_IDLE
 from .measure import proxy_for
 from .platforms import this_os
 from .run import probe
@@ -38,9 +39,11 @@ def run(a) -> int:
         raise UsageError("--ip-ranges and --region go together (the region's AMAZON_CONNECT ranges)")
     if not 1 <= a.requests <= 10:
         raise UsageError(f"--requests {a.requests}: give 1 to 10 (the probe stays within 50 packets a second)")
+    if not 0 <= a.idle <= MAX_IDLE:
+        raise UsageError(f"--idle {a.idle:g}: give 0 to {MAX_IDLE:g} seconds (TURN keeps a permission 300 s)")
     ranges = load_ranges(a.ip_ranges, a.region) if a.ip_ranges else None
     proxy = proxy_for(targets.signalling) if targets.signalling else None
-    result = probe(targets, a.os or this_os(), ca=a.ca, ranges=ranges, proxy=proxy, per_port=a.requests)
+    result = probe(targets, a.os or this_os(), ca=a.ca, ranges=ranges, proxy=proxy, per_port=a.requests, idle=a.idle)
     if a.report:
         result["report"] = str(report.write(result, a.report))
     if a.json:

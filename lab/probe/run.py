@@ -10,7 +10,7 @@ import platform
 import time
 from urllib.parse import urlsplit
 
-from . import measure, signatures
+from . import hold, measure, signatures
 from .platforms import ephemeral_range, source_ports
 from .targets import Ranges, Targets
 
@@ -20,8 +20,12 @@ RUN_DEADLINE = 13.0
 
 
 async def measure_all(targets: Targets, os_name: str, ca: str | None = None, ranges: Ranges | None = None,
-                      proxy: str | None = None, per_port: int = 4, deadline: float = RUN_DEADLINE) -> dict:
+                      proxy: str | None = None, per_port: int = 4, idle: float = hold.DEFAULT_IDLE,
+                      deadline: float | None = None) -> dict:
     t0 = time.monotonic()
+    if deadline is None:
+        # a longer silence than the default's moves the run's end with it
+        deadline = max(RUN_DEADLINE, idle + RUN_DEADLINE - hold.DEFAULT_IDLE)
     pace = measure.Pace()
     names = list(await asyncio.gather(*(measure.resolve(h) for h in targets.hosts())))
     addr = {n["name"]: n["addresses"] for n in names}
@@ -32,8 +36,24 @@ async def measure_all(targets: Targets, os_name: str, ca: str | None = None, ran
     # STUN to every UDP TURN address (two at most: enough to see a per-destination mapping)
     dests = list(dict.fromkeys((a, t.port) for t in targets.turn if t.transport == "udp" for a in addr.get(t.host, [])[:2]))[:2]
     ports = source_ports(os_name)
-    if dests:
-        jobs["stun"] = measure.stun_sweep(dests, ports, per_port, pace)
+    # the stream and the NAT-hold test start once the sweep is done: their sockets must not
+    # take a full NAT's last outside ports before the sweep's (peak-hour-small-pool)
+    sweep = asyncio.ensure_future(measure.stun_sweep(dests, ports, per_port, pace)) if dests else None
+
+    async def after_sweep(start):
+        await asyncio.wait([sweep])
+        return await start()
+
+    if sweep:
+        jobs["stun"] = sweep
+        jobs["stream"] = after_sweep(lambda: measure.stun_stream(dests[0], pace))
+    # the NAT-hold test needs an allocation: a UDP TURN URL with credentials
+    creds = next((t for t in targets.turn if t.transport == "udp" and t.username and t.credential is not None
+                  and addr.get(t.host)), None)
+    if creds and idle > 0:
+        def test():
+            return hold.nat_hold(creds, addr[creds.host][0], pace, idle, t0 + deadline - 0.2)
+        jobs["hold"] = after_sweep(test) if sweep else test()
     for i, t in enumerate(targets.turn):
         if addr.get(t.host):
             jobs[f"turn:{i}"] = measure.turn_check(t, addr[t.host][0], pace, ca)
@@ -63,6 +83,10 @@ async def measure_all(targets: Targets, os_name: str, ca: str | None = None, ran
     if "stun" in res:
         sweep = res["stun"]
         out["stun"] = dict(measure.stun_summary(sweep), **sweep) if "ports" in sweep else sweep
+    if "stream" in res:
+        out["stream"] = dict(measure.stream_summary(res["stream"]), **res["stream"])
+    if "hold" in res:
+        out["hold"] = res["hold"]
     out["turn"] = [res[k] for k in res if k.startswith("turn:")]
     out["turn_tcp443"] = [dict(res[k], host=k.split(":", 1)[1]) for k in res if k.startswith("tcp443:")]
     if "signalling" in res:

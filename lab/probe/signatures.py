@@ -25,6 +25,11 @@ ENDPOINT_TEST_MS = 1000      # public endpoint tests: TURN's 401 within 1 s pass
 GUIDE_RTT_MS = 200           # the field guide's checklist: RTT to the region under 200 ms
 LOSS_LIMIT = 0.05            # 2 of the default 28 requests: one loss is noise
 JITTER_LIMIT_MS = 30
+LATE_MS = 100.0              # measure.LATE_MS (the probe's judging imports no socket code)
+#: late packets in a row: one or two held back is a queue; a retransmission in a TCP tunnel
+#: holds back every packet sent meanwhile (8-9 at 50 a second in vpn-full-tcp-lossy)
+TUNNEL_RUN = 4
+TUNNEL_PEAK_MS = 150.0       # the longest wait above the median: about a retransmission timeout
 
 
 @dataclass
@@ -81,7 +86,8 @@ def facts(m: dict) -> dict:
     turn443 += [t for t in m.get("turn", []) if t.get("transport") in ("tcp", "tls") and t["address"].endswith(":443")]
     turn_tcp = None if not turn443 else any("connect_ms" in t or "ms" in t or t.get("refused") for t in turn443)
     return {"udp": udp, "stun": stun, "sig": sig, "sig_tcp": sig_tcp, "turn_tcp443": turn_tcp,
-            "os": m.get("os"), "turn": m.get("turn", []), "names": m.get("names", [])}
+            "os": m.get("os"), "turn": m.get("turn", []), "names": m.get("names", []),
+            "stream": m.get("stream") or {}, "hold": m.get("hold") or {}}
 
 
 # -- the signatures, most specific first -------------------------------------------------
@@ -221,6 +227,43 @@ def _slow(f):
                 "ICE timer, which ends in ice_collection_timeout", {"turn": slow})
 
 
+@signature("nat-hold", ["nat-hold-30s"])
+def _hold(f):
+    h = f["hold"]
+    if h.get("before_ms") is None or h.get("after_ms") is not None:
+        return None
+    moved = h.get("mapped_after") and h.get("mapped_before") and h["mapped_after"] != h["mapped_before"]
+    # proof that the NAT forgot: a new outside address once this machine spoke again, or
+    # (a NAT that gives the same one back) data arriving again through it
+    if not (moved or h.get("again_ms") is not None):
+        return None
+    how = (f"this machine's next packet got a new outside address ({h['mapped_before']} became {h['mapped_after']})"
+           if moved else "it did again as soon as this machine sent a packet")
+    return (f"after {h['idle_s']:g} s without a packet, data from TURN no longer reached this machine, and {how}: "
+            f"the NAT forgets a silent UDP mapping within {h['idle_s']:g} s (RFC 4787 asks for at least 2 min). "
+            "A call is never that silent (audio at 50 packets a second even when muted, consent checks every 5 s), "
+            "so calls survive it; anything that does go silent loses its way back", {"hold": h})
+
+
+#: a TCP tunnel's signature in the audio-like stream: enough packets to meet its losses
+TUNNEL_MIN_PACKETS = 100
+
+
+@signature("tcp-tunnel", ["vpn-full-tcp-lossy"], explains=("rtt-high",))
+def _tunnel(f):
+    # explains rtt-high: the sweep's few requests meet the tunnel's stalls too, and its
+    # median can land on them
+    s = f["stream"]
+    runs = s.get("late_runs") or []
+    if (s.get("sent") or 0) >= TUNNEL_MIN_PACKETS and s.get("replies") == s.get("sent") and \
+            any(r >= TUNNEL_RUN for r in runs) and s["rtt_max_ms"] - s["rtt_ms"] >= TUNNEL_PEAK_MS:
+        return (f"of {s['sent']} packets sent at the audio's rate none was lost, but {s['late']} came back "
+                f"more than {LATE_MS:.0f} ms late (up to {s['rtt_max_ms']:.0f} ms, median {s['rtt_ms']:.0f} ms), "
+                f"several in a row each time: the packets ride a TCP tunnel (a full-tunnel VPN over TCP) that "
+                "turns every loss on the way into a wait for its retransmission: jittery, late audio. Split-tunnel "
+                "the Connect ranges", {"late": s["late"], "late_runs": runs, "rtt_max_ms": s["rtt_max_ms"]})
+
+
 @signature("rtt-high", ["rtt250-loss5"])
 def _rtt(f):
     rtt = f["stun"].get("rtt_ms")
@@ -232,7 +275,10 @@ def _rtt(f):
 
 @signature("loss", ["rtt250-loss5"])
 def _loss(f):
-    loss = f["stun"].get("loss")
+    # the stream's 300 packets measure loss better than the sweep's 28, when it ran and its
+    # port answered at all (one that never does is a port-range or NAT-pool question)
+    st = f["stream"]
+    loss = st.get("loss") if (st.get("sent") or 0) >= TUNNEL_MIN_PACKETS and st.get("replies") else f["stun"].get("loss")
     if loss is not None and loss >= LOSS_LIMIT:
         return (f"{loss:.0%} of the STUN requests got no answer: the lab's sweep says calls still connect up to "
                 "20 % loss each way at 250 ms; audio loses about as much", {"loss": loss})
@@ -262,6 +308,19 @@ def _nat(f):
                None: ""}[s.get("mapping_changes_per_destination")]
         return (f"behind a NAT: reflexive address {', '.join(s['reflexive'][:3])}{sym}. The softphone is "
                 "relay-only, so this alone is harmless", {"reflexive": s["reflexive"]})
+
+
+#: broken scenarios no probe an ordinary user can run tells from their fixed twin, and why:
+#: the probe calls them healthy (rightly, for the network), and the matrix names them so
+UNSEEN = {
+    "vdi-redirect-unavailable": (
+        "the media-redirection plug-in missing on the thin client is software, not the network: the desktop's "
+        "path to TURN and signalling is the same as a working desktop's (the lab models the plug-in in the "
+        "softphone, which waits 10 s and reports vdi_redir_not_supported; nothing differs on the wire)"),
+    "mdns-obfuscated": (
+        "a browser setting that, as the scenario itself shows, changes nothing on the wire for a relay-only "
+        "softphone: the same network as mdns-plain, the same relay candidate as fast"),
+}
 
 
 def findings(m: dict) -> list[Finding]:

@@ -71,6 +71,20 @@ def test_both_backends_give_the_same_findings(tmp_path):
     assert got[("embedded", "bad credentials")] == got[("coturn", "bad credentials")] == ["turn-auth-failed"]
 
 
+@pytest.mark.parametrize("backend", ["embedded", "coturn"])
+def test_nat_hold_through_both_backends(backend, tmp_path):
+    """The NAT-hold test's data between two allocations goes through either server (their
+    relays are on loopback here, so loopback peers are allowed); on loopback nothing forgets
+    a mapping: data arrives before and after the silence, no finding."""
+    with server(tmp_path, backend=backend, users={}, allow_loopback=True) as s:
+        info = write_info(tmp_path, [f"turn:127.0.0.1:{s.cfg.udp_port}?transport=udp"])
+        r = probe(from_media_info(info), "linux", idle=1.0)
+    h = r["measurements"]["hold"]
+    assert "error" not in h, h
+    assert h["before_ms"] is not None and h["after_ms"] is not None and h["idle_s"] >= 1.0, h
+    assert r["verdict"] == "healthy" and "nat-hold" not in [f["id"] for f in r["findings"]], r["findings"]
+
+
 class Servers:
     """A wss:// server (websockets) and an HTTP CONNECT proxy on loopback, in a thread."""
 

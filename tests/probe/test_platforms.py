@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from lab.core.errors import UsageError
-from lab.probe import platforms
+from lab.probe import measure, platforms
 from lab.probe.platforms import BOUNDARIES, EPHEMERAL, ephemeral_range, source_ports, this_os
 
 PROBE = Path(platforms.__file__).parent
@@ -124,3 +124,43 @@ def test_docs_explain_every_finding():
         assert f"`{sig.id}`" in doc, sig.id
         for s in sig.scenarios:
             assert (PROBE.parents[1] / "scenarios" / f"{s}.yaml").exists(), s
+
+
+@pytest.mark.parametrize("system, os_name", [("Windows", "windows"), ("Darwin", "macos"), ("Linux", "linux")])
+def test_a_run_on_each_os_sends_from_its_ports(system, os_name, monkeypatch, capsys):
+    """The whole command as it runs on each OS (``platform.system()`` says which, no
+    ``--os``): the sweep binds that OS's ephemeral ports, as an ordinary user, against a
+    STUN responder on loopback, and the run is healthy."""
+    import json
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import responder
+
+    from lab.probe import cli
+
+    monkeypatch.setattr(platforms.platform, "system", lambda: system)
+    s = responder.start()
+    try:
+        rc = cli.main(["--turn", f"127.0.0.1:{s.getsockname()[1]}", "--json", "--idle", "0"])
+    finally:
+        s.close()
+    result = json.loads(capsys.readouterr().out)
+    m = result["measurements"]
+    lo, hi = EPHEMERAL[os_name]
+    assert rc == 0 and result["verdict"] == "healthy", result["findings"]
+    assert m["os"] == os_name and m["ephemeral_range"] == f"{lo}-{hi}"
+    bound = [p["bound"] for p in m["stun"]["ports"]]
+    assert m["source_ports"] == source_ports(os_name)
+    # a port another program holds is replaced by the next free one: still inside the range
+    assert all(b is not None and lo <= b <= hi for b in bound), bound
+    assert sum(b == p for b, p in zip(bound, source_ports(os_name))) >= len(bound) - 1
+    assert m["stun"]["replies"] == m["stun"]["sent"] and m["stream"]["replies"] == m["stream"]["sent"] == measure.STREAM_PACKETS
+
+
+@pytest.mark.parametrize("idle", ["-1", "241"])
+def test_idle_out_of_bounds_is_a_usage_error(idle, capsys):
+    """Past 240 s TURN's 300 s permission could lapse during the silence."""
+    from lab.probe import cli
+    assert cli.main(["--turn", "127.0.0.1:9", "--idle", idle]) == 2
+    assert "--idle" in capsys.readouterr().err

@@ -126,3 +126,54 @@ def test_a_local_firewall_refusing_to_send_is_udp3478_blocked():
     s = stun_summary({"destinations": ["203.0.113.10:3478"], "local_ip": "10.0.0.2", "ports": rows})
     found = signatures.findings(measured(s))
     assert [f.id for f in found] == ["udp3478-blocked"] and "refuses to send" in found[0].sentence
+
+
+def stream(rtts):
+    from lab.probe.measure import stream_summary
+    return dict(stream_summary({"rtts_ms": rtts}), rtts_ms=rtts)
+
+
+HOLD_LOST = {"idle_s": 35.0, "before_ms": 3.0, "after_ms": None, "mapped_before": "198.51.100.2:50000",
+             "mapped_after": "198.51.100.2:50000", "again_ms": 2.5}
+
+
+@pytest.mark.parametrize("hold, expected", [
+    (HOLD_LOST, ["nat-hold"]),
+    (dict(HOLD_LOST, after_ms=2.0, again_ms=None), []),                 # the mapping held
+    (dict(HOLD_LOST, again_ms=None), []),       # same address, nothing even after speaking: not the NAT's silence
+    (dict(HOLD_LOST, again_ms=None, mapped_after="198.51.100.2:9288"), ["nat-hold"]),   # a new port: forgotten
+    (dict(HOLD_LOST, again_ms=None, mapped_after=None), []),           # the path died altogether
+    ({"error": "CreatePermission refused"}, []),                        # no test, no finding
+])
+def test_nat_hold(hold, expected):
+    m = dict(measured(sweep(LINUX, [])), hold=hold)
+    assert [f.id for f in signatures.findings(m) if f.severity == "problem"] == expected
+
+
+def test_nat_hold_names_a_moved_mapping():
+    m = dict(measured(sweep(LINUX, [])), hold=dict(HOLD_LOST, mapped_after="198.51.100.2:61234"))
+    (f,) = signatures.findings(m)
+    assert "became 198.51.100.2:61234" in f.sentence and "nat-hold-30s" in f.sentence
+
+
+
+
+HOL = [30.0] * 60 + [260.0, 240.0, 220.0, 200.0] + [30.0] * 136            # one TCP stall: 4 held back
+@pytest.mark.parametrize("rtts, expected", [
+    ([30.0] * 200, []),
+    (HOL, ["tcp-tunnel"]),
+    (HOL[:-1] + [None], []),                             # a packet lost: UDP, not a TCP tunnel
+    ([30.0] * 100 + [260.0] + [30.0] * 99, []),          # one late packet alone: a queue, not a stall
+    ([30.0] * 100 + [140.0, 150.0, 140.0, 135.0] + [30.0] * 96, []),     # a run, but short of a retransmission
+    ([30.0] * 100 + [260.0, 240.0, 220.0] + [30.0] * 97, []),            # three in a row: a queue
+    ([30.0] * 190 + [None] * 10, ["loss"]),              # 5 % lost on the stream
+    (HOL[:80], []),                                      # too short a stream to judge
+])
+def test_tcp_tunnel_in_the_stream(rtts, expected):
+    m = dict(measured(sweep(LINUX, [])), stream=stream(rtts))
+    assert [f.id for f in signatures.findings(m) if f.severity == "problem"] == expected
+
+
+def test_a_tcp_tunnel_explains_a_high_sweep_rtt():
+    m = dict(measured(sweep(LINUX, [], rtt=230.0)), stream=stream(HOL))
+    assert [f.id for f in signatures.findings(m) if f.severity == "problem"] == ["tcp-tunnel"]
