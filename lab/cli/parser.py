@@ -134,8 +134,9 @@ def _scenario(sub) -> None:
                         "(default: .durations.json beside the scenarios; unmeasured ones count 20 s)")
     s.set_defaults(handler="scenario:verify")
 
-    s = sub.add_parser("merge", help="combine the output folders of `verify --shard` runs into one report")
-    s.add_argument("folders", nargs="+", metavar="DIR", help="the shards' `verify -o` folders")
+    s = sub.add_parser("merge", help="combine the output folders of `verify --shard` runs into one report, "
+                                     "and of `sweep --shard` runs into one sweep")
+    s.add_argument("folders", nargs="+", metavar="DIR", help="the shards' `verify -o` or `sweep -o` folders")
     s.add_argument("-o", "--out", default="out", help="folder for index.html, summary.csv, durations.json "
                                                       "and the scenarios' reports (default: out/)")
     s.add_argument("--junit", metavar="FILE", help="write JUnit XML of the whole set")
@@ -154,6 +155,9 @@ def _scenario(sub) -> None:
     s.add_argument("--name", help="run under another lab name")
     s.add_argument("--parallel", type=int, default=1, metavar="N",
                    help="run N grid points at once, each in a lab of its own name")
+    s.add_argument("--shard", metavar="K/N",
+                   help="run only shard K of N: grid points K, K+N, K+2N, ...; put the shards together with "
+                        "`icelab merge`")
     s.add_argument("-o", "--out", default="out", help="folder for sweep-<scenario>/ (default: out/); '' for none")
     s.add_argument("--json", action="store_true", help="the sweep as JSON on stdout")
     s.set_defaults(handler="scenario:sweep")

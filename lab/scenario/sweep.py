@@ -15,6 +15,13 @@ Parameters (``FIELD`` is a link setting of docs/impairments.md: delay, jitter, l
 
 The swept link, first found of: ``--link A-B``; the scenario's ``sweep: {a:, b:}``; the
 link of the scenario's first ``link`` step. At most two parameters: a plot has two axes.
+
+Sharded (``--shard K/N``, for CI fan-out as `verify --shard`): shard K runs the grid points
+K, K+N, K+2N, ... (counting from 1, in grid order). Interleaved rather than in blocks because
+a grid point's duration grows with its delay and loss, so neighbouring points cost about the
+same: every shard gets its share of the slow end. The split depends on the grid alone (no
+durations: a sweep's grid is new each time), so every machine computes the same one, and
+`merge_sweeps` puts the shards' points back into grid order.
 """
 
 from __future__ import annotations
@@ -26,7 +33,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from lab.core.errors import InputError, Problem, did_you_mean
+from lab.core.errors import InputError, Problem, UsageError, did_you_mean
 
 from .actions.link import LinkChange
 from .load import Scenario, Step
@@ -35,7 +42,8 @@ from .params import DEFAULT_POINTS, FIELDS, MAX_POINTS, PARAM_HINT, Param, parse
 from .runner import run_scenario
 
 __all__ = ["DEFAULT_POINTS", "FIELDS", "MAX_POINTS", "PARAM_HINT", "Param", "Point", "Sweep", "choose_call",
-           "choose_link", "grid", "observe", "parse_param", "parse_params", "point_scenario", "run_sweep"]
+           "choose_link", "grid", "merge_sweeps", "observe", "parse_param", "parse_params", "point_scenario",
+           "run_sweep", "shard_indices"]
 
 Progress = Callable[[str], None]
 
@@ -106,6 +114,11 @@ class Point:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
+    @classmethod
+    def from_dict(cls, d: dict) -> "Point":
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
 
 @dataclass
 class Sweep:
@@ -118,13 +131,78 @@ class Sweep:
     points: list[Point] = field(default_factory=list)
     wall: float = 0.0
     date: str = ""
+    shard: tuple[int, int] | None = None     # (K, N) of a sharded run; its points are shard_indices' ones
 
     def to_dict(self) -> dict:
-        return {"scenario": self.scenario, "file": self.file, "link": list(self.link), "direction": self.direction,
-                "call": self.call, "date": self.date, "wall_s": round(self.wall, 2),
-                "params": [{"field": p.field, "text": p.text, "values": list(p.values),
-                            "labels": [p.label(v) for v in p.values]} for p in self.params],
-                "points": [p.to_dict() for p in self.points]}
+        d = {"scenario": self.scenario, "file": self.file, "link": list(self.link), "direction": self.direction,
+             "call": self.call, "date": self.date, "wall_s": round(self.wall, 2),
+             "params": [{"field": p.field, "text": p.text, "values": list(p.values),
+                         "labels": [p.label(v) for v in p.values]} for p in self.params],
+             "points": [p.to_dict() for p in self.points]}
+        if self.shard:
+            k, n = self.shard
+            d["shard"] = {"k": k, "n": n, "indices": shard_indices(len(grid(self.params)), k, n)}
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Sweep":
+        """A sweep from its sweep.json (the parameters parsed again from their text)."""
+        params = parse_params([p["text"] for p in d["params"]])
+        shard = (d["shard"]["k"], d["shard"]["n"]) if d.get("shard") else None
+        return cls(d["scenario"], d["file"], tuple(d["link"]), d["direction"], d["call"], params,
+                   [Point.from_dict(p) for p in d["points"]], d.get("wall_s", 0.0), d.get("date", ""), shard)
+
+
+def shard_indices(count: int, k: int, n: int) -> list[int]:
+    """The grid indices (from 0) shard ``k`` of ``n`` runs: every n-th point from the k-th."""
+    return list(range(k - 1, count, n))
+
+
+def merge_sweeps(parts: list[tuple[str, Sweep]]) -> Sweep:
+    """The shards of one sweep (each with where it came from, for the messages) as the sweep
+    an unsharded run makes: every grid point once, in grid order. Shards of different sweeps,
+    a shard given twice or a missing shard are errors, not a partial picture."""
+    if not parts:
+        raise UsageError("no sweep shards to merge\n    hint: give the folders `icelab sweep --shard K/N -o FOLDER` wrote")
+    where0, first = parts[0]
+
+    def key(s: Sweep) -> tuple:
+        return (s.scenario, s.link, s.direction, s.call, [(p.field, p.values) for p in s.params])
+
+    n = first.shard[1] if first.shard else 1
+    seen: dict[int, str] = {}
+    for where, s in parts:
+        if key(s) != key(first):
+            raise UsageError(f"{where} is a sweep of {s.scenario} over {', '.join(p.text for p in s.params)}, "
+                             f"{where0} of {first.scenario} over {', '.join(p.text for p in first.params)}\n"
+                             "    hint: merge the shards of one sweep at a time (same scenario, link, call and "
+                             "--param)")
+        if not s.shard or s.shard[1] != n:
+            raise UsageError(f"{where} is {'not a shard' if not s.shard else f'shard {s.shard[0]}/{s.shard[1]}'}, "
+                             f"{where0} one of {n}\n    hint: give the N folders of one `icelab sweep --shard K/N` "
+                             "run, K = 1..N")
+        k = s.shard[0]
+        if k in seen:
+            raise UsageError(f"shard {k}/{n} is in both {seen[k]} and {where}\n"
+                             "    hint: were two shards run with the same K, or one folder given twice?")
+        seen[k] = where
+    missing = sorted(set(range(1, n + 1)) - set(seen))
+    if missing:
+        raise UsageError(f"shard{'s' if len(missing) > 1 else ''} {', '.join(f'{k}/{n}' for k in missing)} "
+                         f"of the sweep of {first.scenario} missing\n"
+                         "    hint: give every shard's folder; a shard that failed must be run again")
+    count = len(grid(first.params))
+    by_index: dict[int, Point] = {}
+    for where, s in parts:
+        idx = shard_indices(count, s.shard[0], n)
+        if len(idx) != len(s.points):
+            raise UsageError(f"{where}: shard {s.shard[0]}/{n} holds {len(s.points)} points, its part of the grid "
+                             f"is {len(idx)}\n    hint: the shard was stopped before it finished: run it again")
+        by_index.update(zip(idx, s.points))
+    return Sweep(first.scenario, first.file, first.link, first.direction, first.call, first.params,
+                 [by_index[i] for i in range(count)],
+                 # the shards ran side by side: the sweep took as long as the longest of them
+                 wall=max(s.wall for _, s in parts), date=min(s.date for _, s in parts))
 
 
 def grid(params: list[Param]) -> list[dict[str, float]]:
@@ -178,15 +256,19 @@ def observe(point: Point, result: Any, call: str) -> Point:
 
 def run_sweep(scenario: Scenario, params: list[Param], link: tuple[str, str], call: str,
               direction: str = "both", progress: Progress = lambda m: None,
-              on_point: Callable[[Point], None] = lambda p: None, parallel: int = 1) -> Sweep:
-    """Run every grid point (each builds and tears down its lab): one after the other, or
-    ``parallel`` at a time, each in a lab named after its worker slot so that labs of the
-    same topology run side by side. Points are kept in grid order either way."""
+              on_point: Callable[[Point], None] = lambda p: None, parallel: int = 1,
+              shard: tuple[int, int] | None = None) -> Sweep:
+    """Run every grid point (each builds and tears down its lab), or with ``shard`` (K, N)
+    shard K's points: one after the other, or ``parallel`` at a time, each in a lab named
+    after its worker slot (and shard) so that labs of the same topology run side by side,
+    on one machine too. Points are kept in grid order either way."""
     sweep = Sweep(scenario.name, scenario.file, link, direction, call, params,
-                  date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()))
+                  date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), shard=shard)
     t0 = time.monotonic()
     by_field = {p.field: p for p in params}
     points = grid(params)
+    if shard:
+        points = [points[i] for i in shard_indices(len(points), *shard)]
     slots: queue.Queue = queue.Queue()
     for i in range(max(1, parallel)):
         slots.put(i)
@@ -198,8 +280,9 @@ def run_sweep(scenario: Scenario, params: list[Param], link: tuple[str, str], ca
         s = point_scenario(scenario, link, direction, labels)
         slot = slots.get()
         try:
-            if parallel > 1:
-                suffix = f"-w{slot}"
+            if parallel > 1 or shard:
+                worker = f"w{slot}" if parallel > 1 else ""
+                suffix = f"-s{shard[0]}{worker}" if shard else f"-{worker}"
                 s = dataclasses.replace(s, topology=s.topology.renamed(s.topology.name[:15 - len(suffix)] + suffix))
             started = time.monotonic()
             result = run_scenario(s, progress=lambda m: progress(f"[{i}/{len(points)}] {where}: {m}"))
