@@ -42,22 +42,24 @@ def verify(args) -> int:
         raise UsageError(hinted("no scenario files found" + (f" matching '{args.k}'" if args.k else ""),
                                 "scenarios are YAML files in scenarios/"))
     scenarios = load_all(files, turn_backend=args.turn_backend)
+    durations = {}
+    if args.shard or args.parallel > 1:         # what the split and the parallel order balance by
+        durations = shard.load_durations(args.durations or shard.default_durations(args.paths or ["scenarios"]))
     k = None
     if args.shard:
-        k, scenarios = _shard(scenarios, args)
+        k, scenarios = _shard(scenarios, args, durations)
     if args.parallel > 1:
-        results = run_parallel(scenarios, args.parallel, args.out, args.turn_backend, shard=k)
+        results = run_parallel(scenarios, args.parallel, args.out, args.turn_backend, shard=k, durations=durations)
     else:
         results = run_all(scenarios, args.out)
     return _conclude(results, args.out, args.junit, bool(args.turn_backend),
                      f" (TURN backend: {args.turn_backend})" if args.turn_backend else "")
 
 
-def _shard(scenarios: list, args) -> tuple[int, list]:
+def _shard(scenarios: list, args, durations: dict[str, float]) -> tuple[int, list]:
     """This shard's part of the set; each scenario in a lab named after the shard, so that
     shards on one machine (as the tests run them) do not meet."""
     k, n = shard.parse_shard(args.shard)
-    durations = shard.load_durations(args.durations or shard.default_durations(args.paths or ["scenarios"]))
     by_name = {s.name: s for s in scenarios}
     mine = shard.split(list(by_name), n, durations)[k - 1]
     err.print(f"shard {k}/{n}: {len(mine)} of {len(scenarios)} scenarios, about "
