@@ -158,6 +158,9 @@ def _scenario(sub) -> None:
     s.add_argument("--shard", metavar="K/N",
                    help="run only shard K of N: grid points K, K+N, K+2N, ...; put the shards together with "
                         "`icelab merge`")
+    s.add_argument("--fresh-labs", action="store_true",
+                   help="build and tear down a lab for every point, even where points could share one "
+                        "(calls and link changes only: docs/scenarios.md)")
     s.add_argument("-o", "--out", default="out", help="folder for sweep-<scenario>/ (default: out/); '' for none")
     s.add_argument("--json", action="store_true", help="the sweep as JSON on stdout")
     s.set_defaults(handler="scenario:sweep")

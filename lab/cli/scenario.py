@@ -121,7 +121,7 @@ def sweep(args) -> int:
             raise UsageError(hinted(f"--parallel {args.parallel}: run at least one point at a time", "e.g. --parallel 2"))
         result = sw.run_sweep(scenario, params, link, call, direction,
                               progress=lambda m: status.update(escape(m)), on_point=done, parallel=args.parallel,
-                              shard=part)
+                              shard=part, fresh_labs=args.fresh_labs)
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))
     else:

@@ -22,24 +22,33 @@ a grid point's duration grows with its delay and loss, so neighbouring points co
 same: every shard gets its share of the slow end. The split depends on the grid alone (no
 durations: a sweep's grid is new each time), so every machine computes the same one, and
 `merge_sweeps` puts the shards' points back into grid order.
+
+One lab per worker, not per point, where that gives the same runs (``reusable``): a point
+changes only link settings, which the lab's impairment backend changes live, so a worker builds
+its lab once, and before each point puts every link back to what the build set and starts the
+point's softphone; building and tearing down a lab (its services' Python start-up most of it)
+was a third of a short point's time and most of its CPU (docs/benchmarks.md, "Sweeps in
+parallel"). Not reusable, each point builds its own lab as `icelab run` does.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-import queue
+import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from lab.core.errors import InputError, Problem, UsageError, did_you_mean
+from lab.core.errors import InputError, LabError, Problem, UsageError, did_you_mean
+from lab.model.impairment import Impairment
+from lab.net import Network, shaping
 
 from .actions.link import LinkChange
 from .load import Scenario, Step
 from .observations import CallObservation
 from .params import DEFAULT_POINTS, FIELDS, MAX_POINTS, PARAM_HINT, Param, parse_param, parse_params
-from .runner import run_scenario
+from .runner import Runner, run_scenario
 
 __all__ = ["DEFAULT_POINTS", "FIELDS", "MAX_POINTS", "PARAM_HINT", "Param", "Point", "Sweep", "choose_call",
            "choose_link", "grid", "merge_sweeps", "observe", "parse_param", "parse_params", "point_scenario",
@@ -254,14 +263,56 @@ def observe(point: Point, result: Any, call: str) -> Point:
     return point
 
 
+# what a point may do and still share its lab with the next: place calls and change links;
+# in a lab of hosts (with these services), LANs and plain routers
+REUSABLE_ACTIONS = {"call", "link"}
+REUSABLE_SERVICES = {"turn", "signalling", "media"}
+
+
+def reusable(scenario: Scenario) -> str | None:
+    """Why consecutive points cannot share one lab, or None if they can. State a run leaves
+    behind must not change the next run's result, so a point may only place calls and change
+    links (links are put back before the next point, each call is answered anew and its far
+    end read from its own log lines), in a lab that keeps no other state a call could meet: no
+    firewall or NAT (counters, connection tables, a port pool), no VPN (a TCP tunnel's
+    back-off after a lossy point), no VDI desktop. Captures are off in a sweep anyway."""
+    other = sorted({s.action for s in scenario.steps} - REUSABLE_ACTIONS)
+    if other:
+        return f"its timeline has {', '.join(other)} steps"
+    if any(e.kind != "call" for e in scenario.expectations):
+        return "it expects more than calls"
+    for n in scenario.topology.nodes.values():
+        if n.kind not in ("host", "lan", "router") or n.vpn or n.vdi or n.tunnels or n.policy is not None:
+            return f"its node {n.name} ({n.kind}{', vpn' if n.vpn else ''}{', vdi' if n.vdi else ''}) " \
+                   "keeps state between calls"
+        extra = sorted(set(n.services) - REUSABLE_SERVICES)
+        if extra:
+            return f"{n.name} runs {', '.join(extra)}"
+    return None
+
+
+def _restore_links(lab: Network, built: dict) -> None:
+    """Every link's impairments back to those the build set (``built``: shaping.current)."""
+    st = lab.state
+    now = shaping.current(st)
+    for link in st.topology["links"]:
+        i = link["index"]
+        for d in ("a2b", "b2a"):
+            want = built.get(i, {}).get(d, Impairment())
+            if now.get(i, {}).get(d, Impairment()) != want:
+                shaping.set_impairment(lab, link["a"]["node"], link["b"]["node"], want, d)
+
+
 def run_sweep(scenario: Scenario, params: list[Param], link: tuple[str, str], call: str,
               direction: str = "both", progress: Progress = lambda m: None,
               on_point: Callable[[Point], None] = lambda p: None, parallel: int = 1,
-              shard: tuple[int, int] | None = None) -> Sweep:
+              shard: tuple[int, int] | None = None, fresh_labs: bool = False) -> Sweep:
     """Run every grid point (each builds and tears down its lab), or with ``shard`` (K, N)
-    shard K's points: one after the other, or ``parallel`` at a time, each in a lab named
-    after its worker slot (and shard) so that labs of the same topology run side by side,
-    on one machine too. Points are kept in grid order either way."""
+    shard K's points: one after the other, or ``parallel`` at a time, each worker in a lab
+    named after its slot (and shard) so that labs of the same topology run side by side, on
+    one machine too; a worker keeps its lab from point to point when ``reusable`` (and not
+    ``fresh_labs``). Workers
+    take the next point as they get free. Points are kept in grid order either way."""
     sweep = Sweep(scenario.name, scenario.file, link, direction, call, params,
                   date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), shard=shard)
     t0 = time.monotonic()
@@ -269,34 +320,84 @@ def run_sweep(scenario: Scenario, params: list[Param], link: tuple[str, str], ca
     points = grid(params)
     if shard:
         points = [points[i] for i in shard_indices(len(points), *shard)]
-    slots: queue.Queue = queue.Queue()
-    for i in range(max(1, parallel)):
-        slots.put(i)
+    why_not = "--fresh-labs" if fresh_labs else reusable(scenario)
+    if why_not:
+        progress(f"one lab per point: {why_not}")
+    todo = list(enumerate(points, 1))
+    results: dict[int, Point] = {}
+    lock = threading.Lock()
+    stop = threading.Event()
+    failures: list[BaseException] = []
 
-    def one(i: int, values: dict) -> Point:
+    def lab_name(slot: int) -> str | None:
+        worker = f"w{slot}" if parallel > 1 else ""
+        suffix = f"-s{shard[0]}{worker}" if shard else f"-{worker}" if worker else ""
+        return scenario.topology.name[:15 - len(suffix)] + suffix if suffix else None
+
+    def one(i: int, values: dict, name: str | None, lab: Network | None) -> tuple[Point, bool]:
+        """The point, and whether its run broke (an error, not a verdict)."""
         labels = {f: by_field[f].label(v) for f, v in values.items()}
         where = ", ".join(f"{f}={labels[f]}" for f in values)
         progress(f"[{i}/{len(points)}] {where}")
         s = point_scenario(scenario, link, direction, labels)
-        slot = slots.get()
-        try:
-            if parallel > 1 or shard:
-                worker = f"w{slot}" if parallel > 1 else ""
-                suffix = f"-s{shard[0]}{worker}" if shard else f"-{worker}"
-                s = dataclasses.replace(s, topology=s.topology.renamed(s.topology.name[:15 - len(suffix)] + suffix))
-            started = time.monotonic()
-            result = run_scenario(s, progress=lambda m: progress(f"[{i}/{len(points)}] {where}: {m}"))
-        finally:
-            slots.put(slot)
+        if name:
+            s = dataclasses.replace(s, topology=s.topology.renamed(name))
+        started = time.monotonic()
+        result = run_scenario(s, progress=lambda m: progress(f"[{i}/{len(points)}] {where}: {m}"), lab=lab)
         point = observe(Point(values, labels), result, call)
         point.wall = time.monotonic() - started
         on_point(point)
-        return point
+        return point, bool(result.error)
 
-    if parallel > 1:
-        with ThreadPoolExecutor(max_workers=parallel) as pool:
-            sweep.points = list(pool.map(one, range(1, len(points) + 1), points))
-    else:
-        sweep.points = [one(i, values) for i, values in enumerate(points, 1)]
+    def worker(slot: int) -> None:
+        name = lab_name(slot)
+        lab_cm: contextlib.ExitStack | None = None
+        lab = built = None
+        try:
+            while not stop.is_set():
+                with lock:
+                    if not todo:
+                        return
+                    i, values = todo.pop(0)
+                if why_not is None and lab is None:
+                    topo = Runner(scenario).planned_topology()
+                    lab_cm = contextlib.ExitStack()
+                    try:
+                        lab = lab_cm.enter_context(Network(topo.renamed(name) if name else topo))
+                        built = shaping.current(lab.state)
+                    except (RuntimeError, LabError):
+                        # the point builds its own lab, as without reuse, and its result says why that failed
+                        lab_cm = lab = None
+                elif lab is not None:
+                    _restore_links(lab, built)
+                results[i], broke = one(i, values, name, lab)
+                if broke and lab_cm is not None:
+                    # a run that broke may have left the lab broken: the next point builds anew
+                    lab_cm.close()
+                    lab_cm = lab = None
+        except BaseException as exc:         # noqa: BLE001 -- handed to the calling thread
+            failures.append(exc)
+            stop.set()
+        finally:
+            if lab_cm is not None:
+                lab_cm.close()
+
+    threads = [threading.Thread(target=worker, args=(slot,), name=f"sweep-w{slot}", daemon=True)
+               for slot in range(max(1, parallel))]
+    for t in threads:
+        t.start()
+    try:
+        for t in threads:
+            while t.is_alive():
+                t.join(0.2)
+    except BaseException:
+        # stopped (a signal): no new point starts; each worker finishes its point and tears its lab down
+        stop.set()
+        for t in threads:
+            t.join()
+        raise
+    if failures:
+        raise failures[0]
+    sweep.points = [results[i] for i in range(1, len(points) + 1)]
     sweep.wall = time.monotonic() - t0
     return sweep

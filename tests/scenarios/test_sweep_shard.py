@@ -127,3 +127,13 @@ def test_two_sweep_shards_at_once_merge_into_the_unsharded_grid(tmp_path):
         assert g["first_candidate"] == pytest.approx(w["first_candidate"], abs=0.1)
     rows = [list(csv.reader(open(d / "sweep.csv", newline=""))) for d in (b, a)]
     assert [r[:3] + r[-1:] for r in rows[0]] == [r[:3] + r[-1:] for r in rows[1]]
+
+
+def test_points_share_a_lab_only_where_a_run_leaves_no_state_behind():
+    from lab.scenario.load import load_scenario
+    assert sw.reusable(load_scenario(str(SWEEP))) is None
+    assert sw.reusable(load_scenario(str(ROOT / "scenarios" / "rtt250-loss5.yaml"))) is None
+    assert "probe" in sw.reusable(load_scenario(str(ROOT / "scenarios" / "udp3478-open.yaml")))
+    assert "(nat)" in sw.reusable(load_scenario(str(ROOT / "scenarios" / "peak-hour-small-pool.yaml")))
+    assert "vpn" in sw.reusable(load_scenario(str(ROOT / "scenarios" / "vpn-split-tcp-lossy.yaml")))
+    assert "vdi" in sw.reusable(load_scenario(str(ROOT / "scenarios" / "vdi-redirected-home.yaml")))
