@@ -311,8 +311,8 @@ def run_sweep(scenario: Scenario, params: list[Param], link: tuple[str, str], ca
     shard K's points: one after the other, or ``parallel`` at a time, each worker in a lab
     named after its slot (and shard) so that labs of the same topology run side by side, on
     one machine too; a worker keeps its lab from point to point when ``reusable`` (and not
-    ``fresh_labs``). Workers
-    take the next point as they get free. Points are kept in grid order either way."""
+    ``fresh_labs``). Workers take the next point as they get free. Points are kept in grid
+    order either way."""
     sweep = Sweep(scenario.name, scenario.file, link, direction, call, params,
                   date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), shard=shard)
     t0 = time.monotonic()
@@ -359,6 +359,12 @@ def run_sweep(scenario: Scenario, params: list[Param], link: tuple[str, str], ca
                     if not todo:
                         return
                     i, values = todo.pop(0)
+                if lab is not None:
+                    try:
+                        _restore_links(lab, built)
+                    except (RuntimeError, LabError):
+                        lab_cm.close()          # a lab whose links cannot be put back is built anew
+                        lab_cm = lab = None
                 if why_not is None and lab is None:
                     topo = Runner(scenario).planned_topology()
                     lab_cm = contextlib.ExitStack()
@@ -367,9 +373,8 @@ def run_sweep(scenario: Scenario, params: list[Param], link: tuple[str, str], ca
                         built = shaping.current(lab.state)
                     except (RuntimeError, LabError):
                         # the point builds its own lab, as without reuse, and its result says why that failed
+                        lab_cm.close()
                         lab_cm = lab = None
-                elif lab is not None:
-                    _restore_links(lab, built)
                 results[i], broke = one(i, values, name, lab)
                 if broke and lab_cm is not None:
                     # a run that broke may have left the lab broken: the next point builds anew
