@@ -154,7 +154,7 @@ def _scenario(sub) -> None:
     s.add_argument("--call", metavar="NAME", help="the call to time (default: the scenario's first)")
     s.add_argument("--name", help="run under another lab name")
     s.add_argument("--parallel", type=int, default=1, metavar="N",
-                   help="run N grid points at once, each in a lab of its own name")
+                   help="run N grid points at once, each worker in a lab of its own name")
     s.add_argument("--shard", metavar="K/N",
                    help="run only shard K of N: grid points K, K+N, K+2N, ...; put the shards together with "
                         "`icelab merge`")
