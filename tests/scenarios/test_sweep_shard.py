@@ -137,3 +137,16 @@ def test_points_share_a_lab_only_where_a_run_leaves_no_state_behind():
     assert "(nat)" in sw.reusable(load_scenario(str(ROOT / "scenarios" / "peak-hour-small-pool.yaml")))
     assert "vpn" in sw.reusable(load_scenario(str(ROOT / "scenarios" / "vpn-split-tcp-lossy.yaml")))
     assert "vdi" in sw.reusable(load_scenario(str(ROOT / "scenarios" / "vdi-redirected-home.yaml")))
+
+
+@pytest.mark.root
+def test_points_that_share_a_lab_find_its_links_as_built(tmp_path):
+    """Each point cuts the uplink after its call: the next point's call, in the same lab, talks."""
+    from lab.scenario.load import load_scenario
+    scenario = HERE / "sweep" / "sweep-restore.yaml"
+    assert sw.reusable(load_scenario(str(scenario))) is None
+    r = subprocess.run([sys.executable, "-m", "lab.cli", "sweep", str(scenario), "--param", "link.delay=0ms,10ms,20ms",
+                        "--name", "sweep-restore", "--json", "-o", ""], capture_output=True, text=True, cwd=ROOT,
+                       timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert [p["outcome"] for p in json.loads(r.stdout)["points"]] == ["talking"] * 3, r.stdout[-3000:]
