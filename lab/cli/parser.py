@@ -130,8 +130,9 @@ def _scenario(sub) -> None:
                    help="run only shard K of N (1 <= K <= N), split by each scenario's last measured duration; "
                         "put the shards together with `icelab merge`")
     s.add_argument("--durations", metavar="FILE",
-                   help="durations the split balances by (and --parallel starts the longest first by): a durations.json or summary.csv of an earlier run "
-                        "(default: .durations.json beside the scenarios; unmeasured ones count 20 s)")
+                   help="durations the split balances by, and --parallel starts the longest first by: a "
+                        "durations.json or summary.csv of an earlier run (default: .durations.json beside the "
+                        "scenarios; unmeasured ones count 20 s)")
     s.set_defaults(handler="scenario:verify")
 
     s = sub.add_parser("merge", help="combine the output folders of `verify --shard` runs into one report, "
