@@ -130,12 +130,14 @@ def _scenario(sub) -> None:
                    help="run only shard K of N (1 <= K <= N), split by each scenario's last measured duration; "
                         "put the shards together with `icelab merge`")
     s.add_argument("--durations", metavar="FILE",
-                   help="durations the split balances by: a durations.json or summary.csv of an earlier run "
-                        "(default: .durations.json beside the scenarios; unmeasured ones count 20 s)")
+                   help="durations the split balances by, and --parallel starts the longest first by: a "
+                        "durations.json or summary.csv of an earlier run (default: .durations.json beside the "
+                        "scenarios; unmeasured ones count 20 s)")
     s.set_defaults(handler="scenario:verify")
 
-    s = sub.add_parser("merge", help="combine the output folders of `verify --shard` runs into one report")
-    s.add_argument("folders", nargs="+", metavar="DIR", help="the shards' `verify -o` folders")
+    s = sub.add_parser("merge", help="combine the output folders of `verify --shard` runs into one report, "
+                                     "and of `sweep --shard` runs into one sweep")
+    s.add_argument("folders", nargs="+", metavar="DIR", help="the shards' `verify -o` or `sweep -o` folders")
     s.add_argument("-o", "--out", default="out", help="folder for index.html, summary.csv, durations.json "
                                                       "and the scenarios' reports (default: out/)")
     s.add_argument("--junit", metavar="FILE", help="write JUnit XML of the whole set")
@@ -153,7 +155,13 @@ def _scenario(sub) -> None:
     s.add_argument("--call", metavar="NAME", help="the call to time (default: the scenario's first)")
     s.add_argument("--name", help="run under another lab name")
     s.add_argument("--parallel", type=int, default=1, metavar="N",
-                   help="run N grid points at once, each in a lab of its own name")
+                   help="run N grid points at once, each worker in a lab of its own name")
+    s.add_argument("--shard", metavar="K/N",
+                   help="run only shard K of N: grid points K, K+N, K+2N, ...; put the shards together with "
+                        "`icelab merge`")
+    s.add_argument("--fresh-labs", action="store_true",
+                   help="build and tear down a lab for every point, even where points could share one "
+                        "(calls and link changes only: docs/scenarios.md)")
     s.add_argument("-o", "--out", default="out", help="folder for sweep-<scenario>/ (default: out/); '' for none")
     s.add_argument("--json", action="store_true", help="the sweep as JSON on stdout")
     s.set_defaults(handler="scenario:sweep")

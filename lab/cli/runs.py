@@ -17,6 +17,7 @@ from lab.report.scenario import write
 from lab.report.tables import MARK
 from lab.scenario.load import load_scenario
 from lab.scenario.runner import Result, run_scenario
+from lab.scenario.shard import ESTIMATE
 
 from .console import err, escape
 
@@ -58,11 +59,19 @@ def run_all(scenarios: list, out: str | None) -> list[Result]:
     return results
 
 
+def longest_first(scenarios: list, durations: dict[str, float]) -> list:
+    """The order N workers take scenarios in: the longest (last measured) first, so that a
+    long one does not start last while the other workers sit idle, and the workers finish
+    together (LPT, as the shard split; unmeasured ones count shard.ESTIMATE)."""
+    return sorted(scenarios, key=lambda s: (-durations.get(s.name, ESTIMATE), s.name))
+
+
 def run_parallel(scenarios: list, n: int, out: str | None, turn_backend: str | None,
-                 shard: int | None = None) -> list[Result]:
+                 shard: int | None = None, durations: dict[str, float] | None = None) -> list[Result]:
     """Each scenario in a child `icelab run` under a lab name of its worker slot (and shard,
     so that shards on one machine do not meet), so labs of the same topology run side by
-    side; results come back as JSON. When this process is stopped (a signal, an error) the
+    side; results come back as JSON, in the order given, whatever order they ran in (with
+    ``durations``: longest first). When this process is stopped (a signal, an error) the
     children get SIGTERM, each tears its own lab down, and no new one starts: otherwise it
     would wait for every scenario to finish first."""
     slots: queue.Queue = queue.Queue()
@@ -101,7 +110,10 @@ def run_parallel(scenarios: list, n: int, out: str | None, turn_backend: str | N
 
     pool = ThreadPoolExecutor(max_workers=n)
     try:
-        return list(pool.map(one, scenarios))
+        # the pool starts tasks in the order they are submitted
+        order = longest_first(scenarios, durations) if durations is not None else scenarios
+        futures = {id(s): pool.submit(one, s) for s in order}
+        return [futures[id(s)].result() for s in scenarios]
     except BaseException:
         with lock:
             stopping.set()

@@ -10,7 +10,7 @@ from pathlib import Path
 from lab.core.errors import EXIT_FAIL, EXIT_OK, UsageError
 from lab.report import sweep as sweep_report
 from lab.report.index import write_index
-from lab.report.merge import merge as merge_shards
+from lab.report.merge import merge as merge_shards, merge_sweep_folders, sweep_shards
 from lab.report.scenario import junit
 from lab.report.tables import verdict_table
 from lab.scenario import shard, sweep as sw
@@ -42,22 +42,24 @@ def verify(args) -> int:
         raise UsageError(hinted("no scenario files found" + (f" matching '{args.k}'" if args.k else ""),
                                 "scenarios are YAML files in scenarios/"))
     scenarios = load_all(files, turn_backend=args.turn_backend)
+    durations = {}
+    if args.shard or args.parallel > 1:         # what the split and the parallel order balance by
+        durations = shard.load_durations(args.durations or shard.default_durations(args.paths or ["scenarios"]))
     k = None
     if args.shard:
-        k, scenarios = _shard(scenarios, args)
+        k, scenarios = _shard(scenarios, args, durations)
     if args.parallel > 1:
-        results = run_parallel(scenarios, args.parallel, args.out, args.turn_backend, shard=k)
+        results = run_parallel(scenarios, args.parallel, args.out, args.turn_backend, shard=k, durations=durations)
     else:
         results = run_all(scenarios, args.out)
     return _conclude(results, args.out, args.junit, bool(args.turn_backend),
                      f" (TURN backend: {args.turn_backend})" if args.turn_backend else "")
 
 
-def _shard(scenarios: list, args) -> tuple[int, list]:
+def _shard(scenarios: list, args, durations: dict[str, float]) -> tuple[int, list]:
     """This shard's part of the set; each scenario in a lab named after the shard, so that
     shards on one machine (as the tests run them) do not meet."""
     k, n = shard.parse_shard(args.shard)
-    durations = shard.load_durations(args.durations or shard.default_durations(args.paths or ["scenarios"]))
     by_name = {s.name: s for s in scenarios}
     mine = shard.split(list(by_name), n, durations)[k - 1]
     err.print(f"shard {k}/{n}: {len(mine)} of {len(scenarios)} scenarios, about "
@@ -84,8 +86,15 @@ def _conclude(results: list, out_dir: str | None, junit_file: str | None, backen
 
 
 def merge(args) -> int:
-    """N shards' results as one set: exit 0 if every verdict is pass, as `verify` would."""
-    results = merge_shards(args.folders, args.out)
+    """N shards' results as one set: exit 0 if every verdict is pass, as `verify` would. Sweep
+    shards among the folders are merged into their sweeps (a sweep has no verdict to fail)."""
+    swept = [f for f in args.folders if sweep_shards(f)]
+    for d in merge_sweep_folders(swept, args.out):
+        err.print(f"wrote {escape(str(d))}/sweep.png, sweep.svg, sweep.md, sweep.csv, sweep.json")
+    sets = [f for f in args.folders if f not in swept or (Path(f) / "summary.csv").is_file()]
+    if swept and not sets:
+        return EXIT_OK
+    results = merge_shards(sets, args.out)
     return _conclude(results, args.out, args.junit, args.backend_in_names)
 
 
@@ -97,6 +106,10 @@ def sweep(args) -> int:
     link = sw.choose_link(scenario, args.link)
     call = sw.choose_call(scenario, args.call)
     direction = args.direction or spec.get("direction") or "both"
+    part = shard.parse_shard(args.shard) if args.shard else None
+    if part:
+        count = len(sw.grid(params))
+        err.print(f"shard {part[0]}/{part[1]}: {len(sw.shard_indices(count, *part))} of {count} points")
 
     def done(pt) -> None:
         what = pt.outcome + (f" ({pt.error})" if pt.error else "")
@@ -107,12 +120,17 @@ def sweep(args) -> int:
         if args.parallel < 1:
             raise UsageError(hinted(f"--parallel {args.parallel}: run at least one point at a time", "e.g. --parallel 2"))
         result = sw.run_sweep(scenario, params, link, call, direction,
-                              progress=lambda m: status.update(escape(m)), on_point=done, parallel=args.parallel)
+                              progress=lambda m: status.update(escape(m)), on_point=done, parallel=args.parallel,
+                              shard=part, fresh_labs=args.fresh_labs)
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))
     else:
         out.print(sweep_report.table(result))
     if args.out:
         d = sweep_report.write(result, Path(args.out))
-        err.print(f"wrote {escape(str(d))}/sweep.png, sweep.svg, sweep.md, sweep.json")
+        if part:
+            err.print(f"wrote {escape(str(d))}/sweep.json: put the {part[1]} shards together with "
+                      f"`icelab merge DIR... -o OUT`")
+        else:
+            err.print(f"wrote {escape(str(d))}/sweep.png, sweep.svg, sweep.md, sweep.csv, sweep.json")
     return EXIT_OK

@@ -4,11 +4,14 @@ One parameter: call set-up time (and the first relay candidate) against the para
 the softphone's 8 s ICE timer drawn across, each point marked by its outcome (a failed point
 is a red cross labelled with its error); below it the audio loss. Two parameters: heat maps
 of the set-up time and of the audio loss, failed cells hatched in red with their error.
-PNG for slides, SVG for the web, ``sweep.json`` for scripts.
+PNG for slides, SVG for the web, ``sweep.json`` and ``sweep.csv`` for scripts and
+spreadsheets. A shard of a sweep (``--shard K/N``) writes its ``sweep.json`` only: its points
+are not a grid to plot until `icelab merge` has put the shards together.
 """
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
@@ -65,11 +68,35 @@ def markdown(sweep) -> str:
     return "\n".join(lines) + "\n"
 
 
+# sweep.csv after the swept settings (link.FIELD, as written): the point's attribute per column;
+# times in seconds, loss as a fraction, as in sweep.json
+CSV_COLUMNS = {"outcome": "outcome", "error": "error", "first_candidate_s": "first_candidate", "setup_s": "setup",
+               "audio_start_s": "audio_start", "error_at_s": "error_at", "audio_loss": "loss",
+               "audio_jitter_s": "jitter", "audio_rtt_s": "rtt", "verdict": "verdict"}
+
+
+def write_csv(sweep, path: Path) -> Path:
+    """One row per grid point, in grid order: each swept field as written (100ms), then
+    CSV_COLUMNS. A run's wall time is left out: it says how busy the machine was, not what
+    the network did, so the file of a merged sweep equals an unsharded one's."""
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow([f"link.{p.field}" for p in sweep.params] + list(CSV_COLUMNS))
+        for pt in sweep.points:
+            w.writerow([pt.labels[p.field] for p in sweep.params] +
+                       ["" if getattr(pt, a) is None else getattr(pt, a) for a in CSV_COLUMNS.values()])
+    return path
+
+
 def write(sweep, out_dir: Path) -> Path:
-    """sweep.json, sweep.md, sweep.png and sweep.svg in ``out_dir/sweep-<scenario>/``."""
+    """sweep.json, sweep.csv, sweep.md, sweep.png and sweep.svg in ``out_dir/sweep-<scenario>/``
+    (a shard's sweep.json alone)."""
     d = Path(out_dir) / f"sweep-{sweep.scenario}"
     d.mkdir(parents=True, exist_ok=True)
     (d / "sweep.json").write_text(json.dumps(sweep.to_dict(), indent=2) + "\n")
+    if sweep.shard:
+        return d
+    write_csv(sweep, d / "sweep.csv")
     (d / "sweep.md").write_text(markdown(sweep))
     plot(sweep, d / "sweep")
     return d

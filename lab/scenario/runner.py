@@ -9,6 +9,7 @@ only (``expect.py``), so a report can always show what a verdict was based on.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import shutil
@@ -102,6 +103,7 @@ class Runner:
         self._mark = 0.0                                      # the last lap's end (timings)
         self.warm: dict = {}                                  # softphones started, waiting for their step
         self.exhausted: list[str] = []                        # NAT resources that ran out (sentences)
+        self.log_marks: dict[Path, int] = {}                  # a reused lab's service logs: bytes before this run
 
     def event(self, source: str, what: str) -> None:
         self.result.events.append(Event(time.monotonic() - self.t0, source, what))
@@ -123,7 +125,8 @@ class Runner:
     def far_end(self, call_id: str, wait: float = 3.0) -> dict | None:
         """What the cloud's caller leg received from the agent on call ``call_id`` (the media
         edge logs it when the call is hung up, just after it answers the agent's ``bye``)."""
-        logs = [rs.log_path for rs in getattr(self.network, "services", None) or [] if rs.service == "signalling"]
+        logs = [(rs.log_path, self.log_marks.get(rs.log_path, 0))
+                for rs in getattr(self.network, "services", None) or [] if rs.service == "signalling"]
         if not logs:
             return None
         try:
@@ -140,16 +143,22 @@ class Runner:
                 points[(p.node, p.interface)] = None
         return list(points)
 
-    def run(self) -> Result:
+    def run(self, lab: Network | None = None) -> Result:
+        """Build the lab, run, tear it down; or run in ``lab``, a lab already up (built from
+        ``planned_topology()``) that the caller keeps: a sweep's next grid point, where only
+        link settings change (lab/scenario/sweep.py says when that is the same as a new lab)."""
         s = self.scenario
         t_start = time.monotonic()
         tmp = None
         lap = self._lap
-        network = Network(self._topology())
-        network.before_services = self._before_services
+        network = lab or Network(self._topology())
+        if lab is None:
+            network.before_services = self._before_services
         try:
-            with network as net:
+            with network if lab is None else contextlib.nullcontext(lab) as net:
                 self.network = net
+                if lab is not None:
+                    self._reuse(net)
                 self.result.timings["build"] = time.monotonic() - t_start
                 for k, v in net.timings.items():        # where the build's time went
                     self.result.timings[f"build.{k}"] = v
@@ -241,6 +250,19 @@ class Runner:
         else:
             self.result.verdict = "fail"
         return self.result
+
+    def planned_topology(self):
+        """The topology a lab for this scenario is built from (see ``run``'s ``lab``)."""
+        return self._topology()
+
+    def _reuse(self, net) -> None:
+        """What a build does for a run, in a lab already up: the softphones started (and ready,
+        as they are after the services' start), and the services' logs marked, so that this
+        run reads only its own lines."""
+        self.log_marks = {rs.log_path: _size(rs.log_path) for rs in net.services}
+        self._before_services(net)
+        for c in self.warm.values():
+            c.ready.wait(15.0)
 
     def _before_services(self, network) -> None:
         """What actions start while the lab's services start (a call's softphone: it waits)."""
@@ -400,11 +422,21 @@ class Runner:
                    clock=self.clock, sleep=self.sleep)
 
 
-def _hangup_line(logs: list[Path], call_id: str) -> dict | None:
-    """What the media edge logged for ``call_id``'s caller leg when it hung up, if it did yet."""
-    for log in logs:
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+def _hangup_line(logs: list[tuple[Path, int]], call_id: str) -> dict | None:
+    """What the media edge logged for ``call_id``'s caller leg when it hung up, if it did yet
+    (in each log after its offset: a reused lab's earlier calls had the same id)."""
+    for log, offset in logs:
         try:
-            lines = log.read_text(errors="replace").splitlines()
+            with open(log, "rb") as f:
+                f.seek(offset)
+                lines = f.read().decode(errors="replace").splitlines()
         except OSError:
             continue
         for line in reversed(lines):
@@ -424,6 +456,8 @@ def turn_backend(topo) -> str | None:
     return (topo.services.get("turn") or {}).get("backend", "embedded")
 
 
-def run_scenario(scenario: Scenario, progress: Progress = lambda m: None, out_dir: Path | None = None) -> Result:
-    """Run one scenario; with ``out_dir``, its captures are kept in ``out_dir/<name>/pcap/``."""
-    return Runner(scenario, progress, out_dir).run()
+def run_scenario(scenario: Scenario, progress: Progress = lambda m: None, out_dir: Path | None = None,
+                 lab: Network | None = None) -> Result:
+    """Run one scenario; with ``out_dir``, its captures are kept in ``out_dir/<name>/pcap/``;
+    with ``lab``, in that lab, already up, which stays up (``Runner.run``)."""
+    return Runner(scenario, progress, out_dir).run(lab)

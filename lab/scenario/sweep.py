@@ -15,27 +15,44 @@ Parameters (``FIELD`` is a link setting of docs/impairments.md: delay, jitter, l
 
 The swept link, first found of: ``--link A-B``; the scenario's ``sweep: {a:, b:}``; the
 link of the scenario's first ``link`` step. At most two parameters: a plot has two axes.
+
+Sharded (``--shard K/N``, for CI fan-out as `verify --shard`): shard K runs the grid points
+K, K+N, K+2N, ... (counting from 1, in grid order). Interleaved rather than in blocks because
+a grid point's duration grows with its delay and loss, so neighbouring points cost about the
+same: every shard gets its share of the slow end. The split depends on the grid alone (no
+durations: a sweep's grid is new each time), so every machine computes the same one, and
+`merge_sweeps` puts the shards' points back into grid order.
+
+One lab per worker, not per point, where that gives the same runs (``reusable``): a point
+changes only link settings, which the lab's impairment backend changes live, so a worker builds
+its lab once, and before each point puts every link back to what the build set and starts the
+point's softphone; building and tearing down a lab (its services' Python start-up most of it)
+was a third of a short point's time and most of its CPU (docs/benchmarks.md, "Sweeps in
+parallel"). Not reusable, each point builds its own lab as `icelab run` does.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-import queue
+import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from lab.core.errors import InputError, Problem, did_you_mean
+from lab.core.errors import InputError, LabError, Problem, UsageError, did_you_mean
+from lab.model.impairment import Impairment
+from lab.net import Network, shaping
 
 from .actions.link import LinkChange
 from .load import Scenario, Step
 from .observations import CallObservation
 from .params import DEFAULT_POINTS, FIELDS, MAX_POINTS, PARAM_HINT, Param, parse_param, parse_params
-from .runner import run_scenario
+from .runner import Runner, run_scenario
 
 __all__ = ["DEFAULT_POINTS", "FIELDS", "MAX_POINTS", "PARAM_HINT", "Param", "Point", "Sweep", "choose_call",
-           "choose_link", "grid", "observe", "parse_param", "parse_params", "point_scenario", "run_sweep"]
+           "choose_link", "grid", "merge_sweeps", "observe", "parse_param", "parse_params", "point_scenario",
+           "run_sweep", "shard_indices"]
 
 Progress = Callable[[str], None]
 
@@ -106,6 +123,11 @@ class Point:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
+    @classmethod
+    def from_dict(cls, d: dict) -> "Point":
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
 
 @dataclass
 class Sweep:
@@ -118,13 +140,78 @@ class Sweep:
     points: list[Point] = field(default_factory=list)
     wall: float = 0.0
     date: str = ""
+    shard: tuple[int, int] | None = None     # (K, N) of a sharded run; its points are shard_indices' ones
 
     def to_dict(self) -> dict:
-        return {"scenario": self.scenario, "file": self.file, "link": list(self.link), "direction": self.direction,
-                "call": self.call, "date": self.date, "wall_s": round(self.wall, 2),
-                "params": [{"field": p.field, "text": p.text, "values": list(p.values),
-                            "labels": [p.label(v) for v in p.values]} for p in self.params],
-                "points": [p.to_dict() for p in self.points]}
+        d = {"scenario": self.scenario, "file": self.file, "link": list(self.link), "direction": self.direction,
+             "call": self.call, "date": self.date, "wall_s": round(self.wall, 2),
+             "params": [{"field": p.field, "text": p.text, "values": list(p.values),
+                         "labels": [p.label(v) for v in p.values]} for p in self.params],
+             "points": [p.to_dict() for p in self.points]}
+        if self.shard:
+            k, n = self.shard
+            d["shard"] = {"k": k, "n": n, "indices": shard_indices(len(grid(self.params)), k, n)}
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Sweep":
+        """A sweep from its sweep.json (the parameters parsed again from their text)."""
+        params = parse_params([p["text"] for p in d["params"]])
+        shard = (d["shard"]["k"], d["shard"]["n"]) if d.get("shard") else None
+        return cls(d["scenario"], d["file"], tuple(d["link"]), d["direction"], d["call"], params,
+                   [Point.from_dict(p) for p in d["points"]], d.get("wall_s", 0.0), d.get("date", ""), shard)
+
+
+def shard_indices(count: int, k: int, n: int) -> list[int]:
+    """The grid indices (from 0) shard ``k`` of ``n`` runs: every n-th point from the k-th."""
+    return list(range(k - 1, count, n))
+
+
+def merge_sweeps(parts: list[tuple[str, Sweep]]) -> Sweep:
+    """The shards of one sweep (each with where it came from, for the messages) as the sweep
+    an unsharded run makes: every grid point once, in grid order. Shards of different sweeps,
+    a shard given twice or a missing shard are errors, not a partial picture."""
+    if not parts:
+        raise UsageError("no sweep shards to merge\n    hint: give the folders `icelab sweep --shard K/N -o FOLDER` wrote")
+    where0, first = parts[0]
+
+    def key(s: Sweep) -> tuple:
+        return (s.scenario, s.link, s.direction, s.call, [(p.field, p.values) for p in s.params])
+
+    n = first.shard[1] if first.shard else 1
+    seen: dict[int, str] = {}
+    for where, s in parts:
+        if key(s) != key(first):
+            raise UsageError(f"{where} is a sweep of {s.scenario} over {', '.join(p.text for p in s.params)}, "
+                             f"{where0} of {first.scenario} over {', '.join(p.text for p in first.params)}\n"
+                             "    hint: merge the shards of one sweep at a time (same scenario, link, call and "
+                             "--param)")
+        if not s.shard or s.shard[1] != n:
+            raise UsageError(f"{where} is {'not a shard' if not s.shard else f'shard {s.shard[0]}/{s.shard[1]}'}, "
+                             f"{where0} one of {n}\n    hint: give the N folders of one `icelab sweep --shard K/N` "
+                             "run, K = 1..N")
+        k = s.shard[0]
+        if k in seen:
+            raise UsageError(f"shard {k}/{n} is in both {seen[k]} and {where}\n"
+                             "    hint: were two shards run with the same K, or one folder given twice?")
+        seen[k] = where
+    missing = sorted(set(range(1, n + 1)) - set(seen))
+    if missing:
+        raise UsageError(f"shard{'s' if len(missing) > 1 else ''} {', '.join(f'{k}/{n}' for k in missing)} "
+                         f"of the sweep of {first.scenario} missing\n"
+                         "    hint: give every shard's folder; a shard that failed must be run again")
+    count = len(grid(first.params))
+    by_index: dict[int, Point] = {}
+    for where, s in parts:
+        idx = shard_indices(count, s.shard[0], n)
+        if len(idx) != len(s.points):
+            raise UsageError(f"{where}: shard {s.shard[0]}/{n} holds {len(s.points)} points, its part of the grid "
+                             f"is {len(idx)}\n    hint: the shard was stopped before it finished: run it again")
+        by_index.update(zip(idx, s.points))
+    return Sweep(first.scenario, first.file, first.link, first.direction, first.call, first.params,
+                 [by_index[i] for i in range(count)],
+                 # the shards ran side by side: the sweep took as long as the longest of them
+                 wall=max(s.wall for _, s in parts), date=min(s.date for _, s in parts))
 
 
 def grid(params: list[Param]) -> list[dict[str, float]]:
@@ -176,44 +263,146 @@ def observe(point: Point, result: Any, call: str) -> Point:
     return point
 
 
+# what a point may do and still share its lab with the next: place calls and change links;
+# in a lab of hosts (with these services), LANs and plain routers
+REUSABLE_ACTIONS = {"call", "link"}
+REUSABLE_SERVICES = {"turn", "signalling", "media"}
+
+
+def reusable(scenario: Scenario) -> str | None:
+    """Why consecutive points cannot share one lab, or None if they can. State a run leaves
+    behind must not change the next run's result, so a point may only place calls and change
+    links (links are put back before the next point, each call is answered anew and its far
+    end read from its own log lines), in a lab that keeps no other state a call could meet: no
+    firewall or NAT (counters, connection tables, a port pool), no VPN (a TCP tunnel's
+    back-off after a lossy point), no VDI desktop. Captures are off in a sweep anyway."""
+    other = sorted({s.action for s in scenario.steps} - REUSABLE_ACTIONS)
+    if other:
+        return f"its timeline has {', '.join(other)} steps"
+    if any(e.kind != "call" for e in scenario.expectations):
+        return "it expects more than calls"
+    for n in scenario.topology.nodes.values():
+        if n.kind not in ("host", "lan", "router") or n.vpn or n.vdi or n.tunnels or n.policy is not None:
+            return f"its node {n.name} ({n.kind}{', vpn' if n.vpn else ''}{', vdi' if n.vdi else ''}) " \
+                   "keeps state between calls"
+        extra = sorted(set(n.services) - REUSABLE_SERVICES)
+        if extra:
+            return f"{n.name} runs {', '.join(extra)}"
+    return None
+
+
+def _restore_links(lab: Network, built: dict) -> None:
+    """Every link's impairments back to those the build set (``built``: shaping.current)."""
+    st = lab.state
+    now = shaping.current(st)
+    for link in st.topology["links"]:
+        i = link["index"]
+        for d in ("a2b", "b2a"):
+            want = built.get(i, {}).get(d, Impairment())
+            if now.get(i, {}).get(d, Impairment()) != want:
+                shaping.set_impairment(lab, link["a"]["node"], link["b"]["node"], want, d)
+
+
 def run_sweep(scenario: Scenario, params: list[Param], link: tuple[str, str], call: str,
               direction: str = "both", progress: Progress = lambda m: None,
-              on_point: Callable[[Point], None] = lambda p: None, parallel: int = 1) -> Sweep:
-    """Run every grid point (each builds and tears down its lab): one after the other, or
-    ``parallel`` at a time, each in a lab named after its worker slot so that labs of the
-    same topology run side by side. Points are kept in grid order either way."""
+              on_point: Callable[[Point], None] = lambda p: None, parallel: int = 1,
+              shard: tuple[int, int] | None = None, fresh_labs: bool = False) -> Sweep:
+    """Run every grid point (each builds and tears down its lab), or with ``shard`` (K, N)
+    shard K's points: one after the other, or ``parallel`` at a time, each worker in a lab
+    named after its slot (and shard) so that labs of the same topology run side by side, on
+    one machine too; a worker keeps its lab from point to point when ``reusable`` (and not
+    ``fresh_labs``). Workers take the next point as they get free. Points are kept in grid
+    order either way."""
     sweep = Sweep(scenario.name, scenario.file, link, direction, call, params,
-                  date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()))
+                  date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), shard=shard)
     t0 = time.monotonic()
     by_field = {p.field: p for p in params}
     points = grid(params)
-    slots: queue.Queue = queue.Queue()
-    for i in range(max(1, parallel)):
-        slots.put(i)
+    if shard:
+        points = [points[i] for i in shard_indices(len(points), *shard)]
+    why_not = "--fresh-labs" if fresh_labs else reusable(scenario)
+    if why_not:
+        progress(f"one lab per point: {why_not}")
+    todo = list(enumerate(points, 1))
+    results: dict[int, Point] = {}
+    lock = threading.Lock()
+    stop = threading.Event()
+    failures: list[BaseException] = []
 
-    def one(i: int, values: dict) -> Point:
+    def lab_name(slot: int) -> str | None:
+        worker = f"w{slot}" if parallel > 1 else ""
+        suffix = f"-s{shard[0]}{worker}" if shard else f"-{worker}" if worker else ""
+        return scenario.topology.name[:15 - len(suffix)] + suffix if suffix else None
+
+    def one(i: int, values: dict, name: str | None, lab: Network | None) -> tuple[Point, bool]:
+        """The point, and whether its run broke (an error, not a verdict)."""
         labels = {f: by_field[f].label(v) for f, v in values.items()}
         where = ", ".join(f"{f}={labels[f]}" for f in values)
         progress(f"[{i}/{len(points)}] {where}")
         s = point_scenario(scenario, link, direction, labels)
-        slot = slots.get()
-        try:
-            if parallel > 1:
-                suffix = f"-w{slot}"
-                s = dataclasses.replace(s, topology=s.topology.renamed(s.topology.name[:15 - len(suffix)] + suffix))
-            started = time.monotonic()
-            result = run_scenario(s, progress=lambda m: progress(f"[{i}/{len(points)}] {where}: {m}"))
-        finally:
-            slots.put(slot)
+        if name:
+            s = dataclasses.replace(s, topology=s.topology.renamed(name))
+        started = time.monotonic()
+        result = run_scenario(s, progress=lambda m: progress(f"[{i}/{len(points)}] {where}: {m}"), lab=lab)
         point = observe(Point(values, labels), result, call)
         point.wall = time.monotonic() - started
         on_point(point)
-        return point
+        return point, bool(result.error)
 
-    if parallel > 1:
-        with ThreadPoolExecutor(max_workers=parallel) as pool:
-            sweep.points = list(pool.map(one, range(1, len(points) + 1), points))
-    else:
-        sweep.points = [one(i, values) for i, values in enumerate(points, 1)]
+    def worker(slot: int) -> None:
+        name = lab_name(slot)
+        lab_cm: contextlib.ExitStack | None = None
+        lab = built = None
+        try:
+            while not stop.is_set():
+                with lock:
+                    if not todo:
+                        return
+                    i, values = todo.pop(0)
+                if lab is not None:
+                    try:
+                        _restore_links(lab, built)
+                    except (RuntimeError, LabError):
+                        lab_cm.close()          # a lab whose links cannot be put back is built anew
+                        lab_cm = lab = None
+                if why_not is None and lab is None:
+                    topo = Runner(scenario).planned_topology()
+                    lab_cm = contextlib.ExitStack()
+                    try:
+                        lab = lab_cm.enter_context(Network(topo.renamed(name) if name else topo))
+                        built = shaping.current(lab.state)
+                    except (RuntimeError, LabError):
+                        # the point builds its own lab, as without reuse, and its result says why that failed
+                        lab_cm.close()
+                        lab_cm = lab = None
+                results[i], broke = one(i, values, name, lab)
+                if broke and lab_cm is not None:
+                    # a run that broke may have left the lab broken: the next point builds anew
+                    lab_cm.close()
+                    lab_cm = lab = None
+        except BaseException as exc:         # noqa: BLE001 -- handed to the calling thread
+            failures.append(exc)
+            stop.set()
+        finally:
+            if lab_cm is not None:
+                lab_cm.close()
+
+    threads = [threading.Thread(target=worker, args=(slot,), name=f"sweep-w{slot}", daemon=True)
+               for slot in range(max(1, parallel))]
+    for t in threads:
+        t.start()
+    try:
+        for t in threads:
+            while t.is_alive():
+                t.join(0.2)
+    except BaseException:
+        # stopped (a signal): no new point starts; each worker finishes its point and tears its lab down
+        stop.set()
+        for t in threads:
+            t.join()
+        raise
+    if failures:
+        raise failures[0]
+    sweep.points = [results[i] for i in range(1, len(points) + 1)]
     sweep.wall = time.monotonic() - t0
     return sweep

@@ -93,3 +93,36 @@ def test_two_shards_at_once_merge_into_the_unsharded_verdicts(tmp_path):
     page = (tmp_path / "merged" / "index.html").read_text()
     assert all(f"{n}/report.html" in page for n in _verdicts(tmp_path / "all"))
     assert all((tmp_path / "merged" / n / "report.html").is_file() for n in _verdicts(tmp_path / "all"))
+
+
+class _FakeRun:
+    """A child `icelab run` that answers at once and notes the order the children started in."""
+
+    started: list[str] = []
+
+    def __init__(self, argv, **kw):
+        self.file = argv[argv.index("run") + 1]
+        _FakeRun.started.append(self.file)
+
+    def communicate(self):
+        name = Path(self.file).stem
+        return json.dumps([{"scenario": name, "lab": "l", "verdict": "pass", "error": None, "timings": {"total": 1},
+                            "checks": [], "observations": {}, "events": []}]), ""
+
+
+def test_parallel_verify_starts_the_longest_first_and_reports_in_the_order_given(monkeypatch):
+    from types import SimpleNamespace
+
+    from lab.cli import runs
+    monkeypatch.setattr(runs.subprocess, "Popen", _FakeRun)
+    names = ["a", "b", "c", "d"]
+    set_ = [SimpleNamespace(name=n, file=f"{n}.yaml", topology=SimpleNamespace(name="office")) for n in names]
+    durations = {"a": 5.0, "b": 40.0, "d": 30.0}                 # c unmeasured: shard.ESTIMATE (20 s)
+    assert [s.name for s in runs.longest_first(set_, durations)] == ["b", "d", "c", "a"]
+    _FakeRun.started = []
+    results = runs.run_parallel(set_, 1, None, None, durations=durations)
+    assert _FakeRun.started == ["b.yaml", "d.yaml", "c.yaml", "a.yaml"]
+    assert [r.scenario.name for r in results] == names
+    _FakeRun.started = []
+    runs.run_parallel(set_, 1, None, None)                      # no durations: the order given
+    assert _FakeRun.started == ["a.yaml", "b.yaml", "c.yaml", "d.yaml"]
