@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 
 from .constants import Timers
 from .peer import RelayPeer
+from .persistent import PersistentOptions
 from .session import FAILED, Outcome, RTCSession
 from .signalling import SignallingChannel
 from .timeline import Timeline
@@ -30,6 +31,7 @@ class CallOptions:
     gum_time: float = 0.0            # s the microphone takes to open (getUserMedia); the pool gathers meanwhile
     timers: Timers = field(default_factory=Timers)
     vdi: vdi_mod.VdiOptions | None = None     # under VDI: where the engine runs (lab/agent/vdi.py)
+    persistent: PersistentOptions | None = None   # the CCP's persistent peer connection (lab/agent/persistent.py)
 
 
 async def place_call(call_id: str, info: dict[str, Any], *, ssl: ssl_mod.SSLContext | None,
