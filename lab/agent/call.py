@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 from .constants import Timers
 from .peer import RelayPeer
-from .persistent import PersistentOptions
+from .persistent import PersistentOptions, PersistentSession
 from .session import FAILED, Outcome, RTCSession
 from .signalling import SignallingChannel
 from .timeline import Timeline
@@ -48,6 +48,16 @@ async def place_call(call_id: str, info: dict[str, Any], *, ssl: ssl_mod.SSLCont
         if options.vdi.mode == "redirected":
             ep = urlsplit(cfg["signalingEndpoint"])
             channel = vdi_mod.virtual_channel(options.vdi, ep.hostname, ep.port or 443)
+    if options.persistent is not None:
+        def leg() -> tuple[RelayPeer, SignallingChannel]:
+            # the page-load set-up names no contact: no contactCtx in its URL
+            sig = SignallingChannel(cfg["signalingEndpoint"], call_id, "", timeline=tl, ssl=ssl, channel=channel)
+            sig.url = sig.url.split("&contactCtx=")[0]
+            return (RelayPeer(cfg["iceServers"], profile=options.profile, timeline=tl, ssl=ssl, media=options.media,
+                              mdns=options.mdns, gum_time=options.gum_time), sig)
+        return await PersistentSession(leg, call_id=call_id, call_context_token=info["callContextToken"],
+                                       options=options.persistent, timeline=tl, timers=options.timers,
+                                       talk_time=options.talk_time).run()
     peer = RelayPeer(cfg["iceServers"], profile=options.profile, timeline=tl, ssl=ssl, media=options.media,
                      mdns=options.mdns, gum_time=options.gum_time)
     sig = SignallingChannel(cfg["signalingEndpoint"], call_id, info["callContextToken"], timeline=tl, ssl=ssl,

@@ -189,7 +189,7 @@ async function startPersistent() {
   const pcm = new connect.RtcPeerConnectionManager(
       callConfig.signalingEndpoint, null, () => Promise.resolve(callConfig.iceServers),
       (type, message) => emit({kind: "info", name: "publish-error", type, message: String(message)}),
-      "icelab-client", null, logger, null, null, wss, new Strategy(), true, "icelab-browser");
+      "icelab-client", null, logger, CFG.callId, null, wss, new Strategy(), true, "icelab-browser");
   pcm.isRTPSAllowlisted = true;   // what Streams sets from the agent's configuration
   pcm._wssManager = null;
   pcm.activatePersistentPeerConnectionMode();

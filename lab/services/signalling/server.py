@@ -178,8 +178,11 @@ class SignallingServer:
             await self._send(ws, call_id, {"jsonrpc": "2.0", "id": rid,
                                            "error": {"code": code_msg[0], "message": code_msg[1]}})
 
-        if plan is None and params.get("persistentConnection") and not params.get("callContextToken"):
-            plan = self.calls[call_id] = CallPlan(contact_ctx="")     # the page-load set-up of a persistent one
+        if params.get("persistentConnection") and not params.get("callContextToken"):
+            # the page-load set-up of a persistent peer connection: no contact to check the
+            # token of; the call's plan (busy, silent, a delay) still applies
+            base = plan or CallPlan(contact_ctx="")
+            plan = CallPlan(contact_ctx="", behaviour=base.behaviour, answer_delay=base.answer_delay)
             ctx = ""
         if plan is None or plan.behaviour == "not_found":
             return await error(CALL_NOT_FOUND)
