@@ -234,7 +234,7 @@ class PersistentSession:
         ack = asyncio.ensure_future(self._request("connectContact", params))
         tl.add("state", TALKING)
         watcher = asyncio.ensure_future(self._watch_ice_restart(k))
-        start = await self.peer.media.stats() if self.peer.media else {}
+        start = await self._stats()
         q = await self.peer.talk(self.talk_time)
         watcher.cancel()
         for key in ("packets_sent", "packets_received", "packets_lost"):
@@ -251,6 +251,11 @@ class PersistentSession:
         ack.cancel()
         tl.add("state", DISCONNECTED)
         return q
+
+    async def _stats(self) -> dict[str, Any]:
+        """The kept connection's packet counters (since the set-up)."""
+        media = getattr(self.peer, "media", None) if self.peer is not None else None
+        return await media.stats() if media is not None else {}
 
     async def _request(self, method: str, params: dict[str, Any]) -> None:
         """A request on the kept channel; a channel the path broke is opened again first
@@ -302,7 +307,7 @@ class PersistentSession:
         inactivity = float(self.answer.get("inactivityDuration") or 0) / 1000.0
         for k in range(1, self.options.calls + 1):
             if k > 1:
-                before = await self.peer.media.stats() if self.peer and self.peer.media else {}
+                before = await self._stats()
                 tl.add("persistent", "idle", seconds=self.options.idle, ice=self.ice_state())
                 if inactivity and self.options.idle >= inactivity:
                     # the channel's inactivity timer (the answer's inactivityDuration) destroys it
@@ -311,8 +316,8 @@ class PersistentSession:
                     await asyncio.sleep(self.options.idle - inactivity)
                 else:
                     await asyncio.sleep(self.options.idle)
-                if self.peer is not None and self.peer.media:
-                    after = await self.peer.media.stats()
+                if self.peer is not None and getattr(self.peer, "media", None) is not None:
+                    after = await self._stats()
                     tl.add("persistent", "idle-end", ice=self.ice_state(),
                            packets_sent=after["packets_sent"] - before.get("packets_sent", 0),
                            packets_received=after["packets_received"] - before.get("packets_received", 0))
