@@ -21,9 +21,9 @@ What the library does (bundle module 34 ``rtc_peer_connection_manager``, 36 ``rt
 - the channel's inactivity timer (the answer's ``inactivityDuration``) destroys an idle
   persistent connection; the next call then starts from scratch.
 
-Chrome's refreshes of the idle TURN allocation (libwebrtc ``turn_port.cc``, see
-:data:`CHROME_TURN`) happen far later than RTP and consent traffic, so they do not decide
-whether a NAT keeps the mapping.
+Chrome's refreshes of the idle TURN allocation (libwebrtc ``turn_port.cc``; the emulated
+TURN client keeps its schedule, ``lab.agent.turnclient.CHROME_TURN``) happen far later than
+RTP and consent traffic, so they do not decide whether a NAT keeps the mapping.
 """
 
 from __future__ import annotations
@@ -41,34 +41,6 @@ from .timeline import Timeline
 
 #: connect-rtc-js 1.3.2, module 37 ``ConnectedSubstate``: ``this.retryInterval=3e3``
 ICE_RESTART_AFTER = 3.0
-#: module 37 ``InviteAnswerSubstate``: ``maxRetries=3, retryInterval=1e3`` for an ICE-restart invite
-ICE_RESTART_INVITE_RETRIES = 3
-ICE_RESTART_INVITE_RETRY_INTERVAL = 1.0
-#: module 43: ``connectContact`` is retried on a JSON-RPC error while ``++retries < h``
-#: libwebrtc p2p_constants.h ``STRONG_AND_STABLE_WRITABLE_CONNECTION_PING_INTERVAL`` (2500 ms):
-#: how often Chrome pings a stable connection, idle or not
-CHROME_STABLE_PING_INTERVAL = 2.5
-#: Chrome sends RTP every 20 ms from a disabled (paused) audio track: Opus with usedtx=0
-RTP_INTERVAL = 0.020
-
-
-@dataclass(frozen=True)
-class TurnRefresh:
-    """When libwebrtc's TurnPort refreshes what it holds on the server (``turn_port.cc``)."""
-
-    #: ``TurnRefreshRequest`` scheduled at lifetime - 60 s (``ScheduleRefresh``:
-    #: ``lifetime - TURN_REFRESH_MARGIN`` with 60 s margin)
-    allocation_margin: float = 60.0
-    #: ``TURN_PERMISSION_TIMEOUT`` 5 min, CreatePermission resent 1 min before: every 240 s
-    permission: float = 240.0
-    #: ``TURN_CHANNEL_BINDING_TIMEOUT`` 10 min, ChannelBind resent 1 min before: every 540 s
-    channel: float = 540.0
-
-    def allocation(self, lifetime: float) -> float:
-        return max(lifetime - self.allocation_margin, 1.0)
-
-
-CHROME_TURN = TurnRefresh()
 
 
 @dataclass(frozen=True)
