@@ -39,7 +39,7 @@ from .session import DISCONNECTED, FAILED, INVITE_ANSWER, TALKING, Outcome, RTCS
 from .signalling import RPCError
 from .timeline import Timeline
 
-#: connect-rtc-js 1.3.2, module 37 ``ConnectedSubstate``: ``this.retryInterval=3e3``
+#: connect-rtc-js 1.3.2 ``src/rtc_session_talking_substates.js:27`` (``ConnectedSubstate.retryInterval``)
 ICE_RESTART_AFTER = 3.0
 
 
