@@ -131,3 +131,23 @@ def test_inactivity_timer_tears_down_and_the_next_call_starts_afresh():
     assert out.reached_talking and not out.quality["silent_audio"]
     assert len(legs) == 2                     # a new set-up for the second call
     assert [e["reason"] for e in tl.as_list() if e["name"] == "destroyed"] == ["inactivity timer"]
+
+
+def test_the_agent_config_checks_the_option(tmp_path):
+    import json
+
+    import pytest
+
+    from lab.agent.__main__ import ConfigError, load
+
+    def cfg(persistent):
+        p = tmp_path / "agent.json"
+        p.write_text(json.dumps({"callId": "c1", "mediaInfo": {}, "persistent": persistent}))
+        return str(p)
+
+    _, _, _, opts = load(cfg({"calls": 3, "idle": 5}))
+    assert opts.persistent == PersistentOptions(calls=3, idle=5.0)
+    for bad, words in (({"calls": 0}, "at least 1"), ({"idle": -1}, ">= 0"), ({"idel": 5}, "persistent.idel: unknown"),
+                       ("yes", "must be a mapping")):
+        with pytest.raises(ConfigError, match=words):
+            load(cfg(bad))
