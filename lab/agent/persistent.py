@@ -32,6 +32,8 @@ import asyncio
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from websockets.exceptions import ConnectionClosed
+
 from . import errors
 from .constants import Timers
 from .errors import RTCError
@@ -236,7 +238,7 @@ class PersistentSession:
             try:
                 await self.signalling.request(method, params, self.timers.accept_bye)
                 return
-            except (ConnectionError, OSError) as exc:
+            except (ConnectionError, OSError, ConnectionClosed) as exc:
                 self.timeline.add("signalling", "reconnecting", reason=f"{type(exc).__name__}: {exc}")
                 try:
                     await self.signalling.close()

@@ -151,3 +151,38 @@ def test_the_agent_config_checks_the_option(tmp_path):
                        ("yes", "must be a mapping")):
         with pytest.raises(ConfigError, match=words):
             load(cfg(bad))
+
+
+def test_a_channel_the_path_broke_is_opened_again():
+    from websockets.exceptions import ConnectionClosedError
+
+    legs = []
+
+    class Broken(Signalling):
+        def __init__(self, **kw):
+            super().__init__(**kw)
+            self.broken = False
+            self.reconnects = 0
+
+        async def request(self, method, params, timeout):
+            if self.broken and method != "invite":
+                self.broken = False
+                raise ConnectionClosedError(None, None)
+            return await super().request(method, params, timeout)
+
+        async def connect(self, timeout, max_retries):
+            self.reconnects += 1
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        tl = Timeline(clock=loop.time)
+        s = session(tl, legs)
+        sig = Broken(answer={**Signalling().answer, "peerConnectionToken": "pct"})
+        s.make_leg = lambda: legs.append((Peer(), sig)) or legs[-1]
+        loop.call_later(10.0, setattr, sig, "broken", True)
+        return await s.run(), tl, sig
+
+    out, tl, sig = run(main())
+    assert out.reached_talking and sig.reconnects == 2          # the set-up's, then the reconnect
+    assert [e for e in tl.as_list() if e["name"] == "reconnecting"]
+    assert [m for m, _ in sig.requests].count("connectContact") == 2
