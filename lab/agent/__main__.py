@@ -13,7 +13,8 @@ Config (JSON)::
      "gum_time": 0.0,                   # s until the microphone opens (GrabLocalMediaState); the pool gathers meanwhile
      "levels": 0.25,                    # s between {"level": ...} lines while talking (0/absent: none)
      "timers": {"ice": 8.0},            # optional overrides of lab.agent.constants.Timers
-     "vdi": {"mode": "redirected", "desktop": "192.0.2.5", "port": 1494}}   # optional (lab/agent/vdi.py)
+     "vdi": {"mode": "redirected", "desktop": "192.0.2.5", "port": 1494},   # optional (lab/agent/vdi.py)
+     "persistent": {"calls": 2, "idle": 20}}  # optional: the CCP's persistent peer connection (lab/agent/persistent.py)
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from . import browser
 from .call import CallOptions, place_call
 from .constants import Timers
 from .gather import PROFILES
+from .persistent import PersistentOptions
 from .timeline import render
 from .vdi import VdiOptions
 from lab.core.errors import LabError
@@ -47,6 +49,17 @@ def _seconds(path: str, doc: dict, key: str) -> float:
     if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
         raise ConfigError(f"{path}: {key}: must be a number of seconds >= 0, not {v!r}")
     return float(v)
+
+
+def _persistent(path: str, doc: dict) -> PersistentOptions | None:
+    if doc.get("persistent") is None:
+        return None
+    if not isinstance(doc["persistent"], dict):
+        raise ConfigError(f"{path}: persistent: must be a mapping (calls, idle, settle), not {doc['persistent']!r}")
+    try:
+        return PersistentOptions.from_dict(doc["persistent"])
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{path}: {exc}")
 
 
 def load(path: str) -> tuple[str, dict, ssl.SSLContext | None, CallOptions]:
@@ -101,7 +114,8 @@ def load(path: str) -> tuple[str, dict, ssl.SSLContext | None, CallOptions]:
                        media=bool(doc.get("media", True)), mdns=doc.get("mdns", False),
                        gum_time=_seconds(path, doc, "gum_time"), levels=_seconds(path, doc, "levels"),
                        timers=Timers(**timers), vdi=vdi,
-                       pki_dir=ca.parent if ca else None)
+                       pki_dir=ca.parent if ca else None,
+                       persistent=_persistent(path, doc))
     return call["callId"], call["mediaInfo"], ctx, opts
 
 
@@ -125,7 +139,9 @@ def main(argv: list[str] | None = None) -> int:
     if opts.engine == "chromium":
         try:
             summary = browser.place_call(call_id, info, pki_dir=opts.pki_dir, talk_time=opts.talk_time,
-                                         levels=opts.levels, stream=None if args.text else sys.stdout)
+                                         levels=opts.levels,
+                                         persistent=opts.persistent.as_dict() if opts.persistent else None,
+                                         stream=None if args.text else sys.stdout)
         except browser.BrowserError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2

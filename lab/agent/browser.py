@@ -101,8 +101,9 @@ def spki_hashes(pki_dir: Path) -> list[str]:
 
 
 def write_page(workdir: Path, call_id: str, media_info: dict[str, Any], talk_time: float,
-               levels: float = 0.0) -> Path:
-    config = {"callId": call_id, "mediaInfo": media_info, "talkTime": talk_time, "levels": levels}
+               levels: float = 0.0, persistent: dict[str, Any] | None = None) -> Path:
+    config = {"callId": call_id, "mediaInfo": media_info, "talkTime": talk_time, "levels": levels,
+              "persistent": persistent}
     page = workdir / "index.html"
     page.write_text(f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>icelab softphone (connect-rtc-js)</title></head>
@@ -182,7 +183,8 @@ def outcome_of(events: list[dict], done: dict | None) -> dict[str, Any]:
 
 
 def place_call(call_id: str, media_info: dict[str, Any], *, pki_dir: Path | None, talk_time: float = 3.0,
-               stream: TextIO | None = None, deadline: float = 60.0, levels: float = 0.0) -> dict[str, Any]:
+               stream: TextIO | None = None, deadline: float = 60.0, levels: float = 0.0,
+               persistent: dict[str, Any] | None = None) -> dict[str, Any]:
     """Run Chromium in this process's network namespace until the call ends; return the
     outcome (with its timeline) and stream the events as JSON lines as they come. With
     ``levels``, the page polls getStats' audioLevel that often while talking: ``{"level": ...}``
@@ -192,7 +194,9 @@ def place_call(call_id: str, media_info: dict[str, Any], *, pki_dir: Path | None
         raise BrowserError("Chromium is not installed (hint: 'sudo make setup' installs the Debian package chromium)")
     with tempfile.TemporaryDirectory(prefix="icelab-chromium-") as tmp:
         work = Path(tmp)
-        page = write_page(work, call_id, media_info, talk_time, levels)
+        page = write_page(work, call_id, media_info, talk_time, levels, persistent)
+        if persistent:      # the calls and the idle times between them come on top
+            deadline += persistent["calls"] * (talk_time + 10.0) + (persistent["calls"] - 1) * persistent["idle"]
         argv = [exe, *QUIET_FLAGS, f"--user-data-dir={work / 'profile'}",
                 f"--host-resolver-rules={resolver_rules(media_info)}"]
         hashes = spki_hashes(pki_dir) if pki_dir else []

@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 
 from .constants import Timers
 from .peer import RelayPeer
+from .persistent import PersistentOptions, PersistentSession
 from .session import FAILED, Outcome, RTCSession
 from .signalling import SignallingChannel
 from .timeline import Timeline
@@ -31,6 +32,7 @@ class CallOptions:
     levels: float = 0.0              # s between audio level lines while talking (lab/agent/levels.py; 0: none)
     timers: Timers = field(default_factory=Timers)
     vdi: vdi_mod.VdiOptions | None = None     # under VDI: where the engine runs (lab/agent/vdi.py)
+    persistent: PersistentOptions | None = None   # the CCP's persistent peer connection (lab/agent/persistent.py)
 
 
 async def place_call(call_id: str, info: dict[str, Any], *, ssl: ssl_mod.SSLContext | None,
@@ -47,6 +49,16 @@ async def place_call(call_id: str, info: dict[str, Any], *, ssl: ssl_mod.SSLCont
         if options.vdi.mode == "redirected":
             ep = urlsplit(cfg["signalingEndpoint"])
             channel = vdi_mod.virtual_channel(options.vdi, ep.hostname, ep.port or 443)
+    if options.persistent is not None:
+        def leg() -> tuple[RelayPeer, SignallingChannel]:
+            # the page-load set-up names no contact: no contactCtx in its URL
+            sig = SignallingChannel(cfg["signalingEndpoint"], call_id, "", timeline=tl, ssl=ssl, channel=channel)
+            sig.url = sig.url.split("&contactCtx=")[0]
+            return (RelayPeer(cfg["iceServers"], profile=options.profile, timeline=tl, ssl=ssl, media=options.media,
+                              mdns=options.mdns, gum_time=options.gum_time), sig)
+        return await PersistentSession(leg, call_id=call_id, call_context_token=info["callContextToken"],
+                                       options=options.persistent, timeline=tl, timers=options.timers,
+                                       talk_time=options.talk_time).run()
     peer = RelayPeer(cfg["iceServers"], profile=options.profile, timeline=tl, ssl=ssl, media=options.media,
                      mdns=options.mdns, gum_time=options.gum_time, levels=options.levels)
     sig = SignallingChannel(cfg["signalingEndpoint"], call_id, info["callContextToken"], timeline=tl, ssl=ssl,

@@ -23,8 +23,31 @@ from .stuntx import CHROME, RetransmitSchedule, ScheduledTransaction
 UDP_SOCKET_BUFFER_SIZE = 262144
 
 
+@dataclass(frozen=True)
+class TurnRefresh:
+    """When Chrome refreshes what it holds on a TURN server (libwebrtc ``turn_port.cc``),
+    instead of aioice's own times (the allocation at 5/6 of its lifetime, channels at 500 s, no
+    CreatePermission). Only a long call or a kept peer connection idle for minutes
+    (docs/persistent.md) lives long enough to see one."""
+
+    #: ``TurnPort::ScheduleRefresh``: the Refresh is sent ``TURN_REFRESH_MARGIN`` (60 s)
+    #: before the lifetime the server granted ends
+    allocation_margin: float = 60.0
+    #: ``TURN_PERMISSION_TIMEOUT`` 5 min, CreatePermission resent 1 min before it ends
+    permission: float = 240.0
+    #: ``TURN_CHANNEL_BINDING_TIMEOUT`` 10 min, ChannelBind resent 1 min before it ends
+    channel: float = 540.0
+
+    def allocation(self, lifetime: float) -> float:
+        return max(lifetime - self.allocation_margin, 1.0)
+
+
+CHROME_TURN = TurnRefresh()
+
+
 class _Scheduled:
-    """Mixin: STUN requests on a retransmission schedule, every send reported."""
+    """Mixin: STUN requests on a retransmission schedule, every send reported; refreshes on
+    Chrome's schedule (:data:`CHROME_TURN`)."""
 
     schedule: RetransmitSchedule = CHROME
     reliable = False
@@ -51,6 +74,54 @@ class _Scheduled:
             return await tx.run()
         finally:
             del self.transactions[request.transaction_id]
+
+
+    refresh_schedule: TurnRefresh = CHROME_TURN
+    permission_task: asyncio.Task | None = None
+
+    async def connect(self) -> tuple[str, int]:
+        relayed = await super().connect()
+        self.permission_task = asyncio.ensure_future(self.refresh_permissions())
+        return relayed
+
+    async def refresh(self, time_to_expiry: int) -> None:
+        """aioice's refresh loop on Chrome's timing: ``lifetime - 60 s``, not 5/6 of it."""
+        while True:
+            await asyncio.sleep(self.refresh_schedule.allocation(time_to_expiry))
+            request = stun.Message(message_method=stun.Method.REFRESH, message_class=stun.Class.REQUEST)
+            request.attributes["LIFETIME"] = self.lifetime
+            try:
+                response, _ = await self.request_with_retry(request)
+                if "LIFETIME" not in response.attributes:
+                    raise ConnectionError("TURN refresh response is missing LIFETIME")
+            except (ConnectionError, stun.TransactionError):
+                # the allocation is gone: stop using it, as aioice does
+                self.transport.close()
+                return
+            time_to_expiry = response.attributes["LIFETIME"]
+
+    async def refresh_permissions(self) -> None:
+        """Chrome keeps a CreatePermission per peer besides the channel binding (``TurnEntry``):
+        every :attr:`TurnRefresh.permission` seconds. aioice relies on ChannelBind alone, which
+        a server that times permissions at 300 s does not accept as a refresh of them."""
+        while True:
+            await asyncio.sleep(self.refresh_schedule.permission)
+            if self.transport is None or self.transport.is_closing():
+                return          # the allocation was given up (a failed refresh closes it)
+            for addr in list(self.peer_to_channel):
+                request = stun.Message(message_method=stun.Method.CREATE_PERMISSION,
+                                       message_class=stun.Class.REQUEST)
+                request.attributes["XOR-PEER-ADDRESS"] = addr
+                try:
+                    await self.request_with_retry(request)
+                except (ConnectionError, stun.TransactionError):
+                    pass        # the next ChannelBind or Send tells; Chrome prunes the connection
+
+    async def delete(self) -> None:
+        if self.permission_task is not None:
+            self.permission_task.cancel()
+            self.permission_task = None
+        await super().delete()
 
 
 class ScheduledTurnUdp(_Scheduled, turn.TurnClientUdpProtocol):
@@ -181,7 +252,7 @@ async def allocate(url: TurnURL, username: str, password: str, *, schedule: Retr
     def make(cls):
         def factory():
             p = cls(addr, username=username, password=password, lifetime=lifetime,
-                    channel_refresh_time=turn.DEFAULT_CHANNEL_REFRESH_TIME)
+                    channel_refresh_time=int(CHROME_TURN.channel))
             p.schedule = schedule
             p.on_send = on_send
             p.ignore_unauthenticated_errors = ignore_unauthenticated_errors

@@ -51,14 +51,30 @@ function text(arg) {
 // The library logs "OldState => NewState" on every transition of its two state machines,
 // through a logger wrapped to pass (callId, category, ...message): category SESSION for the
 // RTCSession (the softphone's states), SIGNALING for the LilyRTC channel.
+// With a persistent peer connection the session's logger is wrapped twice (by the
+// RtcPeerConnectionManager, then by the RTCSession): (pcmCallId, "RtcPeerConnectionManager",
+// callId, category, ...message). The category is then the fourth argument, the message after it.
+const CATEGORIES = ["SESSION", "SIGNALING"];
+// Streams' logger returns an object for chaining (.sendInternalLogToServer(), .withException());
+// the managers use it, the plain RTCSession does not
+const chain = {sendInternalLogToServer() { return chain; }, withException() { return chain; },
+               withObject() { return chain; }};
 const logger = {};
 for (const level of ["log", "info", "warn", "error", "debug"]) {
   logger[level] = (...args) => {
-    const category = args.length > 2 ? args[1] : "";
-    const msg = args.slice(args.length > 2 ? 2 : 0).map(text).join(" ");
+    let at = args.length > 2 ? 1 : -1;
+    const inner = args.findIndex((a, i) => i > 1 && CATEGORIES.includes(a));
+    if (inner > 0) at = inner;
+    const category = at >= 0 ? args[at] : "";
+    const msg = args.slice(at + 1).map(text).join(" ");
     const m = msg.match(/^(\w+|null) => (\w+State)$/);
+    const sub = msg.match(/^Substate: (\w+|null) => (\w+)$/);
     if (m) emit({kind: category === "SIGNALING" ? "signalling" : "state", name: m[2], from: m[1]});
+    else if (sub) emit({kind: "substate", name: sub[2], from: sub[1]});
+    else if (/ICE restart|IceRestart|persistent peer connection|health check|Inactivity timer/.test(msg))
+      emit({kind: "info", name: "library", category, message: msg.slice(0, 300)});
     else if (level === "warn" || level === "error") emit({kind: "info", name: level, category, message: msg.slice(0, 300)});
+    return chain;
   };
 }
 
@@ -199,4 +215,92 @@ function start() {
   session.connect();
 }
 
-start();
+const sleep = ms => new Promise(r => setTimeout(r, ms));
+
+async function counters() {
+  const c = {packets_sent: 0, packets_received: 0};
+  if (!thePC) return c;
+  (await thePC.getStats()).forEach(s => {
+    if (s.kind !== "audio") return;
+    if (s.type === "outbound-rtp") c.packets_sent = s.packetsSent;
+    if (s.type === "inbound-rtp") c.packets_received = s.packetsReceived;
+  });
+  return c;
+}
+
+// The CCP's persistent peer connection, as amazon-connect-streams sets it up with
+// connect-rtc-js 1.3.2's RtcPeerConnectionManager (docs/persistent.md): the peer connection
+// and its TURN allocation are made at page load with an invite that names no contact,
+// kept between calls, and each call is put on it with connectContact (taken off with
+// disconnectContact). The CCP's shared WebSocket is not emulated: the manager is given a
+// stub for its topic subscription and then none, so that the signalling channel opens its own
+// LilyRTC WebSocket as the plain RTCSession does. The strategy turns off the early-media idle
+// connection (a second, non-persistent peer connection the manager makes while it does not yet
+// know that persistence is allowed), so that the persistent one is the only one.
+async function startPersistent() {
+  const info = CFG.mediaInfo;
+  const callConfig = JSON.parse(info.callConfigJson);
+  const P = CFG.persistent;
+  class Strategy extends connect.StandardStrategy { _isEarlyMediaConnectionSupported() { return false; } }
+  const wss = {subscribeTopics() {}, onMessage() { return () => {}; }};
+  emit({kind: "info", name: "connect", user_agent: navigator.userAgent, persistent: true});
+  const pcm = new connect.RtcPeerConnectionManager(
+      callConfig.signalingEndpoint, null, () => Promise.resolve(callConfig.iceServers),
+      (type, message) => emit({kind: "info", name: "publish-error", type, message: String(message)}),
+      "icelab-client", null, logger, CFG.callId, null, wss, new Strategy(), true, "icelab-browser");
+  pcm.isRTPSAllowlisted = true;   // what Streams sets from the agent's configuration
+  pcm._wssManager = null;
+  pcm.activatePersistentPeerConnectionMode();
+  // set up: the page-load session ends in DisconnectedState once answered (AcceptState), the
+  // manager keeping the peer connection, its token and the signalling channel
+  const t0 = performance.now();
+  while (!(pcm._peerConnectionToken && pcm._rtcSession === null)) {
+    if (performance.now() - t0 > 30000) { emit({kind: "error", name: "PERSISTENT_SETUP_FAILED", message: "no set-up within 30 s"}); return end({rtc_error: "PERSISTENT_SETUP_FAILED", quality: null}); }
+    await sleep(50);
+  }
+  emit({kind: "persistent", name: "ready", ice: thePC && thePC.iceConnectionState});
+  const calls = [];
+  let failed = null;
+  for (let k = 1; k <= P.calls; k++) {
+    if (k > 1) {
+      const before = await counters();
+      emit({kind: "persistent", name: "idle", seconds: P.idle, ice: thePC.iceConnectionState});
+      await sleep(P.idle * 1000);
+      const after = await counters();
+      emit({kind: "persistent", name: "idle-end", ice: thePC.iceConnectionState,
+            packets_sent: after.packets_sent - before.packets_sent,
+            packets_received: after.packets_received - before.packets_received});
+    } else if (P.settle) {
+      await sleep(P.settle * 1000);
+    }
+    const result = await new Promise(resolve => {
+      const session = pcm.createSession(CFG.callId + "-" + k, callConfig.iceServers, info.callContextToken);
+      emit({kind: "persistent", name: "call", call: k, reused: !!pcm._signalingChannel, ice: thePC.iceConnectionState});
+      session.onSessionFailed = (s, reason) => {
+        failed = errorName(reason);
+        emit({kind: "error", name: failed, message: String(reason), call: k});
+        resolve({call: k, rtc_error: failed});
+      };
+      session.onSessionConnected = async () => {
+        emit({kind: "info", name: "session-connected", call: k});
+        const start = await counters();
+        await sleep(CFG.talkTime * 1000);
+        const q = await quality();
+        q.packets_sent -= start.packets_sent;
+        q.packets_received -= start.packets_received;
+        q.silent_audio = q.packets_received === 0;
+        emit({kind: "quality", name: "talking", call: k, ...q});
+        pcm.hangup();
+        resolve({call: k, rtc_error: null, quality: q});
+      };
+      pcm.connect();
+    });
+    calls.push(result);
+    if (result.rtc_error) break;
+  }
+  await sleep(500);
+  const last = calls[calls.length - 1];
+  end({rtc_error: failed, quality: last.quality || null, calls});
+}
+
+if (CFG.persistent) startPersistent(); else start();

@@ -29,6 +29,15 @@ from .softphone import ICE_STATE, SILENCE_DBFS, SOFTPHONE_ERRORS
 MAX_LOAD_CALLS = 1000  # one machine verifies about 200-300 at once (docs/scale.md)
 
 
+class Persistent(Strict):
+    """The CCP's persistent peer connection (lab/agent/persistent.py, docs/persistent.md): the
+    peer connection and its TURN allocation set up before the first call and kept between
+    calls, each call put on it with connectContact."""
+
+    calls: int = Field(2, ge=1, le=10, description="how many calls, one after the other, on the kept connection")
+    idle: DurationText = Field("20s", description="the idle time between two calls (the call's talk time apart)")
+
+
 class Call(Strict):
     """Place a softphone call from an agent host: the emulated softphone (lab/agent) against
     the lab's signalling mock, media edge and TURN (docs/softphone.md)."""
@@ -64,6 +73,9 @@ class Call(Strict):
         "how long the emulated microphone takes to open (getUserMedia) in GrabLocalMediaState; the "
         "candidate pool gathers meanwhile. Headless Chromium's fake device takes 0.13-0.75 s here "
         "(docs/fidelity.md); the emulated engine only"))
+    persistent: Persistent | None = Field(None, description=(
+        "place several calls on one persistent peer connection, idle in between; the outcome, audio "
+        "and quality are the last call's (every call's are in the timeline)"))
 
 
 class CallStep(Call):
@@ -72,7 +84,8 @@ class CallStep(Call):
     talk: float
     answer_delay: float
     gum: float
-    over: float
+    over: float = 0.0                     # seconds; 0: a single call, or all at once
+    persistent_idle: float = 0.0
 
 
 class CallExpect(ExpectModel):
@@ -141,6 +154,15 @@ class CallAction(Action):
             if m:
                 ck.err(path + (key,), m, h)
                 ok = False
+        if spec.persistent is not None:
+            times["persistent_idle"], m, h = parse_duration(spec.persistent.idle)
+            if m:
+                ck.err(path + ("persistent", "idle"), m, h)
+                ok = False
+            if spec.vdi is not None:
+                ck.err(path + ("persistent",), "a persistent peer connection is not emulated under VDI",
+                       "leave 'vdi' or 'persistent' out")
+                ok = False
         if ok and spec.vdi is not None and topo.nodes[spec.from_].vdi is None:
             ck.err(path + ("vdi",), f"'{spec.from_}' is not a thin client, so it has no VDI mode",
                    "give the host 'vdi: {desktop: NAME}' in the topology, or leave 'vdi' out")
@@ -208,6 +230,10 @@ class CallRun:
         if spec.vdi is not None:
             client = run.scenario.topology.nodes[spec.from_].vdi
             agent_cfg["vdi"] = {"mode": spec.vdi, "desktop": str(client.address), "port": client.port}
+        self.max_s = self.MAX_S
+        if spec.persistent is not None:
+            agent_cfg["persistent"] = {"calls": spec.persistent.calls, "idle": spec.persistent_idle}
+            self.max_s += spec.persistent.calls * spec.talk + (spec.persistent.calls - 1) * spec.persistent_idle
         cfg.write_text(json.dumps(agent_cfg))
         self.lines: list[tuple[float, dict]] = []
         self.stderr = b""
@@ -219,12 +245,12 @@ class CallRun:
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()
         self.started = 0.0
-        self.deadline = time.monotonic() + self.MAX_S
+        self.deadline = time.monotonic() + self.max_s
 
     def go(self) -> "CallRun":
         """Place the call now (the step's time)."""
         self.started = time.monotonic() - self.run.t0
-        self.deadline = time.monotonic() + self.MAX_S
+        self.deadline = time.monotonic() + self.max_s
         try:
             self.proc.stdin.write(b"go\n")
             self.proc.stdin.close()

@@ -6,6 +6,12 @@ edge's answer ``{sdp, candidates, inactivityDuration, peerConnectionId,
 peerConnectionToken}``, or with a JSON-RPC error: 404 CallNotFound (unknown call), 403
 AccessDenied (wrong contactCtx), 486 Busy. ``accept`` tells the media edge to connect the
 caller; ``bye`` ends the call. Every message in and out is logged as a JSON line.
+
+The persistent peer connection (connect-rtc-js ``RtcPeerConnectionManager``, docs/persistent.md):
+an ``invite`` with ``persistentConnection: true`` and no ``callContextToken`` is the CCP's
+page-load set-up, answered like a call; ``connectContact`` then puts a contact on that peer
+connection (the caller is connected, as by ``accept``) and ``disconnectContact`` takes it
+off again, leaving the peer connection up.
 """
 
 from __future__ import annotations
@@ -138,6 +144,13 @@ class SignallingServer:
                     if self.on_accept:
                         await self.on_accept(call_id)
                     await self._send(ws, call_id, {"jsonrpc": "2.0", "result": {}, "id": rid})
+                elif method == "connectContact":
+                    # a contact on the persistent peer connection set up by this channel's invite
+                    if self.on_accept:
+                        await self.on_accept(call_id)
+                    await self._send(ws, call_id, {"jsonrpc": "2.0", "result": {}, "id": rid})
+                elif method == "disconnectContact":
+                    await self._send(ws, call_id, {"jsonrpc": "2.0", "result": {}, "id": rid})
                 elif method == "bye":
                     await self._send(ws, call_id, {"jsonrpc": "2.0", "result": {}, "id": rid})
                     if self.on_bye:
@@ -165,9 +178,15 @@ class SignallingServer:
             await self._send(ws, call_id, {"jsonrpc": "2.0", "id": rid,
                                            "error": {"code": code_msg[0], "message": code_msg[1]}})
 
+        if params.get("persistentConnection") and not params.get("callContextToken"):
+            # the page-load set-up of a persistent peer connection: no contact to check the
+            # token of; the call's plan (busy, silent, a delay) still applies
+            base = plan or CallPlan(contact_ctx="")
+            plan = CallPlan(contact_ctx="", behaviour=base.behaviour, answer_delay=base.answer_delay)
+            ctx = ""
         if plan is None or plan.behaviour == "not_found":
             return await error(CALL_NOT_FOUND)
-        if ctx != plan.contact_ctx or params.get("callContextToken") != plan.contact_ctx:
+        if ctx != plan.contact_ctx or (params.get("callContextToken") or "") != plan.contact_ctx:
             return await error(ACCESS_DENIED)
         await asyncio.sleep(plan.answer_delay)
         if plan.behaviour == "busy":

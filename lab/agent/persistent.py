@@ -1,0 +1,323 @@
+"""The CCP's persistent peer connection (connect-rtc-js 1.3.2 ``RtcPeerConnectionManager``):
+one peer connection and its TURN allocation, set up at page load and kept between calls.
+
+What the library does (bundle module 34 ``rtc_peer_connection_manager``, 36 ``rtc_session``,
+37 the TalkingState substates, 43 ``signaling``; docs/persistent.md has the lines):
+
+- set-up: ``activatePersistentPeerConnectionMode()`` asks for ICE servers, creates the peer
+  connection and runs an RTCSession through the normal path with no contact token; its
+  ``invite`` carries ``persistentConnection: true``. ``AcceptState._checkAndTransit`` then goes
+  to DisconnectedState and the manager keeps the peer connection, the answer's
+  ``peerConnectionId``/``peerConnectionToken`` and the LilyRTC channel.
+- a call: ``RTCSession.connect(pc)`` with the manager's channel goes to ``ConnectContactState``,
+  which sends ``connectContact`` and enters TalkingState at once: no getUserMedia wait, no
+  gathering, no invite, no 8 s ICE timer. Hang-up sends ``disconnectContact``, not ``bye``.
+- between calls the local track is only paused (``CleanUpState``: ``pauseLocalAudio``), so the
+  browser keeps sending RTP (silence) and its ICE checks: the NAT mapping is never idle.
+- ICE restart: only in TalkingState's ``ConnectedSubstate``, when ICE *changes* to
+  ``disconnected`` and is still so 3 s later (``retryInterval`` 3000), and only with a
+  ``peerConnectionToken``; or when the server answers ``Stale Peer Connection`` (400).
+  Between calls no session watches ICE, and the health check runs only when a call ends.
+- the channel's inactivity timer (the answer's ``inactivityDuration``) destroys an idle
+  persistent connection; the next call then starts from scratch.
+
+Chrome's refreshes of the idle TURN allocation (libwebrtc ``turn_port.cc``; the emulated
+TURN client keeps its schedule, ``lab.agent.turnclient.CHROME_TURN``) happen far later than
+RTP and consent traffic, so they do not decide whether a NAT keeps the mapping.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from websockets.exceptions import ConnectionClosed
+
+from . import errors
+from .constants import Timers
+from .errors import RTCError
+from .session import DISCONNECTED, FAILED, INVITE_ANSWER, TALKING, Outcome, RTCSession
+from .signalling import RPCError
+from .timeline import Timeline
+
+#: connect-rtc-js 1.3.2 ``src/rtc_session_talking_substates.js:27`` (``ConnectedSubstate.retryInterval``)
+ICE_RESTART_AFTER = 3.0
+
+
+@dataclass(frozen=True)
+class PersistentOptions:
+    """A session option: keep the peer connection between ``calls`` calls, ``idle`` seconds
+    apart (``settle``: seconds between the set-up and the first call)."""
+
+    calls: int = 2
+    idle: float = 20.0
+    settle: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.calls < 1:
+            raise ValueError("persistent.calls must be at least 1")
+        if self.idle < 0 or self.settle < 0:
+            raise ValueError("persistent.idle and persistent.settle must be >= 0 seconds")
+
+    @classmethod
+    def from_dict(cls, doc: dict) -> "PersistentOptions":
+        unknown = set(doc) - {"calls", "idle", "settle"}
+        if unknown:
+            raise ValueError(f"persistent.{sorted(unknown)[0]}: unknown (known: calls, idle, settle)")
+        return cls(calls=int(doc.get("calls", 2)), idle=float(doc.get("idle", 20.0)),
+                   settle=float(doc.get("settle", 0.0)))
+
+    def as_dict(self) -> dict:
+        return {"calls": self.calls, "idle": self.idle, "settle": self.settle}
+
+
+# -- the emulation ----------------------------------------------------------------------------
+
+SETUP = "persistent set-up"
+CONNECT_CONTACT = "ConnectContactState"
+
+
+def persistent_invite_params(sdp: str, candidates: list[dict[str, Any]], call_id: str,
+                             token: str | None, pc_id: str | None, pc_token: str | None,
+                             ice_restart: bool = False) -> dict[str, Any]:
+    """The ``invite`` params of a manager's session (module 43 ``PendingInviteState``): the
+    plain ones plus the persistent connection's."""
+    return {"sdp": sdp, "candidates": candidates, "callContextToken": token, "contactId": call_id,
+            "browserId": BROWSER_ID, "persistentConnection": True, "peerConnectionId": pc_id,
+            "iceRestart": ice_restart, "peerConnectionToken": pc_token}
+
+
+BROWSER_ID = "icelab-browser"
+
+
+class _SetupSession(RTCSession):
+    """The page-load session: the normal path to AcceptState with no contact token; then
+    DisconnectedState, the peer connection and the channel kept (``AcceptState._checkAndTransit``:
+    ``_pcm && !_contactToken`` -> DisconnectedState)."""
+
+    def __init__(self, *a: Any, call_id: str, **kw: Any):
+        super().__init__(*a, **kw)
+        self.call_id = call_id
+        self.answer: dict[str, Any] = {}
+
+    async def _invite_answer(self, offer: str) -> dict[str, Any]:
+        self._enter(INVITE_ANSWER)
+        wire = [{k: c[k] for k in ("candidate", "sdpMid", "sdpMLineIndex") if k in c} for c in self.candidates]
+        params = persistent_invite_params(offer, wire, self.call_id, None, None, None)
+        try:
+            answer = await self.signalling.request("invite", params, self.timers.invite)
+        except asyncio.TimeoutError:
+            raise RTCError(errors.SIGNALLING_HANDSHAKE_FAILURE, f"no answer to invite within {self.timers.invite:.1f} s")
+        except RPCError as exc:
+            raise RTCError(errors.invite_error(exc.code), str(exc))
+        except ConnectionError as exc:
+            raise RTCError(errors.SIGNALLING_HANDSHAKE_FAILURE, str(exc))
+        if not answer.get("sdp"):
+            raise RTCError(errors.INVALID_REMOTE_SDP, "answer without SDP")
+        remote = answer.get("candidates") or []
+        if not remote:
+            raise RTCError(errors.NO_REMOTE_ICE_CANDIDATE, "answer without candidates")
+        self.remote_candidates = list(remote)
+        self.answer = answer
+        return answer
+
+    async def setup(self) -> Outcome | None:
+        """Run to AcceptState; None when the persistent connection is up, else the failure."""
+        try:
+            self.peer.create_peer_connection()
+            await self._grab_local_media()
+            offer = await self._create_offer()
+            await self._set_local_description(offer)
+            await self._connect_signalling_and_ice_collection()
+            answer = await self._invite_answer(offer)
+            await self._accept(answer)
+        except RTCError as exc:
+            sp = errors.softphone_error_type(exc.name)
+            self.timeline.add("error", exc.name, softphone_error=sp, detail=exc.detail, state=self.state)
+            self._enter(FAILED, rtc_error=exc.name)
+            return Outcome(FAILED, exc.name, sp, exc.detail)
+        self._enter(DISCONNECTED, reason=SETUP)
+        return None
+
+
+class PersistentSession:
+    """The CCP with a persistent peer connection: set up once, then ``options.calls`` calls on
+    it, ``options.idle`` seconds apart (what rtc_peer_connection_manager.js does; the module
+    docstring says which lines). Returns the last call's Outcome; every call's quality is in
+    the timeline (``quality`` events with ``call``)."""
+
+    def __init__(self, make_leg: Callable[[], tuple[Any, Any]], *, call_id: str, call_context_token: str,
+                 options: PersistentOptions, timeline: Timeline, timers: Timers = Timers(),
+                 talk_time: float = 3.0):
+        self.make_leg = make_leg        # () -> (peer, signalling channel) of a fresh peer connection
+        self.call_id = call_id
+        self.token = call_context_token
+        self.options = options
+        self.timeline = timeline
+        self.timers = timers
+        self.talk_time = talk_time
+        self.peer: Any = None
+        self.signalling: Any = None
+        self.answer: dict[str, Any] = {}
+        self.candidates = 0
+
+    def ice_state(self) -> str:
+        """The peer connection's iceConnectionState, as last reported."""
+        for e in reversed(self.timeline.as_list()):
+            if e["kind"] == "ice" and e["name"] in ("checking", "connected", "disconnected", "failed"):
+                return e["name"]
+        return "new"
+
+    async def _setup(self) -> Outcome | None:
+        self.peer, self.signalling = self.make_leg()
+        setup = _SetupSession(self.peer, self.signalling, call_context_token="", call_id=self.call_id,
+                              timeline=self.timeline, timers=self.timers, talk_time=self.talk_time)
+        failed = await setup.setup()
+        self.answer = setup.answer
+        self.candidates = len(setup.candidates)
+        if failed is None:
+            self.timeline.add("persistent", "ready", ice=self.ice_state(),
+                              peerConnectionId=self.answer.get("peerConnectionId"))
+        return failed
+
+    async def _teardown(self, why: str) -> None:
+        """``RtcPeerConnectionManager.destroy()``: bye, the peer connection closed."""
+        self.timeline.add("persistent", "destroyed", reason=why)
+        try:
+            await self.signalling.bye("", self.timers.accept_bye)
+        except Exception:  # noqa: BLE001 - the channel may be gone with the path
+            pass
+        for closer in (self.peer.close, self.signalling.close):
+            try:
+                await asyncio.wait_for(closer(), 3)
+            except Exception as exc:  # noqa: BLE001
+                self.timeline.add("info", "cleanup_error", detail=f"{type(exc).__name__}: {exc}")
+        self.peer = self.signalling = None
+
+    async def _contact(self, k: int) -> dict[str, Any]:
+        """One call on the kept peer connection: ConnectContactState sends connectContact and
+        enters TalkingState at once (no wait for its answer)."""
+        tl = self.timeline
+        tl.add("persistent", "call", call=k, reused=True, ice=self.ice_state())
+        tl.add("state", CONNECT_CONTACT)
+        contact_id = f"{self.call_id}-{k}"
+        params = {"contactId": contact_id, "persistentConnection": True,
+                  "peerConnectionId": self.answer.get("peerConnectionId"),
+                  "peerConnectionToken": self.answer.get("peerConnectionToken"), "callContextToken": self.token}
+        ack = asyncio.ensure_future(self._request("connectContact", params))
+        tl.add("state", TALKING)
+        watcher = asyncio.ensure_future(self._watch_ice_restart(k))
+        start = await self._stats()
+        q = await self.peer.talk(self.talk_time)
+        watcher.cancel()
+        for key in ("packets_sent", "packets_received", "packets_lost"):
+            if key in q and key in start:
+                q[key] -= start[key]
+        if "packets_received" in q:
+            # this call's packets, not the connection's since the set-up
+            q["silent_audio"] = q["packets_received"] == 0 or bool(q.get("silent_audio"))
+        tl.add("quality", "summary", call=k, **q)
+        # TalkingState.hangup() with a manager: disconnectContact, not bye
+        await self._request("disconnectContact", {"contactId": contact_id,
+                                                  "peerConnectionId": self.answer.get("peerConnectionId"),
+                                                  "peerConnectionToken": self.answer.get("peerConnectionToken")})
+        ack.cancel()
+        tl.add("state", DISCONNECTED)
+        return q
+
+    async def _stats(self) -> dict[str, Any]:
+        """The kept connection's packet counters (since the set-up)."""
+        media = getattr(self.peer, "media", None) if self.peer is not None else None
+        return await media.stats() if media is not None else {}
+
+    async def _request(self, method: str, params: dict[str, Any]) -> None:
+        """A request on the kept channel; a channel the path broke is opened again first
+        (signaling.js ``channelDown`` -> ``_reconnect``)."""
+        for attempt in range(2):
+            try:
+                await self.signalling.request(method, params, self.timers.accept_bye)
+                return
+            except (ConnectionError, OSError, ConnectionClosed) as exc:
+                self.timeline.add("signalling", "reconnecting", reason=f"{type(exc).__name__}: {exc}")
+                try:
+                    await self.signalling.close()
+                    await self.signalling.connect(self.timers.connect, self.timers.connect_max_retries)
+                except Exception as exc2:  # noqa: BLE001
+                    self.timeline.add("signalling", "reconnect_failed", reason=str(exc2))
+                    return
+            except (asyncio.TimeoutError, RPCError) as exc:
+                self.timeline.add("signalling", f"{method} unanswered", reason=str(exc) or type(exc).__name__)
+                return
+
+    async def _watch_ice_restart(self, k: int) -> None:
+        """``ConnectedSubstate.onIceStateChange``: a *change* to disconnected during the call,
+        still disconnected ICE_RESTART_AFTER later, starts an ICE restart. A connection that
+        was already disconnected when the call began never changes, so never restarts."""
+        last = self.ice_state()
+        while True:
+            await asyncio.sleep(0.1)
+            now = self.ice_state()
+            if now != last and now == "disconnected":
+                await asyncio.sleep(ICE_RESTART_AFTER)
+                if self.ice_state() == "disconnected":
+                    # IceRestartSubstate: new iceServers, createOffer({iceRestart: true}), a new
+                    # gathering and an invite with iceRestart. The lab's cloud cannot answer one
+                    # yet (docs/persistent.md), so the emulation stops at the library's decision.
+                    self.timeline.add("substate", "IceRestartSubstate", call=k, emulated=False)
+                    return
+            last = now
+
+    async def run(self) -> Outcome:
+        tl = self.timeline
+        failed = await self._setup()
+        if failed is not None:
+            await self._close()
+            failed.timeline = tl.as_list()
+            return failed
+        if self.options.settle:
+            await asyncio.sleep(self.options.settle)
+        q: dict[str, Any] = {}
+        inactivity = float(self.answer.get("inactivityDuration") or 0) / 1000.0
+        for k in range(1, self.options.calls + 1):
+            if k > 1:
+                before = await self._stats()
+                tl.add("persistent", "idle", seconds=self.options.idle, ice=self.ice_state())
+                if inactivity and self.options.idle >= inactivity:
+                    # the channel's inactivity timer (the answer's inactivityDuration) destroys it
+                    await asyncio.sleep(inactivity)
+                    await self._teardown("inactivity timer")
+                    await asyncio.sleep(self.options.idle - inactivity)
+                else:
+                    await asyncio.sleep(self.options.idle)
+                if self.peer is not None and getattr(self.peer, "media", None) is not None:
+                    after = await self._stats()
+                    tl.add("persistent", "idle-end", ice=self.ice_state(),
+                           packets_sent=after["packets_sent"] - before.get("packets_sent", 0),
+                           packets_received=after["packets_received"] - before.get("packets_received", 0))
+            if self.peer is None:
+                # nothing kept: the call starts from scratch (a new set-up, then the contact)
+                failed = await self._setup()
+                if failed is not None:
+                    break
+            q = await self._contact(k)
+            # the manager's health check when a call ends (onSessionCompleted)
+            if self.ice_state() in ("disconnected", "failed", "closed"):
+                tl.add("info", "health-check", ice=self.ice_state(), kept=False)
+                await self._teardown("unhealthy at call end")
+        await self._close()
+        if failed is not None:
+            failed.timeline = tl.as_list()
+            return failed
+        out = Outcome(DISCONNECTED, reached_talking=True, local_candidates=self.candidates,
+                      remote_candidates=len(self.answer.get("candidates") or []), quality=q)
+        out.timeline = tl.as_list()
+        return out
+
+    async def _close(self) -> None:
+        for closer in (self.peer and self.peer.close, self.signalling and self.signalling.close):
+            if closer:
+                try:
+                    await asyncio.wait_for(closer(), 3)
+                except Exception as exc:  # noqa: BLE001 - clean-up must not hide the outcome
+                    self.timeline.add("info", "cleanup_error", detail=f"{type(exc).__name__}: {exc}")
