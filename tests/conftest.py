@@ -25,7 +25,7 @@ SERIAL = {
     "tests/net/test_shaping.py": "the shaper's delay, jitter and rate, measured to 0.2-1 ms",
     "tests/net/test_shaper_calibrate.py": "calibrates the shaper against the clock",
     "tests/scenarios/test_link_timing.py": "a link step takes effect within 50 ms",
-    "tests/netem/": "netem's delay and jitter, measured (in user-mode Linux, 'make test-netem')",
+    "tests/netem/test_netem.py": "netem's delay and jitter, measured (in user-mode Linux, 'make test-netem')",
     "tests/net/test_lifecycle.py": "SIGKILLs labs' owners and asserts `icelab clean`'s whole output; "
                                    "makes a namespace of its own",
     "tests/net/test_vpn.py::test_sigkill_then_clean_ends_the_openvpn_processes":
