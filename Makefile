@@ -90,10 +90,12 @@ demo: setup
 # Exit status 5 of a pass (PYTEST_ARGS named no test of it) is not a failure.
 TEST_WORKERS ?= 3
 test: setup
-	@$(BIN)/python -m pytest -q -n $(TEST_WORKERS) -m "not serial" $(PYTEST_ARGS); a=$$?; \
+	@SECONDS=0; $(BIN)/python -m pytest -q -n $(TEST_WORKERS) -m "not serial" $(PYTEST_ARGS); a=$$?; \
+	echo "== the parallel pass ($(TEST_WORKERS) workers): $$SECONDS s"; \
 	case $$a in 2|3|4) exit $$a;; esac; \
-	echo "== the serial pass: tests that run alone (tests/conftest.py SERIAL)"; \
+	echo "== the serial pass: tests that run alone (tests/conftest.py SERIAL)"; SECONDS=0; \
 	$(BIN)/python -m pytest -q -m serial $(PYTEST_ARGS); b=$$?; \
+	echo "== the serial pass: $$SECONDS s"; \
 	[ $$a = 5 ] && [ $$b = 5 ] && exit 5; [ $$a = 5 ] && a=0; [ $$b = 5 ] && b=0; exit $$(( a ? a : b ))
 
 # The lab's netem backend, run for real: boots user-mode Linux over this checkout and runs
