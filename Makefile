@@ -90,7 +90,7 @@ demo: setup
 # Exit status 5 of a pass (PYTEST_ARGS named no test of it) is not a failure.
 TEST_WORKERS ?= 3
 test: setup
-	@SECONDS=0; $(BIN)/python -m pytest -q -n $(TEST_WORKERS) -m "not serial" $(PYTEST_ARGS); a=$$?; \
+	@SECONDS=0; $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup -m "not serial" $(PYTEST_ARGS); a=$$?; \
 	echo "== the parallel pass ($(TEST_WORKERS) workers): $$SECONDS s"; \
 	case $$a in 2|3|4) exit $$a;; esac; \
 	echo "== the serial pass: tests that run alone (tests/conftest.py SERIAL)"; SECONDS=0; \

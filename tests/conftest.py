@@ -46,6 +46,14 @@ FIRST = [
 ]
 
 
+#: tests one worker runs one after the other (`--dist loadgroup`): test prefix -> group.
+#: Each seed-set run has two labs up at a time (`verify --parallel 2`) for 2.5 minutes; both
+#: runs at once would put four of them on the 2 cores, the other workers' labs besides.
+GROUPS = {
+    "tests/scenarios/test_seed_set.py::test_the_seed_set_passes_with_either_turn_backend": "seed-set",
+}
+
+
 def _first_rank(item) -> int:
     return next((i for i, prefix in enumerate(FIRST) if item.nodeid.startswith(prefix)), len(FIRST))
 
@@ -58,6 +66,9 @@ def pytest_collection_modifyitems(config, items):
             if item.nodeid.startswith(prefix):
                 item.add_marker(pytest.mark.serial)
                 matched.add(prefix)
+        for prefix, group in GROUPS.items():
+            if item.nodeid.startswith(prefix):
+                item.add_marker(pytest.mark.xdist_group(group))
     # a renamed or moved test must not quietly leave the serial pass: when the whole suite
     # is collected, every entry of SERIAL must still name tests
     whole = [Path(a).resolve() for a in config.args] in ([ROOT / "tests"], [ROOT])
