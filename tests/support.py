@@ -70,11 +70,23 @@ def parallel_worker() -> str:
     return os.environ.get("PYTEST_XDIST_WORKER", "")
 
 
+def _worker_of(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as f:
+            for item in f.read().split(b"\0"):
+                if item.startswith(b"PYTEST_XDIST_WORKER="):
+                    return item[20:].decode(errors="replace")
+    except OSError:
+        pass
+    return ""
+
+
 def _ours(p: procs.Proc) -> bool:
-    """Is ``p`` this test process's to check? Run serially, every process is. A parallel
-    worker has its own run directory (conftest.py), which every lab process inherits: the
-    other workers' labs, running at the same time, are theirs to check."""
-    return not parallel_worker() or p.in_this_run_dir
+    """Is ``p`` this test process's to check? Run serially, every process is. On a parallel
+    worker, those that inherited its PYTEST_XDIST_WORKER are (every process of the labs its
+    tests start, whatever their run directory): the other workers' labs, running at the same
+    time, are theirs to check."""
+    return not parallel_worker() or _worker_of(p.pid) == parallel_worker()
 
 
 def netns_in_use() -> set[int]:
