@@ -65,12 +65,36 @@ def root_snapshot() -> dict:
     }
 
 
+def parallel_worker() -> str:
+    """The pytest-xdist worker this process is ('gw0' ...), '' when the suite runs serially."""
+    return os.environ.get("PYTEST_XDIST_WORKER", "")
+
+
+def _worker_of(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as f:
+            for item in f.read().split(b"\0"):
+                if item.startswith(b"PYTEST_XDIST_WORKER="):
+                    return item[20:].decode(errors="replace")
+    except OSError:
+        pass
+    return ""
+
+
+def _ours(p: procs.Proc) -> bool:
+    """Is ``p`` this test process's to check? Run serially, every process is. On a parallel
+    worker, those that inherited its PYTEST_XDIST_WORKER are (every process of the labs its
+    tests start, whatever their run directory): the other workers' labs, running at the same
+    time, are theirs to check."""
+    return not parallel_worker() or _worker_of(p.pid) == parallel_worker()
+
+
 def netns_in_use() -> set[int]:
-    return {p.netns for p in procs.scan()}
+    return {p.netns for p in procs.scan() if _ours(p)}
 
 
 def lab_shells() -> list[procs.Proc]:
-    return [p for p in procs.scan() if p.argv and p.argv[-1].startswith(SHELL_MARK)]
+    return [p for p in procs.scan() if p.argv and p.argv[-1].startswith(SHELL_MARK) and _ours(p)]
 
 
 def leftovers(namespaces_before: set[int], wait: float = 3.0) -> list[str]:
@@ -86,7 +110,7 @@ def leftovers(namespaces_before: set[int], wait: float = 3.0) -> list[str]:
             found.append(f"files left in {d}: {sorted(os.listdir(d))}")
         new_ns = netns_in_use() - namespaces_before
         if new_ns:
-            holders = [(p.pid, " ".join(p.argv)[:60]) for p in procs.scan() if p.netns in new_ns]
+            holders = [(p.pid, " ".join(p.argv)[:60]) for p in procs.scan() if p.netns in new_ns and _ours(p)]
             found.append(f"{len(new_ns)} network namespaces still held by {holders}")
         if not found or time.monotonic() > deadline:
             return found

@@ -71,6 +71,9 @@ def mac_address(lab: str, node: str, ifname: str) -> str:
     return "02:" + ":".join(f"{b:02x}" for b in h[:5])
 
 
+DEFAULT_RUN_DIR = "/run/icelab"
+
+
 def run_dir() -> Path:
     """Where labs keep their state files and run directories (ICELAB_RUN_DIR moves it)."""
-    return Path(os.environ.get("ICELAB_RUN_DIR", "/run/icelab"))
+    return Path(os.environ.get("ICELAB_RUN_DIR", DEFAULT_RUN_DIR))

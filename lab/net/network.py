@@ -299,7 +299,7 @@ def _lab_namespaces(name: str, st: LabState | None, scan: list[procs.Proc]) -> s
     give its inode number to someone else's, which must never be touched.
     """
     forbidden = {procs.root_netns(), procs.netns_inode(os.getpid()), None, 0}
-    marked = {p.netns for p in scan if p.lab == name} - forbidden
+    marked = {p.netns for p in scan if p.lab == name and p.in_this_run_dir} - forbidden
     recorded = ({ns.netns for ns in st.nodes.values()} if st else set()) - forbidden - marked
     if recorded:
         macs = _lab_macs(name, st)
@@ -336,8 +336,9 @@ def orphans() -> dict[str, LabState | None]:
     scan = procs.scan()
     by_pid = {p.pid: p for p in scan}
     for p in scan:
-        if p.lab and p.lab not in live and p.lab not in out:
-            owned = any(q.lab == p.lab and q.is_shell and q.ppid in by_pid and q.ppid != 1 for q in scan)
+        if p.lab and p.in_this_run_dir and p.lab not in live and p.lab not in out:
+            owned = any(q.lab == p.lab and q.in_this_run_dir and q.is_shell and q.ppid in by_pid and q.ppid != 1
+                        for q in scan)
             if owned:
                 live.add(p.lab)
             else:

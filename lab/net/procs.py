@@ -11,9 +11,10 @@ from __future__ import annotations
 import os
 import signal
 from dataclasses import dataclass
+from pathlib import Path
 
 from lab.core.errors import LabError
-from lab.core.names import SHELL_MARK, lab_of_shell
+from lab.core.names import DEFAULT_RUN_DIR, SHELL_MARK, lab_of_shell, run_dir
 from lab.core.supervise import TimedOut, wait_until
 
 
@@ -55,15 +56,19 @@ def all_pids() -> list[int]:
     return [int(d) for d in os.listdir("/proc") if d.isdigit()]
 
 
-def _environ_lab(pid: int) -> str:
+def _environ_marks(pid: int) -> tuple[str, str]:
+    """ICELAB_LAB ('' if none) and the run directory the process was started under."""
+    lab, where = "", ""
     try:
         with open(f"/proc/{pid}/environ", "rb") as f:
             for item in f.read().split(b"\0"):
                 if item.startswith(b"ICELAB_LAB="):
-                    return item[11:].decode(errors="replace")
+                    lab = item[11:].decode(errors="replace")
+                elif item.startswith(b"ICELAB_RUN_DIR="):
+                    where = item[15:].decode(errors="replace")
     except OSError:
         pass
-    return ""
+    return lab, where
 
 
 def _ppid(pid: int) -> int:
@@ -82,6 +87,15 @@ class Proc:
     argv: tuple[str, ...]
     lab: str = ""          # the lab that started it: its shell name or ICELAB_LAB
     ppid: int = 0
+    #: ICELAB_RUN_DIR in its environment ('' when not set: the default run directory)
+    run_dir: str = ""
+
+    @property
+    def in_this_run_dir(self) -> bool:
+        """Started under this process's run directory? A lab is its name within a run
+        directory: two run directories (the test suite's parallel workers) may each hold a
+        lab of the same name, and one's teardown or `icelab clean` must not end the other's."""
+        return Path(self.run_dir or DEFAULT_RUN_DIR) == run_dir()
 
     @property
     def is_shell(self) -> bool:
@@ -95,10 +109,10 @@ def scan() -> list[Proc]:
         if ns is None:
             continue
         argv = tuple(cmdline(pid))
-        lab = _environ_lab(pid)
+        lab, where = _environ_marks(pid)
         if not lab and argv:
             lab = lab_of_shell(argv[-1])
-        out.append(Proc(pid, ns, argv, lab, _ppid(pid)))
+        out.append(Proc(pid, ns, argv, lab, _ppid(pid), where))
     return out
 
 

@@ -26,6 +26,7 @@ from pathlib import Path
 import pytest
 
 from cdp import Browser
+from lab.core.names import run_dir
 
 ROOT = Path(__file__).resolve().parents[2]
 LAB = "sv-e2e"
@@ -187,7 +188,7 @@ def test_watch_a_call_fail_flip_the_rule_watch_it_work(server):
         browser.close()
     proc.send_signal(signal.SIGINT)
     assert proc.wait(60) == 130
-    assert not (Path("/run/icelab") / f"{LAB}.json").exists()
+    assert not (run_dir() / f"{LAB}.json").exists()
 
 
 def test_a_scenario_played_by_hand_then_on_its_timeline(tmp_path):
