@@ -32,13 +32,17 @@ SERIAL = {
         "SIGKILLs a lab's owner and asserts `icelab clean`'s output",
     "tests/scenarios/test_seed_set.py::test_the_seed_set_passes_with_either_turn_backend":
         "its 300 s assume the machine to itself (157 s alone); beside the workers' labs it ran out of them",
+    "tests/fidelity/test_fidelity.py::test_deterministic_faults_match":
+        "four labs at once, Chromium in two of them, compared to 0.25 s: beside two workers (load 6-9) "
+        "3 of 31 faults failed, and the workers' own timing tests with them",
+    "tests/fidelity/test_fidelity_persistent.py::test_persistent_faults_match":
+        "two labs at once with Chromium, ICE states compared to 1.95 s",
 }
 
 
 #: the longest tests (minutes each, mostly waiting on timers): the parallel pass starts them
 #: first, so that no worker is left with one of them at the end while the others idle
 FIRST = [
-    "tests/fidelity/test_fidelity.py::test_deterministic_faults_match",
     "tests/scenarios/test_softphone.py",
     "tests/serve/test_e2e.py",
     "tests/test_readme.py",

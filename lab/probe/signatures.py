@@ -227,7 +227,7 @@ def _slow(f):
                 "ICE timer, which ends in ice_collection_timeout", {"turn": slow})
 
 
-@signature("nat-hold", ["nat-hold-30s"])
+@signature("nat-hold", ["nat-hold-30s", "persistent-nat-reboot"])
 def _hold(f):
     h = f["hold"]
     if h.get("before_ms") is None or h.get("after_ms") is not None:
@@ -320,6 +320,16 @@ UNSEEN = {
     "mdns-obfuscated": (
         "a browser setting that, as the scenario itself shows, changes nothing on the wire for a relay-only "
         "softphone: the same network as mdns-plain, the same relay candidate as fast"),
+}
+
+
+#: fixed scenarios whose fix is the softphone's, not the network's: the same network as their
+#: broken twin, so the probe names the twin's finding there too (rightly, for the network)
+SAME_NETWORK = {
+    "persistent-off-nat-reboot": (
+        "persistent-nat-reboot",
+        "the fix is the softphone's setting (no persistent peer connection), not the network: the same NAT, "
+        "whose 5 s UDP timeout the probe names (nat-hold) in both"),
 }
 
 

@@ -20,7 +20,9 @@ pytestmark = [pytest.mark.root,
 
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent / "persistent"
-DISCONNECTED_TOLERANCE = 1.7
+# half of Chrome's 5.0-8.4 s window (docs/fidelity.md, mid-call cut), plus the 0.25 s for
+# timer-driven events: the emulation's own timer fires tens of ms late on a busy machine
+DISCONNECTED_TOLERANCE = 1.7 + 0.25
 
 
 def persistent_facts(doc: dict, key: str) -> dict:

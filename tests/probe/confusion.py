@@ -13,7 +13,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from lab.probe.signatures import UNSEEN  # noqa: E402
+from lab.probe.signatures import SAME_NETWORK, UNSEEN  # noqa: E402
 SCENARIOS = ROOT / "scenarios"
 
 #: options beyond the default run, by scenario: the NAT pair's 30 s timeout needs a longer
@@ -70,6 +70,9 @@ def row(path: Path) -> dict:
     broken = s.variant == "broken"
     if "error" in result:
         verdict = "error"
+    elif not broken and s.name in SAME_NETWORK:
+        twin = SAME_NETWORK[s.name][0]
+        verdict = "same network" if problems and all(twin in f["scenarios"] for f in problems) else "confused"
     elif not broken:
         verdict = "right" if not problems else "confused"
     elif s.name in UNSEEN:

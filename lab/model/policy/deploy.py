@@ -26,6 +26,7 @@ from .base import addresses_in
 # shared/reference/softphone.md: AWS's wording for Windows and macOS; Linux as the kernel's
 # default net.ipv4.ip_local_port_range (AWS writes 32768-61000)
 EPHEMERAL = {"windows": (49152, 65535), "linux": (32768, 60999), "macos": (49152, 65535)}
+CALL_PORTS = 64     # the softphone's call binds among the lowest ports of its OS's range
 SIGNALLING_PORT, TURN_PORT = 443, 3478
 SERVICE = "AMAZON_CONNECT"
 EDGE_LINK = "100.64.0.0/30"             # region <-> edge: shared address space, never a Connect range
@@ -172,8 +173,14 @@ def topology(d: Deployment, name: str = "policy"):
     isp_ip = str(ipaddress.ip_network(UPLINKS[1]).network_address + 1)
     fw_ip = str(ipaddress.ip_network(UPLINKS[0]).network_address + 1)
     def agent_node(o: str) -> dict:
-        return ({"kind": "host", "role": "agent", "os": o} if o != "macos" else
-                {"kind": "host", "role": "agent", "ephemeral_ports": "49152-65535"})
+        # The softphone's call binds from the bottom of its OS's range: a real one picks any port
+        # of it, so a rule that covers part of the range (Windows ports for Linux agents) fails
+        # some calls and not others, and a call from a random port would give a random verdict.
+        # The probes span the whole range (lowest, middle, highest); the call is the end-to-end
+        # proof from the ports partial rules miss first (docs/policy.md, "The call").
+        lo, _hi = EPHEMERAL[o]
+        node = {"kind": "host", "role": "agent", "ephemeral_ports": f"{lo}-{lo + CALL_PORTS - 1}"}
+        return node if o == "macos" else dict(node, os=o)
 
     zone = "datacentre" if d.through or d.vdi else "office"
     nodes: dict = {}
