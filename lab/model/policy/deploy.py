@@ -26,7 +26,8 @@ from .base import addresses_in
 # shared/reference/softphone.md: AWS's wording for Windows and macOS; Linux as the kernel's
 # default net.ipv4.ip_local_port_range (AWS writes 32768-61000)
 EPHEMERAL = {"windows": (49152, 65535), "linux": (32768, 60999), "macos": (49152, 65535)}
-CALL_PORTS = 64     # the softphone's call binds among the lowest ports of its OS's range
+CALL_PORTS = 64     # the softphone's call binds among the lowest ports of its OS's range ...
+CALL_PORTS_FROM = 16  # ... above the probes' own (the lowest port and the next few, one per re-run)
 SIGNALLING_PORT, TURN_PORT = 443, 3478
 SERVICE = "AMAZON_CONNECT"
 EDGE_LINK = "100.64.0.0/30"             # region <-> edge: shared address space, never a Connect range
@@ -178,7 +179,7 @@ def topology(d: Deployment, name: str = "policy"):
         # some calls and not others, and a call from a random port would give a random verdict.
         # The probes span the whole range (lowest, middle, highest); the call is the end-to-end
         # proof from the ports partial rules miss first (docs/policy.md, "The call").
-        lo, _hi = EPHEMERAL[o]
+        lo = EPHEMERAL[o][0] + CALL_PORTS_FROM
         node = {"kind": "host", "role": "agent", "ephemeral_ports": f"{lo}-{lo + CALL_PORTS - 1}"}
         return node if o == "macos" else dict(node, os=o)
 
