@@ -157,6 +157,10 @@ class RelayGatherer:
             except Exception as exc:  # noqa: BLE001 - every failure of a URL is reported, not raised
                 if _error_code(exc) == 437 and retries < self.profile.allocate_mismatch_retries:
                     retries += 1       # the new attempt's sends show in the timeline
+                    # Chrome's first Allocate on each new socket went out only at its first
+                    # retransmission (measured in its TURN log, docs/fidelity.md "437"): one
+                    # initial RTO per new allocation, 0.5 s in all for Chrome's two
+                    await asyncio.sleep(self.profile.schedule.initial_rto)
                     continue
                 reason = f"{type(exc).__name__}: {exc}"
                 self.result.errors[url.url] = reason
