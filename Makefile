@@ -92,7 +92,7 @@ demo: setup
 # tests mostly wait on timers: ICE timeouts, calls, labs), then the tests marked `serial` alone
 # (timing precision, or acting on the whole host). Both run; the first failing status is kept.
 # Exit status 5 of a pass (PYTEST_ARGS named no test of it) is not a failure.
-TEST_WORKERS ?= 3
+TEST_WORKERS ?= 4
 test: setup
 	@SECONDS=0; $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup -m "not serial" $(PYTEST_ARGS); a=$$?; \
 	echo "== the parallel pass ($(TEST_WORKERS) workers): $$SECONDS s"; \

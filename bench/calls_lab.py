@@ -58,7 +58,13 @@ async def _agent_side(ca: str, files: list[str]) -> dict:
     return {"cpu_s": cpu, "wall_s": wall, "calls": res}
 
 
-def _cpu_ticks(pid: int) -> int:
+def far_ends(log) -> dict[str, dict]:
+    """Each call's hang-up line in the media edge's log: what its caller leg received."""
+    from lab.scenario.observations import hangups
+    return hangups(Path(log).read_text(errors="replace"))
+
+
+def cpu_ticks(pid: int) -> int:
     try:
         data = Path(f"/proc/{pid}/stat").read_bytes()
     except OSError:
@@ -66,17 +72,6 @@ def _cpu_ticks(pid: int) -> int:
     f = data[data.rindex(b")") + 2:].split()
     return int(f[11]) + int(f[12]) + int(f[13]) + int(f[14])   # utime stime cutime cstime
 
-
-def _far_ends(log: Path) -> dict[str, dict]:
-    out = {}
-    for line in log.read_text(errors="replace").splitlines():
-        if '"event": "hangup"' in line:
-            try:
-                item = json.loads(line)
-            except ValueError:
-                continue
-            out[item["callId"]] = item
-    return out
 
 
 def run(n: int, backend: str) -> dict:
@@ -99,7 +94,7 @@ def run(n: int, backend: str) -> dict:
                                                 str(d / "pki" / "ca.pem"), *mine],
                                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env))
         # the services' CPU from (about) the moment the agents start placing calls
-        base = {name: _cpu_ticks(rs.proc.pid) for name, rs in svc.items()}
+        base = {name: cpu_ticks(rs.proc.pid) for name, rs in svc.items()}
         t0 = time.monotonic()
         outs = []
         for p in procs:
@@ -110,8 +105,8 @@ def run(n: int, backend: str) -> dict:
                 raise SystemExit(f"an agent process failed: {err.decode()[-1500:]}")
         wall = time.monotonic() - t0
         time.sleep(0.5)           # the last hangup lines
-        svc_cpu = {name: (_cpu_ticks(rs.proc.pid) - base[name]) / tick for name, rs in svc.items()}
-        far = _far_ends(svc["signalling"].log_path)
+        svc_cpu = {name: (cpu_ticks(rs.proc.pid) - base[name]) / tick for name, rs in svc.items()}
+        far = far_ends(svc["signalling"].log_path)
     calls = [c for o in outs for c in o["calls"]]
     agents_cpu = sum(o["cpu_s"] for o in outs)
     talk_wall = max(o["wall_s"] for o in outs)

@@ -30,27 +30,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from calls_lab import cpu_ticks, far_ends  # noqa: E402  (bench/ is the script's own folder)
 
 
-def _cpu_ticks(pid: int) -> int:
-    try:
-        data = Path(f"/proc/{pid}/stat").read_bytes()
-    except OSError:
-        return 0
-    f = data[data.rindex(b")") + 2:].split()
-    return int(f[11]) + int(f[12]) + int(f[13]) + int(f[14])
-
-
-def _far_ends(log: Path) -> dict[str, dict]:
-    out = {}
-    for line in log.read_text(errors="replace").splitlines():
-        if '"event": "hangup"' in line:
-            try:
-                item = json.loads(line)
-            except ValueError:
-                continue
-            out[item["callId"]] = item
-    return out
 
 
 def run(topology: str, n: int, media: str, talk: float, over: float, dump: str | None = None) -> dict:
@@ -83,8 +65,7 @@ def run(topology: str, n: int, media: str, talk: float, over: float, dump: str |
         got: list[bytes] = []
         reader = threading.Thread(target=lambda: got.extend(proc.stdout), daemon=True)
         reader.start()
-        base = {name: _cpu_ticks(rs.proc.pid) for name, rs in svc.items()}
-        load0 = _cpu_ticks(proc.pid)
+        base = {name: cpu_ticks(rs.proc.pid) for name, rs in svc.items()}
         t0 = time.monotonic()
         proc.stdin.write(b"go\n")
         proc.stdin.close()
@@ -93,8 +74,8 @@ def run(topology: str, n: int, media: str, talk: float, over: float, dump: str |
         # is known only afterwards (from the calls' own timelines)
         samples = []
         while proc.poll() is None:
-            samples.append((time.monotonic() - t0, _cpu_ticks(proc.pid),
-                            {k: _cpu_ticks(rs.proc.pid) for k, rs in svc.items()}))
+            samples.append((time.monotonic() - t0, cpu_ticks(proc.pid),
+                            {k: cpu_ticks(rs.proc.pid) for k, rs in svc.items()}))
             time.sleep(0.2)
         reader.join(10)
         errf.seek(0)
@@ -103,8 +84,8 @@ def run(topology: str, n: int, media: str, talk: float, over: float, dump: str |
         far = {}
         for rs in svc.values():
             if rs.log_path and Path(rs.log_path).exists():
-                far.update(_far_ends(Path(rs.log_path)))
-        svc_total = {k: (_cpu_ticks(rs.proc.pid) - base[k]) / tick for k, rs in svc.items()}
+                far.update(far_ends(Path(rs.log_path)))
+        svc_total = {k: (cpu_ticks(rs.proc.pid) - base[k]) / tick for k, rs in svc.items()}
     if dump:
         Path(dump).mkdir(parents=True, exist_ok=True)
         (Path(dump) / f"{media}-{n}.jsonl").write_bytes(out)

@@ -38,7 +38,7 @@ from . import errors
 from .constants import Timers
 from .errors import RTCError
 from .session import DISCONNECTED, FAILED, INVITE_ANSWER, TALKING, Outcome, RTCSession
-from .signalling import RPCError
+from .signalling import RPCError, invite_request
 from .timeline import Timeline
 
 #: connect-rtc-js 1.3.2 ``src/rtc_session_talking_substates.js:27`` (``ConnectedSubstate.retryInterval``)
@@ -105,14 +105,7 @@ class _SetupSession(RTCSession):
         self._enter(INVITE_ANSWER)
         wire = [{k: c[k] for k in ("candidate", "sdpMid", "sdpMLineIndex") if k in c} for c in self.candidates]
         params = persistent_invite_params(offer, wire, self.call_id, None, None, None)
-        try:
-            answer = await self.signalling.request("invite", params, self.timers.invite)
-        except asyncio.TimeoutError:
-            raise RTCError(errors.SIGNALLING_HANDSHAKE_FAILURE, f"no answer to invite within {self.timers.invite:.1f} s")
-        except RPCError as exc:
-            raise RTCError(errors.invite_error(exc.code), str(exc))
-        except ConnectionError as exc:
-            raise RTCError(errors.SIGNALLING_HANDSHAKE_FAILURE, str(exc))
+        answer = await invite_request(self.signalling, params, self.timers.invite)
         if not answer.get("sdp"):
             raise RTCError(errors.INVALID_REMOTE_SDP, "answer without SDP")
         remote = answer.get("candidates") or []
@@ -125,13 +118,7 @@ class _SetupSession(RTCSession):
     async def setup(self) -> Outcome | None:
         """Run to AcceptState; None when the persistent connection is up, else the failure."""
         try:
-            self.peer.create_peer_connection()
-            await self._grab_local_media()
-            offer = await self._create_offer()
-            await self._set_local_description(offer)
-            await self._connect_signalling_and_ice_collection()
-            answer = await self._invite_answer(offer)
-            await self._accept(answer)
+            await self._connect_to_accept()
         except RTCError as exc:
             sp = errors.softphone_error_type(exc.name)
             self.timeline.add("error", exc.name, softphone_error=sp, detail=exc.detail, state=self.state)

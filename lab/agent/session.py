@@ -112,19 +112,23 @@ class RTCSession:
         self.state = state
         self.timeline.add("state", state, **data)
 
+    async def _connect_to_accept(self) -> None:
+        """RTCSession.connect() up to AcceptState: the peer connection (and its candidate pool)
+        is made before GrabLocalMediaState; then the offer, signalling and ICE collection, the
+        invite and its answer, accept. RTCError on the way."""
+        self.peer.create_peer_connection()
+        await self._grab_local_media()
+        offer = await self._create_offer()
+        await self._set_local_description(offer)
+        await self._connect_signalling_and_ice_collection()
+        answer = await self._invite_answer(offer)
+        await self._accept(answer)
+
     async def run(self) -> Outcome:
         reached_talking = False
         quality: dict[str, Any] = {}
         try:
-            # RTCSession.connect(): the peer connection (and its candidate pool) is made
-            # before GrabLocalMediaState
-            self.peer.create_peer_connection()
-            await self._grab_local_media()
-            offer = await self._create_offer()
-            await self._set_local_description(offer)
-            await self._connect_signalling_and_ice_collection()
-            answer = await self._invite_answer(offer)
-            await self._accept(answer)
+            await self._connect_to_accept()
             self._enter(TALKING)
             reached_talking = True
             quality = await self._talking()

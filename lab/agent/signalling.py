@@ -52,6 +52,7 @@ class SignallingChannel:
         self.timeline = timeline
         self.ws = None
         self._pending: dict[str, asyncio.Future] = {}
+        self._read_at: dict[str, float] = {}     # when each answer was read, on the loop's clock
         self._reader: asyncio.Task | None = None
         self.remote_bye = asyncio.Event()
         self.client_token: str | None = None
@@ -110,6 +111,7 @@ class SignallingChannel:
                     self.client_token = (msg.get("params") or {}).get("clientToken")
                     await self._send({"jsonrpc": "2.0", "result": {}, "id": msg.get("id")})
                 elif "id" in msg and msg["id"] in self._pending:
+                    self._read_at[msg["id"]] = asyncio.get_running_loop().time()
                     fut = self._pending.pop(msg["id"])
                     if not fut.done():
                         if "error" in msg:
@@ -130,28 +132,32 @@ class SignallingChannel:
         await self.ws.send(json.dumps(msg))
 
     async def request(self, method: str, params: dict[str, Any], timeout: float | None) -> dict[str, Any]:
+        """Send a request; its result, RPCError, or asyncio.TimeoutError when no answer came
+        within ``timeout`` of handing it over (signaling.js: the WebSocket's ``send`` does not
+        wait, and PendingAnswerState's timer starts then). An answer read after the deadline
+        is a timeout too: on a busy machine the loop may resume this wait late, with both the
+        answer and the expired timer ready (an answer racing the 5 s invite timer)."""
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
         rid = str(uuid.uuid4())
-        fut = asyncio.get_running_loop().create_future()
+        fut = loop.create_future()
         self._pending[rid] = fut
         self.timeline.add("signalling", f"send {method}", id=rid)
         await self._send({"jsonrpc": "2.0", "method": method, "params": params, "id": rid})
         try:
-            return await asyncio.wait_for(fut, timeout)
+            result = await asyncio.wait_for(fut, None if deadline is None else max(0.0, deadline - loop.time()))
         finally:
             self._pending.pop(rid, None)
+            read_at = self._read_at.pop(rid, None)
+        if deadline is not None and read_at is not None and read_at > deadline:
+            raise asyncio.TimeoutError(f"the answer came {read_at - deadline:.3f} s after the timer")
+        return result
 
     async def invite(self, sdp: str, candidates: list[dict[str, Any]], token: str,
                      timeout: float = MAX_INVITE_DELAY) -> dict[str, Any]:
         """Send the offer; the answer, or RTCError (USER_BUSY, CALL_NOT_FOUND, handshake)."""
-        try:
-            return await self.request("invite", {"sdp": sdp, "candidates": candidates,
-                                                 "callContextToken": token}, timeout)
-        except asyncio.TimeoutError:
-            raise RTCError(errors.SIGNALLING_HANDSHAKE_FAILURE, f"no answer to invite within {timeout:.1f} s")
-        except RPCError as exc:
-            raise RTCError(errors.invite_error(exc.code), str(exc))
-        except ConnectionError as exc:
-            raise RTCError(errors.SIGNALLING_HANDSHAKE_FAILURE, str(exc))
+        return await invite_request(self, {"sdp": sdp, "candidates": candidates, "callContextToken": token},
+                                    timeout)
 
     async def accept(self) -> None:
         """``accept`` goes out without waiting for its acknowledgement (the library does not)."""
@@ -173,3 +179,17 @@ class SignallingChannel:
                 await asyncio.wait_for(self._reader, 2)
             except (asyncio.TimeoutError, asyncio.CancelledError):
                 self._reader.cancel()
+
+
+async def invite_request(channel: Any, params: dict[str, Any], timeout: float) -> dict[str, Any]:
+    """An ``invite`` over ``channel`` (anything with ``request``: the channel, or a test's
+    fake): the answer, or the RTCError the library names for what went wrong (no answer in
+    time or a lost connection: the handshake; an error answer: by its code)."""
+    try:
+        return await channel.request("invite", params, timeout)
+    except asyncio.TimeoutError:
+        raise RTCError(errors.SIGNALLING_HANDSHAKE_FAILURE, f"no answer to invite within {timeout:.1f} s")
+    except RPCError as exc:
+        raise RTCError(errors.invite_error(exc.code), str(exc))
+    except ConnectionError as exc:
+        raise RTCError(errors.SIGNALLING_HANDSHAKE_FAILURE, str(exc))

@@ -142,12 +142,19 @@ class _Udp(asyncio.DatagramProtocol):
         pass
 
 
-async def _udp_socket(family: int, port: int = 0, tries: int = 8):
-    """A UDP endpoint bound to ``port``, or the next free port above it (another program may
-    hold it); (transport, protocol, bound port) or None."""
+def _near(port: int, tries: int, top: int | None) -> list[int]:
+    """``port`` and the ports to try instead when another program holds it: the next ones
+    above it, but not above ``top`` (the OS's range ends there), then the ones below it."""
+    up = [port + i for i in range(tries) if top is None or port + i <= top]
+    return up + [port - i for i in range(1, tries - len(up) + 1) if port - i > 0]
+
+
+async def _udp_socket(family: int, port: int = 0, tries: int = 8, top: int | None = None):
+    """A UDP endpoint bound to ``port``, or the nearest free port above it (another program
+    may hold it), below it at ``top``; (transport, protocol, bound port) or None."""
     loop = asyncio.get_running_loop()
     any_addr = "::" if family == socket.AF_INET6 else "0.0.0.0"
-    for p in ([port + i for i in range(tries)] if port else [0]):
+    for p in (_near(port, tries, top) if port else [0]):
         try:
             tr, pr = await loop.create_datagram_endpoint(_Udp, local_addr=(any_addr, p), family=family)
             return tr, pr, tr.get_extra_info("sockname")[1]
@@ -176,7 +183,7 @@ async def stun_sweep(dests: list[tuple[str, int]], ports: list[int], per_port: i
     socks = []
     for port in ports:
         family = socket.AF_INET6 if ":" in dests[0][0] else socket.AF_INET
-        got = await _udp_socket(family, port)
+        got = await _udp_socket(family, port, top=max(ports))      # the range's highest port is swept
         row = {"port": port, "bound": got and got[2], "sent": 0, "replies": 0, "rtt_ms": [], "mapped": {}}
         if got is None:
             row["error"] = "could not bind this port or the next ones"

@@ -10,6 +10,8 @@ that failed early has no quality), so every field has its "not seen" value.
 
 from __future__ import annotations
 
+import json
+
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -99,6 +101,21 @@ class Times:
         return cls(**{k: t.get(k) for k in ("ice_start", "first_candidate", "error", "error_state",
                                             "error_from", "talking", "call_start", "pc_created",
                                             "first_candidate_pc", "error_t")})
+
+
+def hangups(text: str) -> dict[str, dict]:
+    """The media edge's hang-up lines in (part of) its log, by call id, the last of each id:
+    what each call's caller leg received from the agent."""
+    out: dict[str, dict] = {}
+    for line in text.splitlines():
+        if '"event": "hangup"' in line:
+            try:
+                item = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(item, dict) and item.get("callId") is not None:
+                out[item["callId"]] = item
+    return out
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import json
 import shutil
 import tempfile
 import time
@@ -34,6 +33,7 @@ from .diagnose import (blame_rules, call_sentence, diagnose_call, diagnose_probe
 from .exhaustion import exhausted, sentence
 from .expect import Check, evaluate
 from .load import Scenario, Step
+from .observations import hangups
 
 Progress = Callable[[str], None]
 
@@ -436,16 +436,12 @@ def _hangup_line(logs: list[tuple[Path, int]], call_id: str) -> dict | None:
         try:
             with open(log, "rb") as f:
                 f.seek(offset)
-                lines = f.read().decode(errors="replace").splitlines()
+                text = f.read().decode(errors="replace")
         except OSError:
             continue
-        for line in reversed(lines):
-            if f'"callId": "{call_id}"' in line and '"event": "hangup"' in line:
-                try:
-                    item = json.loads(line)
-                except ValueError:
-                    continue
-                return {k: item.get(k) for k in ("heard_hz", "heard_dbfs", "packets_received", "packets_lost")}
+        item = hangups(text).get(call_id)
+        if item is not None:
+            return {k: item.get(k) for k in ("heard_hz", "heard_dbfs", "packets_received", "packets_lost")}
     return None
 
 

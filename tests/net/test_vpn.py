@@ -275,7 +275,7 @@ def test_real_calls_through_the_tunnels_on_the_underlay(tmp_path, monkeypatch):
     assert sources - {SIGNALLING} == {CONCENTRATOR, AGENT["agent2"]}, sources
     # teardown: no OpenVPN process of this lab, and no tun device in this namespace
     lab = r.lab
-    assert not [p for p in procs.scan() if p.lab == lab and p.in_this_run_dir() and p.argv and p.argv[0] == "openvpn"]
+    assert not [p for p in procs.scan() if p.lab == lab and p.in_this_run_dir and p.argv and p.argv[0] == "openvpn"]
     links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
     assert not re.search(r"^\d+: vpn\d+[:@]", links, re.M)
     routes = subprocess.run(["ip", "-4", "route"], capture_output=True, text=True).stdout

@@ -164,3 +164,27 @@ def test_idle_out_of_bounds_is_a_usage_error(idle, capsys):
     from lab.probe import cli
     assert cli.main(["--turn", "127.0.0.1:9", "--idle", idle]) == 2
     assert "--idle" in capsys.readouterr().err
+
+
+def test_a_held_port_is_replaced_by_a_free_one_inside_the_range():
+    """Another program (a parallel run, a softphone) may hold a port of the sweep: the next
+    free one above it replaces it, but never above the range's highest port, where the ones
+    below it do (a Linux agent's 61000 is outside its range, and would read as a finding)."""
+    import asyncio
+    import socket
+
+    from lab.probe.measure import _near, _udp_socket
+    assert _near(50000, 3, 60999) == [50000, 50001, 50002]
+    assert _near(60997, 4, 60999) == [60997, 60998, 60999, 60996]
+    held = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    held.bind(("0.0.0.0", 0))
+    top = held.getsockname()[1]
+
+    async def bind():
+        got = await _udp_socket(socket.AF_INET, top, top=top)
+        got[0].close()
+        return got[2]
+    try:
+        assert asyncio.run(bind()) < top
+    finally:
+        held.close()

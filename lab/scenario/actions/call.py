@@ -9,10 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 import sys
-import threading
-import time
 from typing import Literal
 
 from pydantic import Field
@@ -22,6 +19,7 @@ from lab.net.vdi import call_observation
 
 from ..diagnose import path_points
 from ..observations import CallObservation, Quality
+from .agentproc import AgentProcess
 from .base import Action, DurationText, Expect, ExpectModel, Strict, action, expect, typed
 from .load import CallsExpectation, LoadRun, check_load, load_calls
 from .softphone import ICE_STATE, SILENCE_DBFS, SOFTPHONE_ERRORS
@@ -208,7 +206,7 @@ class CallAction(Action):
         return (run.warm.pop(step.name, None) or made(run, step)).go()
 
 
-class CallRun:
+class CallRun(AgentProcess):
     """A softphone call in flight: ``python -m lab.agent`` in the agent's namespace."""
 
     MAX_S = 90.0
@@ -235,55 +233,12 @@ class CallRun:
             agent_cfg["persistent"] = {"calls": spec.persistent.calls, "idle": spec.persistent_idle}
             self.max_s += spec.persistent.calls * spec.talk + (spec.persistent.calls - 1) * spec.persistent_idle
         cfg.write_text(json.dumps(agent_cfg))
-        self.lines: list[tuple[float, dict]] = []
-        self.stderr = b""
         self.run = run
-        self.ready = threading.Event()
-        self.proc = network.node(self.runs_on).popen(
-            [sys.executable, "-m", "lab.agent", "--wait", "--config", str(cfg)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        self.reader = threading.Thread(target=self._read, daemon=True)
-        self.reader.start()
-        self.started = 0.0
-        self.deadline = time.monotonic() + self.max_s
-
-    def go(self) -> "CallRun":
-        """Place the call now (the step's time)."""
-        self.started = time.monotonic() - self.run.t0
-        self.deadline = time.monotonic() + self.max_s
-        try:
-            self.proc.stdin.write(b"go\n")
-            self.proc.stdin.close()
-        except (BrokenPipeError, ValueError):
-            pass            # it died while waiting: finish() reports its stderr
-        self.proc.stdin = None      # communicate() must not flush it again
-        return self
-
-    def _read(self) -> None:
-        for raw in self.proc.stdout:
-            try:
-                item = json.loads(raw)
-            except ValueError:
-                continue
-            if item.get("ready"):
-                self.ready.set()
-                continue
-            self.lines.append((time.monotonic() - self.run.t0, item))
-
-    def done(self) -> bool:
-        return self.proc.poll() is not None
-
-    def kill(self) -> None:
-        self.proc.kill()
-        self.proc.wait()
+        self.spawn(network.node(self.runs_on), [sys.executable, "-m", "lab.agent", "--wait", "--config", str(cfg)],
+                   self.max_s)
 
     def finish(self, run) -> None:
-        try:
-            _, self.stderr = self.proc.communicate(timeout=max(0.1, self.deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.communicate()
-        self.reader.join(5)
+        self.end()
         outcome = next((item["outcome"] for _, item in self.lines if "outcome" in item), None)
         if outcome is None:
             run.result.observations[self.key] = {

@@ -13,9 +13,7 @@ frame received at either end was one of the far end's frames, in order (lab/core
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -25,6 +23,8 @@ from lab.core.audio import AGENT_TONE, CALLER_TONE
 from lab.core.errors import did_you_mean
 from lab.core.units import Bound, format_duration, parse_bound, parse_percent
 
+from ..observations import hangups
+from .agentproc import AgentProcess
 from .base import Expect, ExpectModel
 from .softphone import SILENCE_DBFS, SOFTPHONE_ERRORS
 
@@ -75,7 +75,7 @@ def check_load(ck, step, topo) -> bool:
     return ok
 
 
-class LoadRun:
+class LoadRun(AgentProcess):
     """A load step in flight: one ``python -m lab.agent.load`` for all its calls."""
 
     EXTRA_S = 90.0
@@ -98,51 +98,17 @@ class LoadRun:
             "profile": spec.profile, "mdns": spec.mdns,
             "calls": [{"name": agent, "call": str(d / "calls" / f"{cid}.json"), "netns": network.node(agent).pid,
                        "at": round(spec.over * k / n, 4)} for k, (cid, agent) in enumerate(self.calls)]}))
-        self.lines: list[tuple[float, dict]] = []
-        self.stderr = b""
-        self.started = 0.0
-        self.proc = network.node(self.calls[0][1]).popen(
-            [sys.executable, "-m", "lab.agent.load", "--config", str(self.cfg)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        self.reader = threading.Thread(target=self._read, daemon=True)
-        self.reader.start()
-        self.deadline = time.monotonic() + spec.over + spec.talk + self.EXTRA_S
+        self.spawn(network.node(self.calls[0][1]), [sys.executable, "-m", "lab.agent.load", "--config", str(self.cfg)],
+                   spec.over + spec.talk + self.EXTRA_S)
 
     def go(self) -> "LoadRun":
-        self.started = time.monotonic() - self.run.t0
-        self.deadline = time.monotonic() + self.step.spec.over + self.step.spec.talk + self.EXTRA_S
-        try:
-            self.proc.stdin.write(b"go\n")
-            self.proc.stdin.close()
-        except (BrokenPipeError, ValueError):
-            pass
-        self.proc.stdin = None
+        super().go()
         self.run.event(self.key, f"{len(self.calls)} calls from {self.step.spec.from_} over "
                                  f"{format_duration(self.step.spec.over)}, {self.step.spec.media or 'light'} media")
         return self
 
-    def _read(self) -> None:
-        for raw in self.proc.stdout:
-            try:
-                item = json.loads(raw)
-            except ValueError:
-                continue
-            self.lines.append((time.monotonic() - self.run.t0, item))
-
-    def done(self) -> bool:
-        return self.proc.poll() is not None
-
-    def kill(self) -> None:
-        self.proc.kill()
-        self.proc.wait()
-
     def finish(self, run) -> None:
-        try:
-            _, self.stderr = self.proc.communicate(timeout=max(0.1, self.deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.communicate()
-        self.reader.join(5)
+        self.end()
         outcomes = {item["call"]: item for _, item in self.lines if "call" in item and "outcome" in item}
         if not outcomes:
             run.result.observations[self.key] = {
@@ -171,13 +137,7 @@ class LoadRun:
         end = time.monotonic() + wait
         while True:
             for log in logs:
-                for line in log.read_text(errors="replace").splitlines():
-                    if '"event": "hangup"' in line:
-                        try:
-                            item = json.loads(line)
-                        except ValueError:
-                            continue
-                        out[item.get("callId")] = item
+                out.update(hangups(log.read_text(errors="replace")))
             if all(c in out for c in call_ids) or time.monotonic() > end:
                 return out
             time.sleep(0.2)
