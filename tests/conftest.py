@@ -7,7 +7,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from support import diff, leftovers, netns_in_use, parallel_worker, root_snapshot  # noqa: E402
+from support import diff, lab_state, leftovers, netns_in_use, parallel_worker, root_snapshot  # noqa: E402
 
 from lab.core.names import run_dir  # noqa: E402
 
@@ -93,8 +93,9 @@ def host_untouched(request):
                     "(or 'pytest -m \"not root\"' for the tests that do not)")
     before = root_snapshot()
     ns_before = netns_in_use()
+    labs_before = lab_state()
     yield
-    left = leftovers(ns_before)
+    left = leftovers(ns_before, labs_before)
     after = root_snapshot()
     changed = diff(before, after)
     assert not left, f"the lab left: {left}"

@@ -97,17 +97,26 @@ def lab_shells() -> list[procs.Proc]:
     return [p for p in procs.scan() if p.argv and p.argv[-1].startswith(SHELL_MARK) and _ours(p)]
 
 
-def leftovers(namespaces_before: set[int], wait: float = 3.0) -> list[str]:
+def lab_state() -> tuple[set[int], set[str]]:
+    """The lab shells' pids and the run directory's files now: what a module's lab, built
+    before a test, holds (tests/netem shares one lab between its tests)."""
+    d = run_dir()
+    return {p.pid for p in lab_shells()}, set(os.listdir(d)) if d.is_dir() else set()
+
+
+def leftovers(namespaces_before: set[int], before: tuple[set[int], set[str]] = (set(), set()),
+              wait: float = 3.0) -> list[str]:
     """What labs left: shells, state files, run dirs, namespaces not there before."""
     deadline = time.monotonic() + wait
     while True:
         found = []
-        shells = lab_shells()
+        shells = [p for p in lab_shells() if p.pid not in before[0]]
         if shells:
             found.append(f"lab shells still running: {[p.argv[-1] for p in shells]}")
         d = run_dir()
-        if d.is_dir() and any(d.iterdir()):
-            found.append(f"files left in {d}: {sorted(os.listdir(d))}")
+        files = set(os.listdir(d)) - before[1] if d.is_dir() else set()
+        if files:
+            found.append(f"files left in {d}: {sorted(files)}")
         new_ns = netns_in_use() - namespaces_before
         if new_ns:
             holders = [(p.pid, " ".join(p.argv)[:60]) for p in procs.scan() if p.netns in new_ns and _ours(p)]

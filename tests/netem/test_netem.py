@@ -19,6 +19,7 @@ import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -62,10 +63,22 @@ MEDIAN_ONE_WAY = 0.008 if IN_UML else 0.002
 JITTER_SD = 0.20 if IN_UML else 0.10
 
 
-@pytest.fixture
-def lab(repo):
+@pytest.fixture(scope="module")
+def _shared_lab():
+    """One lab for the module: UML builds one in about 3.5 s and tears it down in as much,
+    which nine tests paid each (`make test-netem` is in CI's 20 minutes)."""
+    repo = Path(__file__).resolve().parents[2]
     with Network(load_topology(repo / "tests/topologies/shaped-pair.yaml"), start_services=False) as net:
         yield net
+
+
+@pytest.fixture
+def lab(_shared_lab):
+    """The shared lab as the file builds it: each test starts from the file's impairments
+    (a2b delayed 10 ms, b2a clean), whatever the test before left."""
+    shaping.set_impairment(_shared_lab, "left", "right", Impairment(delay=0.010), "a2b")
+    shaping.set_impairment(_shared_lab, "left", "right", Impairment(), "b2a")
+    yield _shared_lab
 
 
 def _qdisc(net, node, ifname) -> str:
@@ -290,3 +303,19 @@ def test_the_translation_matches_tc(lab):
     print(" ".join(netem_args(imp)), "->", q.strip())
     for part in ("limit 100", "delay 40ms  2ms", "loss 3%", "duplicate 1%", "rate 2Mbit"):
         assert part in q, (part, q)
+
+
+def test_a_change_drops_what_the_kernel_would_keep(lab):
+    """netem keeps its delay table and its rate across a change that does not name them
+    (sch_netem.c netem_change): uniform jitter after normal, or no rate after a rate, makes
+    the qdisc anew, or the old table and rate would stay in force."""
+    shaping.set_impairment(lab, "left", "right", Impairment(delay=0.040, rate=1e6, queue=100), "a2b")
+    assert "rate 1Mbit" in _qdisc(lab, "left", "eth0")
+    shaping.set_impairment(lab, "left", "right", Impairment(delay=0.040), "a2b")
+    assert "rate" not in _qdisc(lab, "left", "eth0"), _qdisc(lab, "left", "eth0")
+    d, j = 0.060, 0.010
+    shaping.set_impairment(lab, "left", "right", Impairment(delay=d, jitter=j, distribution="normal"), "a2b")
+    shaping.set_impairment(lab, "left", "right", Impairment(delay=d, jitter=j, distribution="uniform"), "a2b")
+    delays = [g[2] - g[1] for g in _one_way(lab, 300, 100)]
+    # uniform's half-width is sqrt(3) sd: nothing earlier (a normal table would go below it)
+    assert min(delays) >= d - j * math.sqrt(3), min(delays)

@@ -10,8 +10,10 @@ the lab's shaper does not (see docs/impairments.md).
 
 from __future__ import annotations
 
+import json
 import math
 import subprocess
+from pathlib import Path
 
 from lab.model.impairment import Impairment
 from lab.net.shaper import ShapingError
@@ -56,24 +58,55 @@ def netem_args(imp: Impairment) -> list[str]:
     return args
 
 
+def kept(imp: Impairment) -> set[str]:
+    """What of these settings a netem qdisc keeps across a change that does not give it: the
+    kernel (sch_netem.c, netem_change) replaces the delay distribution table and the rate
+    only when a change names them, and tc names a table only with jitter, a rate only when
+    there is one."""
+    out = set()
+    if imp.jitter and imp.distribution != "uniform":
+        out.add("table")
+    if imp.rate:
+        out.add("rate")
+    return out
+
+
 def apply(st, link: int, direction: str, imp: Impairment) -> None:
-    """Install or change the qdisc on the sending end (a lan's bridge port for a lan)."""
+    """Install or change the qdisc on the sending end (a lan's bridge port for a lan).
+
+    A change keeps the packets the qdisc holds (``replace``), except where the kernel would
+    keep an old setting the new ones drop: uniform jitter after a distribution table (netem
+    would go on drawing from the table), or no rate after a rate. Then the qdisc is made
+    anew, and the packets it held are lost; the lab remembers per direction what the qdisc
+    holds (``netem/<link>-<direction>.json`` in the lab's run directory)."""
     spec = st.topology["links"][link]
     end = spec["a"] if direction == "a2b" else spec["b"]
     pid = st.nodes[end["node"]].pid
-    if imp.is_zero:
-        # nothing to do: the interface's own qdisc again (a veth's is noqueue), not a netem
-        # that still queues and tail-drops at its limit
-        cmd = ["nsenter", "-t", str(pid), "-n", "tc", "qdisc", "del", "dev", end["ifname"], "root"]
+    mark = Path(st.dir) / "netem" / f"{link}-{direction}.json"
+    try:
+        held = set(json.loads(mark.read_text()))
+    except (OSError, ValueError):
+        held = set()
+    tc = ["nsenter", "-t", str(pid), "-n", "tc", "qdisc"]
+    stale = ("table" in held and imp.jitter and imp.distribution == "uniform") or ("rate" in held and not imp.rate)
+    if imp.is_zero or stale:
+        # the interface's own qdisc again (a veth's is noqueue), not a netem that still queues
+        # and tail-drops at its limit; or a fresh netem next
+        cmd = tc + ["del", "dev", end["ifname"], "root"]
         r = subprocess.run(cmd, capture_output=True, text=True, timeout=10)
-        if r.returncode == 0 or "handle of zero" in r.stderr:     # there was none
+        if r.returncode != 0 and "handle of zero" not in r.stderr:     # "handle of zero": there was none
+            raise ShapingError(f"{' '.join(cmd[5:])}: {r.stderr.strip()}")
+        held = set()
+        if imp.is_zero:
+            mark.unlink(missing_ok=True)
             return
-    else:
-        cmd = ["nsenter", "-t", str(pid), "-n", "tc", "qdisc", "replace", "dev", end["ifname"], "root",
-               "netem", *netem_args(imp)]
-        r = subprocess.run(cmd, capture_output=True, text=True, timeout=10)
+    cmd = tc + ["replace", "dev", end["ifname"], "root", "netem", *netem_args(imp)]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=10)
     if r.returncode != 0:
         raise ShapingError(f"{' '.join(cmd[5:])}: {r.stderr.strip()}")
+    # a table stays in the qdisc while the jitter is off, unused until jitter comes back
+    mark.parent.mkdir(parents=True, exist_ok=True)
+    mark.write_text(json.dumps(sorted(kept(imp) | ((held & {"table"}) if not imp.jitter else set()))))
 
 
 @register
