@@ -62,7 +62,9 @@ $(VENV)/.installed: pyproject.toml
 	  $$py -m venv $(VENV) 2>/dev/null || { \
 	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null && $$py -m venv $(VENV); }; \
 	fi
-	$(BIN)/pip install -q --disable-pip-version-check -e '.[lab,test]'
+	@# compat: the checkout on sys.path by a .pth line, not setuptools' editable import hook,
+	@# which every interpreter of the virtualenv runs at start-up (docs/benchmarks.md, Start-up)
+	$(BIN)/pip install -q --disable-pip-version-check -e '.[lab,test]' --config-settings editable_mode=compat
 	@touch $@
 
 # `icelab` on PATH: a wrapper that runs this checkout with its virtualenv's packages (not a link

@@ -6,11 +6,12 @@ plain ``Text`` or through ``escape``: rich would read ``[/x]`` in a lab name as 
 
 from __future__ import annotations
 
+import os
 import sys
 
 from lab.core.errors import InputError, Interrupted, LabError, UsageError
 
-__all__ = ["err", "out", "escape", "hinted", "Refused", "print_error", "print_problems"]
+__all__ = ["err", "out", "escape", "print_ok", "hinted", "Refused", "print_error", "print_problems"]
 
 
 class _Console:
@@ -34,6 +35,15 @@ class _Console:
 
 err = _Console(stderr=True)
 out = _Console(stderr=False)
+
+
+def print_ok(text: str) -> None:
+    """A line that says something went well, after a green check: written directly, without
+    rich (the common case of `icelab validate`, whose start-up is counted: issue #12).
+    Colour only on a terminal and without NO_COLOR (https://no-color.org), as rich does."""
+    tty = sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+    sys.stdout.write(("\x1b[32m✓\x1b[0m " if tty else "✓ ") + text + "\n")
+    sys.stdout.flush()
 
 
 def escape(text: str) -> str:

@@ -8,7 +8,7 @@ import json
 from lab.core.errors import EXIT_INPUT, EXIT_OK, InputError
 from lab.model import load_topology
 
-from .console import escape, out, print_problems
+from .console import print_ok, print_problems
 
 
 def validate(args) -> int:
@@ -25,8 +25,8 @@ def validate(args) -> int:
         results.append({"file": f, "valid": True, "lab": topo.name, "nodes": len(topo.nodes),
                         "links": len(topo.links), "subnets": len(topo.subnets)})
         if not args.json:
-            out.print(f"[green]✓[/] {escape(f)}: lab '{escape(topo.name)}', {len(topo.nodes)} nodes, "
-                      f"{len(topo.links)} links, {len(topo.subnets)} subnets")
+            print_ok(f"{f}: lab '{topo.name}', {len(topo.nodes)} nodes, "
+                     f"{len(topo.links)} links, {len(topo.subnets)} subnets")
     if args.json:
         print(json.dumps(results, indent=2))
     return EXIT_INPUT if bad else EXIT_OK
