@@ -38,6 +38,7 @@ from urllib.parse import urlsplit
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from . import voice
 from .errors import softphone_error_type
 from lab.core.errors import LabError
 
@@ -197,7 +198,10 @@ def place_call(call_id: str, media_info: dict[str, Any], *, pki_dir: Path | None
         page = write_page(work, call_id, media_info, talk_time, levels, persistent)
         if persistent:      # the calls and the idle times between them come on top
             deadline += persistent["calls"] * (talk_time + 10.0) + (persistent["calls"] - 1) * persistent["idle"]
+        # the fake microphone speaks (lab/agent/voice.py): Chrome's default beeps are taken
+        # for noise and suppressed within seconds
         argv = [exe, *QUIET_FLAGS, f"--user-data-dir={work / 'profile'}",
+                f"--use-file-for-fake-audio-capture={voice.write_wav(work / 'voice.wav')}",
                 f"--host-resolver-rules={resolver_rules(media_info)}"]
         hashes = spki_hashes(pki_dir) if pki_dir else []
         if hashes:
