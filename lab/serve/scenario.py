@@ -154,6 +154,11 @@ class ScenarioLab(LiveLab):
         self._busy = False
         self._announce()
         if len(self.played) == len(self.scenario.steps):
+            # the timeline has played its last step: its clock stops before the verdict can
+            # come (a client must never see a verdict while the timeline still plays)
+            with self._lock:
+                if self._running_since is not None:
+                    self.clock, self._running_since = self.now(), None
             threading.Thread(target=self._finish, daemon=True, name="scenario-verdict").start()
         elif running is not None:
             threading.Thread(target=self._follow, args=(running, index), daemon=True).start()

@@ -11,6 +11,10 @@ from lab.core.errors import UsageError
 from lab.probe import measure, platforms
 from lab.probe.platforms import BOUNDARIES, EPHEMERAL, ephemeral_range, source_ports, this_os
 
+# the probe binds fixed ports of the host's own namespace (Windows and macOS share theirs): these
+# files' tests run on one worker of the parallel pass, one at a time (docs/testing.md)
+pytestmark = [pytest.mark.xdist_group("probe-host-ports")]
+
 PROBE = Path(platforms.__file__).parent
 
 

@@ -23,6 +23,10 @@ from turnlab import server  # noqa: E402
 from lab.services.mediainfo import media_info  # noqa: E402
 from turnlab import SECRET  # noqa: E402
 
+# the probe binds fixed ports of the host's own namespace (Windows and macOS share theirs): these
+# files' tests run on one worker of the parallel pass, one at a time (docs/testing.md)
+pytestmark = [pytest.mark.xdist_group("probe-host-ports")]
+
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("websockets", "jinja2", "markupsafe")
 SYSTEM_PYTHON = "/usr/bin/python3"
