@@ -179,8 +179,25 @@ async def stun_sweep(dests: list[tuple[str, int]], ports: list[int], per_port: i
                      timeout: float = STUN_TIMEOUT) -> dict:
     """Binding requests (RFC 8489 section 6) from each source port to each destination,
     round-robin, one at a time through ``pace``; each waits ``timeout`` for its answer."""
-    rows = []
-    socks = []
+    rows: list[dict] = []
+    socks: list = []
+    tasks: list = []
+    try:
+        await _sweep(dests, ports, per_port, pace, timeout, rows, socks, tasks)
+    finally:
+        # also when the run's deadline cancels the sweep: the ports are the OS's own ephemeral
+        # ones, and a long-lived process (a test worker, a probe run again) must get them back
+        for t in tasks:
+            t.cancel()
+        for got in socks:
+            if got:
+                got[0].close()
+    return {"destinations": [f"{h}:{p}" for h, p in dests], "local_ip": local_ip(dests[0][0]), "ports": rows}
+
+
+async def _sweep(dests, ports, per_port, pace, timeout, rows: list, socks: list, tasks: list) -> None:
+    """stun_sweep's work; ``rows``, ``socks`` and ``tasks`` are the caller's, which closes the
+    sockets whatever happens."""
     for port in ports:
         family = socket.AF_INET6 if ":" in dests[0][0] else socket.AF_INET
         got = await _udp_socket(family, port, top=max(ports))      # the range's highest port is swept
@@ -189,7 +206,6 @@ async def stun_sweep(dests: list[tuple[str, int]], ports: list[int], per_port: i
             row["error"] = "could not bind this port or the next ones"
         rows.append(row)
         socks.append(got)
-    tasks = []
 
     async def one(row, proto, dest):
         tid = secrets.token_bytes(12)
@@ -226,10 +242,6 @@ async def stun_sweep(dests: list[tuple[str, int]], ports: list[int], per_port: i
                 tasks.append(asyncio.ensure_future(one(row, got[1], dest)))
                 await asyncio.sleep(0)      # start it: sends go out in this order through pace
     await asyncio.gather(*tasks)
-    for got in socks:
-        if got:
-            got[0].close()
-    return {"destinations": [f"{h}:{p}" for h, p in dests], "local_ip": local_ip(dests[0][0]), "ports": rows}
 
 
 def stun_summary(sweep: dict) -> dict:

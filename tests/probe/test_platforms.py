@@ -192,3 +192,36 @@ def test_a_held_port_is_replaced_by_a_free_one_inside_the_range():
         assert asyncio.run(bind()) < top
     finally:
         held.close()
+
+
+def test_a_sweep_cut_at_the_deadline_gives_its_ports_back():
+    """The run cancels a sweep that is still waiting at its deadline: its sockets, bound to the
+    OS's own ephemeral ports, are closed all the same (a worker that ran the probe before
+    found every port of the next run taken)."""
+    import asyncio
+    import socket
+
+    from lab.probe import measure
+
+    def free_port():
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.bind(("0.0.0.0", 0))
+            return s.getsockname()[1]
+    hole = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)     # takes the requests, answers none
+    hole.bind(("127.0.0.1", 0))
+    ports = sorted({free_port(), free_port()})
+
+    async def main():
+        pace = measure.Pace(rate=100.0)
+        sweep = asyncio.ensure_future(measure.stun_sweep([("127.0.0.1", hole.getsockname()[1])], ports, 1, pace,
+                                                         timeout=30.0))
+        await asyncio.sleep(0.3)
+        sweep.cancel()
+        await asyncio.gather(sweep, return_exceptions=True)
+    try:
+        asyncio.run(main())
+        for p in ports:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                s.bind(("0.0.0.0", p))          # OSError (in use) if the sweep kept it
+    finally:
+        hole.close()
