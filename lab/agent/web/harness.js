@@ -103,10 +103,19 @@ async function quality() {
   });
   // the nominated pair, succeeded or not: on a saturated link Chrome keeps it "in-progress"
   // while its checks are answered late, and their round trip is the only one the call has
+  // the transport's selected pair first (what carries the media); a snapshot taken before
+  // Chrome reports a selection falls back on the nominated pair
   let pair = null;
   report.forEach(s => {
-    if (s.type === "candidate-pair" && s.nominated && (!pair || s.state === "succeeded")) pair = s;
+    if (s.type === "transport" && s.selectedCandidatePairId && report.get(s.selectedCandidatePairId)) {
+      pair = report.get(s.selectedCandidatePairId);
+    }
   });
+  if (!pair) {
+    report.forEach(s => {
+      if (s.type === "candidate-pair" && s.nominated && (!pair || s.state === "succeeded")) pair = s;
+    });
+  }
   if (pair) {
     const local = report.get(pair.localCandidateId);
     if (local) { q.relay_protocol = local.relayProtocol || null; q.local_type = local.candidateType; }
