@@ -158,7 +158,9 @@ def test_a_run_on_each_os_sends_from_its_ports(system, os_name, monkeypatch, cap
     assert m["source_ports"] == source_ports(os_name)
     # a port another program holds is replaced by the next free one: still inside the range
     assert all(b is not None and lo <= b <= hi for b in bound), bound
-    assert sum(b == p for b, p in zip(bound, source_ports(os_name))) >= len(bound) - 1
+    # each its own port or one of the next few (another program, or a parallel test worker's
+    # probe of the same OS, may hold some of them at this moment)
+    assert all(abs(b - p) < 8 for b, p in zip(bound, source_ports(os_name))), (bound, source_ports(os_name))
     assert m["stun"]["replies"] == m["stun"]["sent"] and m["stream"]["replies"] == m["stream"]["sent"] == measure.STREAM_PACKETS
 
 
