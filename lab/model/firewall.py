@@ -27,9 +27,11 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError,
 from pydantic_core import PydanticCustomError
 
 from lab.core.errors import did_you_mean, format_path
+from lab.core.ports import AWS_RETURN_RANGES
 
-# Documented softphone requirements (shared/reference/softphone.md)
-EPHEMERAL = {"windows": (49152, 65535), "linux": (32768, 61000)}
+# Documented softphone requirements (shared/reference/softphone.md): the presets' return rules
+# open the ranges as AWS writes them
+EPHEMERAL = AWS_RETURN_RANGES
 SIGNALLING_PORT, TURN_PORT = 443, 3478
 
 

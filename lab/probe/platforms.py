@@ -13,11 +13,8 @@ from __future__ import annotations
 import platform
 
 from lab.core.errors import UsageError
+from lab.core.ports import EPHEMERAL
 
-#: what each OS picks from by default: Windows (since Vista) and macOS use the IANA dynamic
-#: range; Linux's kernel default ``net.ipv4.ip_local_port_range`` is 32768-60999 (AWS's docs
-#: say 32768-61000)
-EPHEMERAL = {"windows": (49152, 65535), "linux": (32768, 60999), "macos": (49152, 65535)}
 OS_NAMES = tuple(EPHEMERAL)
 _SYSTEMS = {"windows": "windows", "darwin": "macos", "linux": "linux"}
 

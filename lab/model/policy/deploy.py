@@ -18,14 +18,12 @@ from pathlib import Path
 import yaml
 
 from lab.core.errors import InputError, Problem, UsageError
+from lab.core.ports import EPHEMERAL
 
 from ..firewall import load_ip_ranges
 from ..validate import load_topology
 from .base import addresses_in
 
-# shared/reference/softphone.md: AWS's wording for Windows and macOS; Linux as the kernel's
-# default net.ipv4.ip_local_port_range (AWS writes 32768-61000)
-EPHEMERAL = {"windows": (49152, 65535), "linux": (32768, 60999), "macos": (49152, 65535)}
 CALL_PORTS = 64     # the softphone's call binds among the lowest ports of its OS's range ...
 CALL_PORTS_FROM = 16  # ... above the probes' own (the lowest port and the next few, one per re-run)
 SIGNALLING_PORT, TURN_PORT = 443, 3478
