@@ -47,9 +47,9 @@ def main() -> None:
     args = ap.parse_args()
     print(f"{platform.node()}, {os.cpu_count()} cores, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
           f"{args.runs} runs each\n")
+    print(f"load average at the start: {os.getloadavg()[0]:.1f}\n")
     print("| policy | verdict | wall clock (median, min-max) | build | probes + call | fix + re-check | target |")
     print("|---|---|---|---|---|---|---|")
-    print(f"load average at the start: {os.getloadavg()[0]:.1f}\n")
     for title, policy, extra, target in CASES:
         if args.only and args.only not in title:
             continue
