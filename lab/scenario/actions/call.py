@@ -503,7 +503,7 @@ def _setup(e, obs: CallObservation) -> Checked:
     return bound.holds(setup), f"; Talking after {format_duration(setup)}", False
 
 
-def _midcall(obs: CallObservation) -> dict[str, float | str | None]:
+def midcall(obs: CallObservation) -> dict[str, float | str | None]:
     """What followed the first ICE ``disconnected`` during Talking (of the last call, for a
     persistent connection's): when it came, the restart's start and outcome, ICE connected
     again, audio back (seconds after the disconnection)."""
@@ -536,7 +536,7 @@ def _restart(e, obs: CallObservation) -> Checked:
     s = e.spec
     if s.ice_restart is None and s.restart_at is None and s.ice_back is None and s.audio_back is None:
         return None
-    m = _midcall(obs)
+    m = midcall(obs)
     if m["disconnected"] is None:
         return False, "; ICE never went disconnected during the call", True
     words = "; ICE disconnected during the call"
