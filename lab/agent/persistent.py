@@ -43,7 +43,7 @@ from .timeline import Timeline
 
 #: connect-rtc-js 1.3.2 ``src/rtc_session_talking_substates.js:27`` (``ConnectedSubstate.retryInterval``)
 ICE_RESTART_AFTER = 3.0
-#: ``InviteAnswerSubstate`` (``:300`` ``maxRetries``, ``:308`` ``retryInterval``): an attempt and 3 more, 1 s apart
+#: ``InviteAnswerSubstate`` (``:293`` ``maxRetries``, ``:300`` ``retryInterval``): an attempt and 3 more, 1 s apart
 INVITE_RESTART_RETRIES = 3
 INVITE_RESTART_RETRY_INTERVAL = 1.0
 #: how long the emulated browser's restart checks may take before the old path is kept (the
