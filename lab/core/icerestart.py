@@ -31,6 +31,10 @@ from aioice import Candidate, Connection
 from aiortc import RTCIceParameters, RTCIceTransport
 
 
+#: seconds the old Connection is given to close after the swap
+CLOSE_OLD_WITHIN = 5.0
+
+
 class IceRestartFailed(ConnectionError):
     """The new Connection found no working pair: the old one is kept."""
 
@@ -88,7 +92,10 @@ async def restart(transport: RTCIceTransport, connection: Connection, remote: RT
     except BaseException as exc:
         # failed, timed out or cancelled (the call ended): the new one goes, the old stays
         connection._queue = asyncio.Queue()
-        await asyncio.shield(connection.close())
+        try:
+            await asyncio.shield(asyncio.wait_for(connection.close(), CLOSE_OLD_WITHIN))
+        except (asyncio.TimeoutError, asyncio.CancelledError):
+            pass
         if isinstance(exc, (ConnectionError, asyncio.TimeoutError)):
             raise IceRestartFailed(f"ICE restart: no working pair ({type(exc).__name__})") from None
         raise
@@ -103,7 +110,10 @@ async def restart(transport: RTCIceTransport, connection: Connection, remote: RT
     transport.iceGatherer._connection = connection
     transport._RTCIceTransport__monitor_task = asyncio.ensure_future(transport._monitor())
     old._queue = asyncio.Queue()
-    await old.close()
+    # in the background and bounded: a protocol over a transport that never reports its loss
+    # (the emulated browser's TURN allocations) would keep close() waiting for ever
+    task = asyncio.ensure_future(asyncio.wait_for(old.close(), CLOSE_OLD_WITHIN))
+    task.add_done_callback(lambda t: t.cancelled() or t.exception())
 
 
 def parameters(ufrag: str, pwd: str) -> RTCIceParameters:
