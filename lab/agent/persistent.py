@@ -18,6 +18,9 @@ What the library does (bundle module 34 ``rtc_peer_connection_manager``, 36 ``rt
   ``disconnected`` and is still so 3 s later (``retryInterval`` 3000), and only with a
   ``peerConnectionToken``; or when the server answers ``Stale Peer Connection`` (400).
   Between calls no session watches ICE, and the health check runs only when a call ends.
+  The restart (``IceRestartSubstate`` .. ``AcceptSubstate``) is emulated on the kept
+  connection: new ICE credentials and gathering, the invite on a new channel, the answer, the
+  checks on the same DTLS session (:meth:`PersistentSession._ice_restart`).
 - the channel's inactivity timer (the answer's ``inactivityDuration``) destroys an idle
   persistent connection; the next call then starts from scratch.
 
