@@ -231,6 +231,13 @@ class PersistentSession:
         tl.add("state", DISCONNECTED)
         return q
 
+    def _ice_changed_at(self) -> float:
+        """When the iceConnectionState last changed (the timeline's clock)."""
+        for e in reversed(self.timeline.as_list()):
+            if e["kind"] == "ice" and e["name"] in ("checking", "connected", "disconnected", "failed"):
+                return e["t"]
+        return self.timeline.now()
+
     async def _stats(self) -> dict[str, Any]:
         """The kept connection's packet counters (since the set-up)."""
         media = getattr(self.peer, "media", None) if self.peer is not None else None
@@ -275,7 +282,9 @@ class PersistentSession:
             if now != last and now == "disconnected":
                 self.timeline.add("info", "library", call=k,
                                   message="Detected Lost ICE connection, pending IceRestart")
-                await asyncio.sleep(ICE_RESTART_AFTER)
+                # the library's timer starts at the state change, not at this poll
+                since = self.timeline.now() - self._ice_changed_at()
+                await asyncio.sleep(max(0.0, ICE_RESTART_AFTER - since))
                 if self.ice_state() == "disconnected":
                     self.timeline.add("info", "library", call=k, message="Trying to restart ICE connection")
                     await self._ice_restart(k)

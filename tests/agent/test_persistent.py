@@ -301,7 +301,8 @@ def test_a_restart_runs_the_substates_and_brings_audio_back():
                     "ConnectSignalingAndIceCollectionSubstate", "InviteAnswerSubstate", "AcceptSubstate",
                     "ConnectedSubstate"]
     t = {e["name"]: e["t"] for e in events}
-    assert t["IceRestartSubstate"] - t["disconnected"] == pytest.approx(ICE_RESTART_AFTER, abs=0.2)
+    # the library's timer runs from the state change, not from when a poll noticed it
+    assert t["IceRestartSubstate"] - t["disconnected"] == pytest.approx(ICE_RESTART_AFTER, abs=0.01)
     # the invite: on a new channel named after the contact, iceRestart, the kept peer connection
     assert len(channels) == 1 and channels[0].contact == ("c1-1", "tok")
     method, params = channels[0].sent[0]
