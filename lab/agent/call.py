@@ -56,9 +56,13 @@ async def place_call(call_id: str, info: dict[str, Any], *, ssl: ssl_mod.SSLCont
             sig.url = sig.url.split("&contactCtx=")[0]
             return (RelayPeer(cfg["iceServers"], profile=options.profile, timeline=tl, ssl=ssl, media=options.media,
                               mdns=options.mdns, gum_time=options.gum_time), sig)
+
+        def contact_channel(contact_id: str, token: str) -> SignallingChannel:
+            # an ICE restart's invite goes on a new channel named after the contact
+            return SignallingChannel(cfg["signalingEndpoint"], contact_id, token, timeline=tl, ssl=ssl, channel=channel)
         return await PersistentSession(leg, call_id=call_id, call_context_token=info["callContextToken"],
                                        options=options.persistent, timeline=tl, timers=options.timers,
-                                       talk_time=options.talk_time).run()
+                                       talk_time=options.talk_time, make_channel=contact_channel).run()
     peer = RelayPeer(cfg["iceServers"], profile=options.profile, timeline=tl, ssl=ssl, media=options.media,
                      mdns=options.mdns, gum_time=options.gum_time, levels=options.levels)
     sig = SignallingChannel(cfg["signalingEndpoint"], call_id, info["callContextToken"], timeline=tl, ssl=ssl,

@@ -33,6 +33,7 @@ from aiortc.rtcrtpparameters import (RTCRtcpParameters, RTCRtpCodecParameters, R
                                      RTCRtpReceiveParameters, RTCRtpSendParameters)
 from aiortc.sdp import SessionDescription
 
+from lab.core import icerestart
 from lab.core.audio import AGENT_TONE, ToneSink, tone_track
 from .gather import Relay
 
@@ -221,8 +222,9 @@ class AgentMedia:
             await self.ice.addRemoteCandidate(cand)
         await self.ice.addRemoteCandidate(None)
         self.dtls = RTCDtlsTransport(self.ice, [self.certificate])
-        self.sender = AgentSender(self.track, self.dtls, lambda: conn.arrived)
-        self.receiver = AgentReceiver(self.dtls, lambda: conn.arrived)
+        # the current connection's: an ICE restart puts a new one under the transport
+        self.sender = AgentSender(self.track, self.dtls, lambda: self.ice._connection.arrived)
+        self.receiver = AgentReceiver(self.dtls, lambda: self.ice._connection.arrived)
         remote_ssrc = m.ssrc[0].ssrc if m.ssrc else None
         await self.ice.start(m.ice)
         if self.ice.state != "completed":
@@ -239,6 +241,28 @@ class AgentMedia:
             codecs=[OPUS], muxId="0", rtcp=RTCRtcpParameters(mux=True),
             encodings=[RTCRtpDecodingParameters(ssrc=remote_ssrc, payloadType=111)] if remote_ssrc else []))
         self.sink = ToneSink(self.receiver.track)
+
+    def new_credentials(self) -> None:
+        """``createOffer({iceRestart: true})``: new local ICE credentials (RFC 8445 section 9)."""
+        self.ufrag = secrets.token_hex(2)
+        self.pwd = secrets.token_hex(12)
+
+    async def restart(self, relays: list[Relay], answer_sdp: str, remote_candidates: list[dict[str, Any]],
+                      timeout: float | None = None) -> None:
+        """An ICE restart on the existing transports: checks from the new ``relays`` with the
+        credentials of :meth:`new_credentials` against the answer's, then the new connection
+        under the same ``RTCIceTransport`` (lab/core/icerestart.py): DTLS, SRTP, the sender and
+        the receiver carry on. ConnectionError when media never started or no pair works (the
+        old relays are kept then)."""
+        if self.ice is None or self.dtls is None or self.ice.state != "completed":
+            raise ConnectionError("no media to restart")
+        m = SessionDescription.parse(answer_sdp).media[0]
+        conn = RelayConnection(relays, local_username=self.ufrag, local_password=self.pwd)
+        await conn.gather_candidates()
+        cands = icerestart.remote_candidates(remote_candidates)
+        await icerestart.restart(self.ice, conn, m.ice, cands, timeout=timeout,
+                                 on_datagram=lambda item: setattr(conn, "arrived", item[2]))
+        self.relays = list(relays)
 
     async def stats(self) -> dict[str, Any]:
         """Packets both ways, loss, jitter and RTT, from aiortc's RTCP-based statistics."""

@@ -66,6 +66,7 @@ class RelayPeer:
         self._held: list[Relay] = []
         self._complete = False
         self._media_task: asyncio.Task | None = None
+        self._restart_gatherer: RelayGatherer | None = None
 
     async def get_user_media(self) -> None:
         # the lab's microphone is a generated signal: always granted, after ``gum_time`` (a
@@ -216,7 +217,56 @@ class RelayPeer:
         q["silent_audio"] = q["packets_received"] == 0 or level < SILENCE_DBFS
         return q
 
+    # -- an ICE restart on this peer connection (connect-rtc-js IceRestartSubstate and after)
+
+    async def restart_offer(self, ice_servers: list[dict[str, Any]]) -> str:
+        """``setConfiguration`` with the new iceServers, then ``createOffer({iceRestart: true})``:
+        new ICE credentials, the same DTLS fingerprint."""
+        self.ice_servers = ice_servers
+        if self.media is None:
+            self.ufrag, self.pwd = secrets.token_hex(2), secrets.token_hex(12)
+        else:
+            self.media.new_credentials()
+        return await self.create_offer()
+
+    def restart_gathering(self, on_candidate: Callable[[dict[str, Any]], None],
+                          on_complete: Callable[[], None]) -> None:
+        """A new relay-only gathering for the restart (Chrome gathers anew with the new
+        credentials); candidates reach the callbacks as they come."""
+        tl = self.timeline
+        if self._restart_gatherer is not None:     # an earlier restart's, never used
+            asyncio.ensure_future(self._restart_gatherer.close())
+
+        def candidate(relay: Relay) -> None:
+            self._host_of(relay)
+            on_candidate({"candidate": "candidate:" + signalled(relay.candidate).to_sdp(), "sdpMid": "0",
+                          "sdpMLineIndex": 0, "url": relay.url.label})
+
+        def error(url: TurnURL, reason: str) -> None:
+            tl.add("ice", "url_failed", url=url.label, reason=reason, restart=True)
+
+        tl.add("ice", "gathering", profile=self.profile, pool=False, restart=True)
+        self._restart_gatherer = RelayGatherer(self.ice_servers, self.profile, ssl=self.ssl, on_candidate=candidate,
+                                               on_error=error, on_complete=on_complete)
+        self._restart_gatherer.start()
+
+    async def restart_media(self, answer_sdp: str, remote_candidates: list[dict[str, Any]],
+                            timeout: float | None = None) -> None:
+        """The answer's credentials and candidates: checks from the restart's relays, then
+        the media on them (ConnectionError when no pair works: the old path is kept)."""
+        new = self._restart_gatherer
+        if self.media is None or new is None:
+            raise ConnectionError("no media to restart")
+        relays = list(new.result.relays)
+        await self.media.restart(relays, answer_sdp, remote_candidates, timeout=timeout)
+        old, self.gatherer = self.gatherer, new
+        self._restart_gatherer = None
+        if old is not None:
+            await old.close()
+
     async def close(self) -> None:
+        if self._restart_gatherer is not None:
+            await self._restart_gatherer.close()
         if self._meters is not None:        # a talk cut short by the far end's bye
             self._meters.cancel()
         if self._media_task is not None and not self._media_task.done():

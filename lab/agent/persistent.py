@@ -18,6 +18,9 @@ What the library does (bundle module 34 ``rtc_peer_connection_manager``, 36 ``rt
   ``disconnected`` and is still so 3 s later (``retryInterval`` 3000), and only with a
   ``peerConnectionToken``; or when the server answers ``Stale Peer Connection`` (400).
   Between calls no session watches ICE, and the health check runs only when a call ends.
+  The restart (``IceRestartSubstate`` .. ``AcceptSubstate``) is emulated on the kept
+  connection: new ICE credentials and gathering, the invite on a new channel, the answer, the
+  checks on the same DTLS session (:meth:`PersistentSession._ice_restart`).
 - the channel's inactivity timer (the answer's ``inactivityDuration``) destroys an idle
   persistent connection; the next call then starts from scratch.
 
@@ -43,6 +46,13 @@ from .timeline import Timeline
 
 #: connect-rtc-js 1.3.2 ``src/rtc_session_talking_substates.js:27`` (``ConnectedSubstate.retryInterval``)
 ICE_RESTART_AFTER = 3.0
+#: ``InviteAnswerSubstate`` (``:293`` ``maxRetries``, ``:300`` ``retryInterval``): an attempt and 3 more, 1 s apart
+INVITE_RESTART_RETRIES = 3
+INVITE_RESTART_RETRY_INTERVAL = 1.0
+#: how long the emulated browser's restart checks may take before the old path is kept (the
+#: library does not wait for them; Chrome's own give-up is ICE ``failed``, not reached here)
+RESTART_CHECKS_TIMEOUT = 20.0
+CONNECTED_SUBSTATE = "ConnectedSubstate"
 
 
 @dataclass(frozen=True)
@@ -136,8 +146,13 @@ class PersistentSession:
 
     def __init__(self, make_leg: Callable[[], tuple[Any, Any]], *, call_id: str, call_context_token: str,
                  options: PersistentOptions, timeline: Timeline, timers: Timers = Timers(),
-                 talk_time: float = 3.0):
+                 talk_time: float = 3.0, make_channel: Callable[[str, str], Any] | None = None):
         self.make_leg = make_leg        # () -> (peer, signalling channel) of a fresh peer connection
+        # (contact id, contact token) -> a new signalling channel (RTCSession._createSignalingChannel)
+        self.make_channel = make_channel
+        self.substate: str | None = None
+        self._restarting: asyncio.Task | None = None
+        self._old_channels: list[Any] = []
         self.call_id = call_id
         self.token = call_context_token
         self.options = options
@@ -198,6 +213,9 @@ class PersistentSession:
         start = await self._stats()
         q = await self.peer.talk(self.talk_time)
         watcher.cancel()
+        if self._restarting is not None:
+            self._restarting.cancel()
+            self._restarting = None
         for key in ("packets_sent", "packets_received", "packets_lost"):
             if key in q and key in start:
                 q[key] -= start[key]
@@ -212,6 +230,13 @@ class PersistentSession:
         ack.cancel()
         tl.add("state", DISCONNECTED)
         return q
+
+    def _ice_changed_at(self) -> float:
+        """When the iceConnectionState last changed (the timeline's clock)."""
+        for e in reversed(self.timeline.as_list()):
+            if e["kind"] == "ice" and e["name"] in ("checking", "connected", "disconnected", "failed"):
+                return e["t"]
+        return self.timeline.now()
 
     async def _stats(self) -> dict[str, Any]:
         """The kept connection's packet counters (since the set-up)."""
@@ -237,23 +262,189 @@ class PersistentSession:
                 self.timeline.add("signalling", f"{method} unanswered", reason=str(exc) or type(exc).__name__)
                 return
 
+    def _substate(self, name: str, k: int, **data: Any) -> None:
+        """``TalkingState.setSubState`` ("Substate: A => B" in the library's log)."""
+        self.timeline.add("substate", name, call=k, **{"from": self.substate}, **data)
+        self.substate = name
+
     async def _watch_ice_restart(self, k: int) -> None:
         """``ConnectedSubstate.onIceStateChange``: a *change* to disconnected during the call,
-        still disconnected ICE_RESTART_AFTER later, starts an ICE restart. A connection that
-        was already disconnected when the call began never changes, so never restarts."""
+        still disconnected ICE_RESTART_AFTER later, starts an ICE restart (with a
+        peerConnectionToken: the manager always has one). A connection that was already
+        disconnected when the call began never changes, so never restarts. After a restart,
+        succeeded or not, ConnectedSubstate watches again."""
+        self.substate = None
+        self._substate(CONNECTED_SUBSTATE, k)
         last = self.ice_state()
         while True:
             await asyncio.sleep(0.1)
             now = self.ice_state()
             if now != last and now == "disconnected":
-                await asyncio.sleep(ICE_RESTART_AFTER)
+                self.timeline.add("info", "library", call=k,
+                                  message="Detected Lost ICE connection, pending IceRestart")
+                # the library's timer starts at the state change, not at this poll
+                since = self.timeline.now() - self._ice_changed_at()
+                await asyncio.sleep(max(0.0, ICE_RESTART_AFTER - since))
                 if self.ice_state() == "disconnected":
-                    # IceRestartSubstate: new iceServers, createOffer({iceRestart: true}), a new
-                    # gathering and an invite with iceRestart. The lab's cloud cannot answer one
-                    # yet (docs/persistent.md), so the emulation stops at the library's decision.
-                    self.timeline.add("substate", "IceRestartSubstate", call=k, emulated=False)
-                    return
+                    self.timeline.add("info", "library", call=k, message="Trying to restart ICE connection")
+                    await self._ice_restart(k)
+                    now = self.ice_state()
+                else:
+                    self.timeline.add("info", "library", call=k, message="The network recovered, IceRestart cancelled")
+                    now = self.ice_state()
             last = now
+
+    async def _ice_restart(self, k: int) -> None:
+        """IceRestartSubstate -> SetLocalSessionDescriptionSubstate ->
+        ConnectSignalingAndIceCollectionSubstate -> InviteAnswerSubstate -> AcceptSubstate ->
+        ConnectedSubstate (``src/rtc_session_talking_substates.js``); any failure goes back to
+        ConnectedSubstate with no softphone error. Timeline: each substate, then ``ice-restart
+        completed`` or ``ice-restart failed`` (with why), and ``media audio-back`` when audio
+        comes again."""
+        tl = self.timeline
+        t0 = asyncio.get_running_loop().time()
+
+        def failed(why: str, message: str) -> None:
+            tl.add("info", "library", call=k, message=message)
+            self._substate(CONNECTED_SUBSTATE, k)
+            tl.add("ice-restart", "failed", call=k, reason=why,
+                   after=round(asyncio.get_running_loop().time() - t0, 3))
+
+        self._substate("IceRestartSubstate", k)
+        try:
+            # _requestIceAccess(): new iceServers (the lab hands out the call's own again)
+            servers = getattr(self.peer, "ice_servers", None)
+            offer = await self.peer.restart_offer(servers)
+        except Exception as exc:  # noqa: BLE001 - the library catches everything here
+            return failed("offer", f"ICE restart failed {type(exc).__name__}: {exc}")
+        tl.add("info", "library", call=k, message="ICE restart offer created and set as local description")
+        self._substate("SetLocalSessionDescriptionSubstate", k)
+        self._substate("ConnectSignalingAndIceCollectionSubstate", k)
+        candidates = await self._restart_collection(k)
+        if not candidates:
+            return failed("no ICE candidate", "No ICE candidate")
+        self._substate("InviteAnswerSubstate", k, candidates=len(candidates))
+        answer = await self._restart_invite(k, offer, candidates)
+        if answer is None:
+            return failed("invite", "Max invite attempts reached. Returning to ConnectedSubstate.")
+        if isinstance(answer, str):
+            return failed(answer, "invite refused: " + answer)
+        self.answer = {**self.answer, **{key: answer[key] for key in ("peerConnectionId", "peerConnectionToken",
+                                                                       "inactivityDuration") if answer.get(key)}}
+        self._substate("AcceptSubstate", k)
+        remote = answer.get("candidates") or []
+        if not answer.get("sdp") or not remote:
+            return failed("answer", "Invalid remote SDP" if not answer.get("sdp") else "No remote ICE candidate")
+        # setRemoteDescription and addIceCandidate; the checks then run on their own, as in
+        # the browser: the library goes back to ConnectedSubstate without waiting for them
+        restart = getattr(self.peer, "restart_media", None)
+        if restart is not None:
+            self._restarting = asyncio.ensure_future(self._restart_media(k, restart, answer["sdp"], remote, t0))
+        self._substate(CONNECTED_SUBSTATE, k)
+        tl.add("ice-restart", "completed", call=k, after=round(asyncio.get_running_loop().time() - t0, 3))
+
+    async def _restart_collection(self, k: int) -> list[dict[str, Any]]:
+        """``ConnectSignalingAndIceCollectionSubstate``: the new gathering, ended by the first
+        relay candidate (one m-line), end-of-candidates or the ICE timer (8 s)."""
+        loop = asyncio.get_running_loop()
+        done = loop.create_future()
+        got: list[dict[str, Any]] = []
+
+        def on_candidate(c: dict[str, Any]) -> None:
+            if done.done():
+                return
+            got.append(c)
+            self.timeline.add("candidate", "relay", candidate=c["candidate"], url=c.get("url"), restart=True)
+            done.set_result("sufficient")
+
+        def on_complete() -> None:
+            if not done.done():
+                done.set_result("end_of_candidates")
+
+        gather = getattr(self.peer, "restart_gathering", None)
+        if gather is None:
+            on_complete()
+        else:
+            gather(on_candidate, on_complete)
+        try:
+            reason = await asyncio.wait_for(asyncio.shield(done), self.timers.ice)
+        except asyncio.TimeoutError:
+            reason = "timeout"
+            self.timeline.add("info", "library", call=k, message="ICE collection timed out")
+        self.timeline.add("ice", "collection_complete", reason=reason, candidates=len(got), restart=True)
+        return got
+
+    async def _restart_invite(self, k: int, offer: str, candidates: list[dict[str, Any]]) -> dict[str, Any] | str | None:
+        """``InviteAnswerSubstate``: each attempt on a new channel named after the contact, an
+        invite with ``iceRestart: true``, up to INVITE_RESTART_RETRIES more attempts
+        INVITE_RESTART_RETRY_INTERVAL apart; Busy and CallNotFound end it at once. The answer,
+        the name of a refusal, or None when every attempt failed."""
+        wire = [{key: c[key] for key in ("candidate", "sdpMid", "sdpMLineIndex") if key in c} for c in candidates]
+        for attempt in range(INVITE_RESTART_RETRIES + 1):
+            if attempt:
+                self.timeline.add("info", "library", call=k,
+                                  message=f"Retrying invite in {INVITE_RESTART_RETRY_INTERVAL:g} seconds. Attempt {attempt}")
+                await asyncio.sleep(INVITE_RESTART_RETRY_INTERVAL)
+            channel = self.make_channel(f"{self.call_id}-{k}", self.token) if self.make_channel else None
+            if channel is None:
+                return None
+            self._old_channels.append(channel)      # closed at the end whatever happens
+            params = persistent_invite_params(offer, wire, f"{self.call_id}-{k}", self.token,
+                                              self.answer.get("peerConnectionId"),
+                                              self.answer.get("peerConnectionToken"), ice_restart=True)
+            try:
+                # the CCP's shared WebSocket is open already; the lab's channel opens first,
+                # within the invite's own timer
+                await asyncio.wait_for(channel.connect(self.timers.invite, 1), self.timers.invite)
+                answer = await invite_request(channel, params, self.timers.invite)
+            except RTCError as exc:
+                await self._close_quietly(channel)
+                self.timeline.add("signalling", "invite failed", call=k, rtc_error=exc.name, detail=exc.detail,
+                                  restart=True)
+                if exc.name in (errors.USER_BUSY, errors.CALL_NOT_FOUND):
+                    return exc.name
+                continue
+            except (asyncio.TimeoutError, ConnectionError, OSError) as exc:
+                await self._close_quietly(channel)
+                self.timeline.add("signalling", "invite failed", call=k, detail=f"{type(exc).__name__}: {exc}",
+                                  restart=True)
+                continue
+            # PendingAcceptState: the accept goes out (autoAnswer); the new channel is the
+            # manager's from now on
+            try:
+                await channel.accept()
+            except Exception:  # noqa: BLE001 - the answer is in; a lost accept changes nothing here
+                pass
+            self._old_channels.append(self.signalling)
+            self.signalling = channel
+            return answer
+        return None
+
+    async def _restart_media(self, k: int, restart: Callable[..., Any], sdp: str, remote: list[dict[str, Any]],
+                             t0: float) -> None:
+        """The restart's checks, then when audio comes again."""
+        tl = self.timeline
+        loop = asyncio.get_running_loop()
+        before = (await self._stats()).get("packets_received", 0)
+        try:
+            await restart(sdp, remote, timeout=RESTART_CHECKS_TIMEOUT)
+        except Exception as exc:  # noqa: BLE001 - a restart that finds no pair leaves the call silent
+            tl.add("media", "restart_failed", call=k, reason=f"{type(exc).__name__}: {exc}")
+            return
+        tl.add("media", "restart_connected", call=k, after=round(loop.time() - t0, 3))
+        while True:
+            now = (await self._stats()).get("packets_received", 0)
+            if now > before:
+                tl.add("media", "audio-back", call=k, after=round(loop.time() - t0, 3))
+                return
+            await asyncio.sleep(0.05)
+
+    @staticmethod
+    async def _close_quietly(channel: Any) -> None:
+        try:
+            await asyncio.wait_for(channel.close(), 3)
+        except Exception:  # noqa: BLE001
+            pass
 
     async def run(self) -> Outcome:
         tl = self.timeline
@@ -302,6 +493,9 @@ class PersistentSession:
         return out
 
     async def _close(self) -> None:
+        for old in self._old_channels:
+            await self._close_quietly(old)
+        self._old_channels.clear()
         for closer in (self.peer and self.peer.close, self.signalling and self.signalling.close):
             if closer:
                 try:

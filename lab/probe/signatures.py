@@ -317,6 +317,10 @@ UNSEEN = {
         "the media-redirection plug-in missing on the thin client is software, not the network: the desktop's "
         "path to TURN and signalling is the same as a working desktop's (the lab models the plug-in in the "
         "softphone, which waits 10 s and reports vdi_redir_not_supported; nothing differs on the wire)"),
+    "midcall-nat-reboot": (
+        "a NAT that reboots mid-call is an event, not a property of the network a probe can measure beforehand: "
+        "the same symmetric NAT as persistent-midcall-nat-reboot, and what differs is the softphone's persistent "
+        "connection (the ICE restart it allows)"),
     "mdns-obfuscated": (
         "a browser setting that, as the scenario itself shows, changes nothing on the wire for a relay-only "
         "softphone: the same network as mdns-plain, the same relay candidate as fast"),

@@ -398,7 +398,8 @@ class _Checker:
             if not checks:
                 self.err(path, "the expectation checks nothing", EXPECTS[kind].example)
                 continue
-            for key in ("rtt", "error_at", "first_candidate", "setup", "jitter", "jitter_max", "loss", "mappings"):
+            for key in ("rtt", "error_at", "first_candidate", "setup", "jitter", "jitter_max", "loss", "mappings",
+                        "restart_at", "audio_back"):
                 text = getattr(spec, key, None)
                 if text is None:
                     continue

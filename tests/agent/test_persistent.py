@@ -5,8 +5,9 @@ tests/fidelity/persistent/."""
 
 import asyncio
 
+import pytest
 from fakeclock import run
-from fakes import FakePeer, FakeSignalling
+from fakes import FakePeer, FakeSignalling, cand
 
 from lab.agent.persistent import ICE_RESTART_AFTER, PersistentOptions, PersistentSession
 from lab.agent.timeline import Timeline
@@ -186,3 +187,178 @@ def test_a_channel_the_path_broke_is_opened_again():
     assert out.reached_talking and sig.reconnects == 2          # the set-up's, then the reconnect
     assert [e for e in tl.as_list() if e["name"] == "reconnecting"]
     assert [m for m, _ in sig.requests].count("connectContact") == 2
+
+
+# -- the ICE restart (IceRestartSubstate .. AcceptSubstate), on the fake clock -----------------
+
+class RestartPeer(Peer):
+    """A peer that can restart: the restart's gathering gives ``restart_candidates_at``, and
+    the media comes back ``back_after`` seconds after the answer (None: never)."""
+
+    def __init__(self, restart_candidates_at=(0.05,), back_after=0.5, **kw):
+        super().__init__(**kw)
+        self.ice_servers = [{"urls": ["turn:203.0.113.10:3478?transport=udp"]}]
+        self.restart_candidates_at = restart_candidates_at
+        self.back_after = back_after
+        self.offers = 0
+        self.tl = None
+
+    async def restart_offer(self, servers):
+        self.offers += 1
+        return f"v=0\r\na=ice-ufrag:new{self.offers}\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n"
+
+    def restart_gathering(self, on_candidate, on_complete):
+        loop = asyncio.get_running_loop()
+        for i, t in enumerate(self.restart_candidates_at):
+            loop.call_later(t, on_candidate, cand(20 + i))
+        if not self.restart_candidates_at:
+            loop.call_later(20.0, on_complete)          # never: the 8 s timer ends it
+
+    async def restart_media(self, sdp, remote, timeout=None):
+        if self.back_after is None:
+            raise ConnectionError("no pair")
+        await asyncio.sleep(self.back_after)
+        self.tl.add("ice", "connected")
+        self.receiving = True
+        self.media.received += 1
+
+
+class Channel:
+    """A restart's channel: answers the invite after 0.05 s, or as ``behaviour`` says."""
+
+    def __init__(self, log, behaviour="answer"):
+        self.log = log
+        self.behaviour = behaviour
+        self.sent = []
+
+    async def connect(self, timeout, max_retries):
+        self.log.append(("connect", asyncio.get_running_loop().time()))
+
+    async def request(self, method, params, timeout):
+        from lab.agent.signalling import RPCError
+        self.sent.append((method, params))
+        self.log.append((method, asyncio.get_running_loop().time()))
+        if self.behaviour == "silent":
+            await asyncio.sleep(timeout)    # what the real channel does: a timeout at the timer
+            raise asyncio.TimeoutError()
+        if self.behaviour == "stale":
+            raise RPCError(400, "Stale Peer Connection")
+        if self.behaviour == "busy":
+            raise RPCError(486, "Busy")
+        await asyncio.sleep(0.05)
+        return {"sdp": "v=0\r\na=ice-ufrag:edge2\r\n", "candidates": [cand(30)], "peerConnectionId": "pc1",
+                "peerConnectionToken": "pct2"}
+
+    async def accept(self):
+        self.sent.append(("accept", {}))
+
+    async def close(self):
+        pass
+
+
+def restart_run(cut_at=2.0, talk=20.0, behaviour="answer", recover_at=None, **peer):
+    """One persistent call of ``talk`` s whose path dies ``cut_at`` s in (ICE disconnected)."""
+    legs, channels, log = [], [], []
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        tl = Timeline(clock=loop.time)
+        s = session(tl, legs, calls=1)
+        s.talk_time = talk
+
+        def make():
+            p = RestartPeer(**peer)
+            p.tl = tl
+            leg = (p, Signalling(answer={**Signalling().answer, "peerConnectionId": "pc1", "peerConnectionToken": "pct",
+                                         "inactivityDuration": 60000}))
+            legs.append(leg)
+            return leg
+        s.make_leg = make
+
+        def channel(contact_id, token):
+            ch = Channel(log, behaviour)
+            ch.contact = (contact_id, token)
+            channels.append(ch)
+            return ch
+        s.make_channel = channel
+
+        def cut():
+            tl.add("ice", "disconnected")
+            legs[0][0].receiving = False
+        loop.call_later(cut_at, cut)
+        if recover_at is not None:
+            loop.call_later(recover_at, tl.add, "ice", "connected")
+        return await s.run(), tl
+
+    out, tl = run(main())
+    return out, tl.as_list(), channels, log
+
+
+def test_a_restart_runs_the_substates_and_brings_audio_back():
+    out, events, channels, log = restart_run()
+    subs = [e["name"] for e in events if e["kind"] == "substate"]
+    assert subs == ["ConnectedSubstate", "IceRestartSubstate", "SetLocalSessionDescriptionSubstate",
+                    "ConnectSignalingAndIceCollectionSubstate", "InviteAnswerSubstate", "AcceptSubstate",
+                    "ConnectedSubstate"]
+    t = {e["name"]: e["t"] for e in events}
+    # the library's timer runs from the state change, not from when a poll noticed it
+    assert t["IceRestartSubstate"] - t["disconnected"] == pytest.approx(ICE_RESTART_AFTER, abs=0.01)
+    # the invite: on a new channel named after the contact, iceRestart, the kept peer connection
+    assert len(channels) == 1 and channels[0].contact == ("c1-1", "tok")
+    method, params = channels[0].sent[0]
+    assert method == "invite" and params["iceRestart"] is True and params["peerConnectionId"] == "pc1"
+    assert params["peerConnectionToken"] == "pct" and params["callContextToken"] == "tok"
+    assert params["contactId"] == "c1-1" and params["persistentConnection"] is True
+    assert len(params["candidates"]) == 1 and "url" not in params["candidates"][0]
+    # the accept, then the new channel is the manager's: the hang-up goes on it, with the
+    # restart answer's token
+    assert [m for m, _ in channels[0].sent] == ["invite", "accept", "disconnectContact"]
+    assert channels[0].sent[2][1]["peerConnectionToken"] == "pct2"
+    done = next(e for e in events if e["kind"] == "ice-restart")
+    assert done["name"] == "completed"
+    back = next(e for e in events if e["name"] == "audio-back")
+    assert back["t"] - t["IceRestartSubstate"] == pytest.approx(0.6, abs=0.2)
+    assert not [e for e in events if e["kind"] == "error"] and out.reached_talking and out.rtc_error is None
+
+
+def test_invites_unanswered_are_retried_3_times_1s_apart_then_connected_again_without_error():
+    out, events, channels, log = restart_run(behaviour="silent", talk=40.0)
+    invites = [t for m, t in log if m == "invite"]
+    assert len(invites) == 4                         # the attempt and 3 retries
+    gaps = [b - a for a, b in zip(invites, invites[1:])]
+    assert gaps == pytest.approx([5.0 + 1.0] * 3, abs=0.1)   # MAX_INVITE_DELAY, then the 1 s retry interval
+    subs = [e["name"] for e in events if e["kind"] == "substate"]
+    assert subs[-2:] == ["InviteAnswerSubstate", "ConnectedSubstate"]
+    failed = next(e for e in events if e["kind"] == "ice-restart")
+    assert failed["name"] == "failed" and failed["reason"] == "invite"
+    assert not [e for e in events if e["kind"] == "error"] and out.rtc_error is None
+
+
+def test_stale_peer_connection_is_retried_busy_is_not():
+    _, events, channels, _ = restart_run(behaviour="stale", talk=30.0)
+    assert len(channels) == 4
+    _, events, channels, _ = restart_run(behaviour="busy")
+    assert len(channels) == 1
+    failed = next(e for e in events if e["kind"] == "ice-restart")
+    assert failed["name"] == "failed" and failed["reason"] == "USER_BUSY"
+
+
+def test_no_candidate_within_the_ice_timer_ends_the_restart():
+    _, events, channels, _ = restart_run(restart_candidates_at=())
+    t = {e["name"]: e["t"] for e in events}
+    assert t["failed"] - t["IceRestartSubstate"] == pytest.approx(8.0, abs=0.1)
+    assert channels == []                            # no invite without a candidate
+    assert next(e for e in events if e["kind"] == "ice-restart")["reason"] == "no ICE candidate"
+
+
+def test_a_network_that_recovers_within_3s_is_not_restarted():
+    _, events, channels, _ = restart_run(recover_at=4.0)
+    assert not [e for e in events if e["name"] == "IceRestartSubstate"] and channels == []
+    assert any(e.get("message") == "The network recovered, IceRestart cancelled" for e in events)
+
+
+def test_a_restart_whose_checks_fail_leaves_the_call_silent_without_error():
+    out, events, _, _ = restart_run(back_after=None)
+    assert next(e for e in events if e["kind"] == "ice-restart")["name"] == "completed"   # the library's view
+    assert [e for e in events if e["name"] == "restart_failed"] and not [e for e in events if e["name"] == "audio-back"]
+    assert out.quality["silent_audio"] and out.rtc_error is None

@@ -70,13 +70,73 @@ for (const level of ["log", "info", "warn", "error", "debug"]) {
     const m = msg.match(/^(\w+|null) => (\w+State)$/);
     const sub = msg.match(/^Substate: (\w+|null) => (\w+)$/);
     if (m) emit({kind: category === "SIGNALING" ? "signalling" : "state", name: m[2], from: m[1]});
-    else if (sub) emit({kind: "substate", name: sub[2], from: sub[1]});
-    else if (/ICE restart|IceRestart|persistent peer connection|health check|Inactivity timer/.test(msg))
-      emit({kind: "info", name: "library", category, message: msg.slice(0, 300)});
+    else if (sub) substate(sub[2], sub[1]);
+    else if (RESTART_LINES.test(msg) || /persistent peer connection|health check|Inactivity timer/.test(msg)) {
+      if (RESTART_LINES.test(msg)) restartWhy = msg.slice(0, 120);
+      emit({kind: "info", name: "library", category, message: msg.slice(0, 300), call: currentCall});
+    }
     else if (level === "warn" || level === "error") emit({kind: "info", name: level, category, message: msg.slice(0, 300)});
     return chain;
   };
 }
+
+// The ICE restart (rtc_session_talking_substates.js), reported as the emulation reports it:
+// each substate ("Substate: A => B" in the library's log), the library's own lines about it,
+// then "ice-restart completed" (AcceptSubstate => ConnectedSubstate) or "ice-restart failed"
+// (back to ConnectedSubstate from anywhere else, with the library's last line as the reason),
+// and "media audio-back" when the inbound audio counter moves again after the restart began.
+const RESTART_LINES = /ICE restart|IceRestart|restart ICE|Lost ICE connection|network recovered|Retrying invite|Max invite attempts|No ICE candidate|ICE collection timed out|handshaking with signaling|Stale Peer Connection/;
+let currentCall = null;
+let restartWhy = null;
+let restartT0 = null;
+function substate(name, from) {
+  emit({kind: "substate", name: name, from: from === "null" ? null : from, call: currentCall});
+  const now = (performance.now() - T0) / 1000;
+  if (name === "IceRestartSubstate") {
+    restartT0 = now;
+    restartWhy = null;
+    watchAudioBack(currentCall);
+  } else if (name === "ConnectedSubstate" && from !== "null" && restartT0 !== null) {
+    const after = Math.round((now - restartT0) * 1000) / 1000;
+    if (from === "AcceptSubstate") emit({kind: "ice-restart", name: "completed", call: currentCall, after});
+    else emit({kind: "ice-restart", name: "failed", call: currentCall, after, reason: restartWhy || from});
+    restartT0 = null;
+  }
+}
+async function watchAudioBack(call) {
+  const t0 = performance.now();
+  const base = (await counters()).packets_received;
+  while (performance.now() - t0 < 60000) {
+    await sleep(50);
+    if (!thePC || thePC.signalingState === "closed") return;
+    if ((await counters()).packets_received > base) {
+      emit({kind: "media", name: "audio-back", call, after: Math.round(performance.now() - t0) / 1000});
+      return;
+    }
+  }
+}
+
+// The CCP's shared WebSocket (Streams' WebSocketManager, used through the library's
+// VirtualWssConnectionManager) is open for the whole session, so the library may send on a
+// signalling channel the moment it makes one: InviteAnswerSubstate.attemptInvite() does, on a
+// channel it has just created. The page has no shared WebSocket (docs/persistent.md), and a
+// plain WebSocket throws on a send while still CONNECTING; so a send before open waits for the
+// open here, which is what the shared one gives the library. Nothing else changes: sends on an
+// open socket go out at once, and no other path of the library sends before onopen.
+const NativeWS = window.WebSocket;
+window.WebSocket = class extends NativeWS {
+  constructor(url, protocols) {
+    super(url, protocols);
+    this._early = [];
+    this.addEventListener("open", () => { for (const m of this._early.splice(0)) super.send(m); });
+  }
+  send(data) {
+    if (this.readyState === NativeWS.CONNECTING) {
+      emit({kind: "signalling", name: "send-before-open", queued: true});
+      this._early.push(data);
+    } else super.send(data);
+  }
+};
 
 function errorName(reason) {
   const names = Object.keys(connect.RTCErrors).filter(k => connect.RTCErrors[k] === reason);
@@ -282,6 +342,7 @@ async function startPersistent() {
     } else if (P.settle) {
       await sleep(P.settle * 1000);
     }
+    currentCall = k;
     const result = await new Promise(resolve => {
       const session = pcm.createSession(CFG.callId + "-" + k, callConfig.iceServers, info.callContextToken);
       emit({kind: "persistent", name: "call", call: k, reused: !!pcm._signalingChannel, ice: thePC.iceConnectionState});

@@ -114,6 +114,17 @@ class CallExpect(ExpectModel):
         "the only candidate types the invite may carry, e.g. [relay]: it carried at least one, none of another type"))
     mdns: bool | None = Field(None, description=(
         "the agent's host candidates were named <uuid>.local (true) or kept their addresses (false)"))
+    ice_restart: Literal["completed", "failed", "none"] | None = Field(None, description=(
+        "what the softphone's ICE restart did after ICE went disconnected during the call (connect-rtc-js "
+        "IceRestartSubstate, docs/persistent.md): completed (the restart's answer was applied), failed (back to "
+        "ConnectedSubstate without one), none (no restart began)"))
+    restart_at: str | None = Field(None, description=(
+        "bound on when the ICE restart began after ICE went disconnected during the call: '3s +/- 0.5s'"))
+    ice_back: bool | None = Field(None, description=(
+        "ICE was connected again after it went disconnected during the call (true) or stayed disconnected (false)"))
+    audio_back: str | None = Field(None, description=(
+        "bound on when audio arrived again after ICE went disconnected during the call (the ICE restart's "
+        "audio-back): '< 8s'"))
 
 
 def engine_node(topo, spec) -> str:
@@ -492,9 +503,66 @@ def _setup(e, obs: CallObservation) -> Checked:
     return bound.holds(setup), f"; Talking after {format_duration(setup)}", False
 
 
+def midcall(obs: CallObservation) -> dict[str, float | str | None]:
+    """What followed the first ICE ``disconnected`` during Talking (of the last call, for a
+    persistent connection's): when it came, the restart's start and outcome, ICE connected
+    again, audio back (seconds after the disconnection)."""
+    tl = obs.timeline
+    talking = [e["t"] for e in tl if e.get("kind") == "state" and e.get("name") == "TalkingState"]
+    t0 = talking[-1] if talking else None
+    out: dict[str, float | str | None] = {"disconnected": None, "restart": None, "outcome": None, "ice_back": None,
+                                          "audio_back": None}
+    if t0 is None:
+        return out
+    cut = next((e["t"] for e in tl if e.get("kind") == "ice" and e.get("name") == "disconnected" and e["t"] >= t0),
+               None)
+    if cut is None:
+        return out
+    out["disconnected"] = cut
+    after = [e for e in tl if e["t"] >= cut]
+    restart = next((e for e in after if e.get("kind") == "substate" and e.get("name") == "IceRestartSubstate"), None)
+    if restart is not None:
+        out["restart"] = restart["t"] - cut
+    done = next((e for e in after if e.get("kind") == "ice-restart"), None)
+    out["outcome"] = done["name"] if done is not None else ("started" if restart is not None else "none")
+    back = next((e for e in after if e.get("kind") == "ice" and e.get("name") in ("connected", "completed")), None)
+    out["ice_back"] = None if back is None else back["t"] - cut
+    audio = next((e for e in after if e.get("kind") == "media" and e.get("name") == "audio-back"), None)
+    out["audio_back"] = None if audio is None else audio["t"] - cut
+    return out
+
+
+def _restart(e, obs: CallObservation) -> Checked:
+    s = e.spec
+    if s.ice_restart is None and s.restart_at is None and s.ice_back is None and s.audio_back is None:
+        return None
+    m = midcall(obs)
+    if m["disconnected"] is None:
+        return False, "; ICE never went disconnected during the call", True
+    words = "; ICE disconnected during the call"
+    ok = True
+    if m["restart"] is None:
+        words += ", no ICE restart"
+    else:
+        words += f", ICE restart {format_duration(m['restart'])} later ({m['outcome']})"
+    if s.ice_restart is not None:
+        ok &= m["outcome"] == s.ice_restart
+    if s.restart_at is not None:
+        ok &= m["restart"] is not None and e.bounds["restart_at"].holds(m["restart"])
+    words += (f", ICE connected again after {format_duration(m['ice_back'])}" if m["ice_back"] is not None
+              else ", ICE never connected again")
+    if s.ice_back is not None:
+        ok &= (m["ice_back"] is not None) == s.ice_back
+    if m["audio_back"] is not None:
+        words += f", audio back after {format_duration(m['audio_back'])}"
+    if s.audio_back is not None:
+        ok &= m["audio_back"] is not None and e.bounds["audio_back"].holds(m["audio_back"])
+    return bool(ok), words, False
+
+
 _CHECKS = (_outcome, _error, _audio, _candidates_count, _relay_transport, _max_lost,
            _timed("error_at", "error"), _timed("first_candidate", "first_candidate"),
-           _sent_candidates, _mdns, _quality, _vdi, _setup)
+           _sent_candidates, _mdns, _quality, _vdi, _setup, _restart)
 
 
 def vdi_words(v: dict) -> str:

@@ -58,7 +58,8 @@ class ConnectCloud:
             raise ValueError(f"edge_candidates must be relay or host, not {cfg.edge_candidates!r}")
         self.edge = MediaEdge(call_config(edge_info)["iceServers"], log=log, candidates=cfg.edge_candidates)
         self.signalling = SignallingServer(answerer=self.edge.answer, ssl=issued.server_context(),
-                                           on_accept=self.edge.accept, on_bye=self.edge.hangup, log=log)
+                                           on_accept=self.edge.accept, on_bye=self.edge.hangup,
+                                           restarter=self.edge.restart, log=log)
         self.port = cfg.port
 
     @property

@@ -19,10 +19,13 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
+from aioice import Connection
 from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
 from aiortc.rtcconfiguration import RTCIceTransportPolicy
-from aiortc.sdp import candidate_from_sdp
+from aiortc.rtcicetransport import ICE_TRANSPORT_POLICIES, connection_kwargs
+from aiortc.sdp import SessionDescription, candidate_from_sdp
 
+from lab.core import icerestart
 from lab.core.audio import AGENT_TONE, CALLER_TONE, HOLD_TONE, SourceTrack, ToneSink, tone_samples
 from lab.core.lightaudio import PacketTrack, PayloadSink, encoded_tone, receive_payloads
 
@@ -37,6 +40,9 @@ class EdgeCall:
     accepted: asyncio.Event = field(default_factory=asyncio.Event)
     caller_hears: ToneSink | PayloadSink | None = None     # the caller leg's ear: the agent's audio
     t_accept: float | None = None
+    answer_sdp: str = ""        # the answer last sent: an ICE restart's answer is this one with new ICE lines
+    restarts: int = 0
+    restart_task: asyncio.Task | None = None
 
     def tone(self) -> float:
         return CALLER_TONE if self.accepted.is_set() else HOLD_TONE
@@ -44,6 +50,25 @@ class EdgeCall:
     def mixer(self, start: int, n: int):
         # before accept: hold audio; after: the caller's voice
         return tone_samples(CALLER_TONE if self.accepted.is_set() else HOLD_TONE, start, n)
+
+
+def _restarted_sdp(sdp: str, ufrag: str, pwd: str, version: int) -> str:
+    """The answer to an ICE restart: the last answer with new ICE credentials and the origin's
+    version bumped (RFC 3264 section 8); the DTLS role and fingerprint stay (Chrome refuses a
+    changed role in a subsequent answer)."""
+    out = []
+    for line in sdp.split("\r\n"):
+        if line.startswith("a=ice-ufrag:"):
+            line = f"a=ice-ufrag:{ufrag}"
+        elif line.startswith("a=ice-pwd:"):
+            line = f"a=ice-pwd:{pwd}"
+        elif line.startswith("o="):
+            parts = line.split()
+            if len(parts) >= 3 and parts[2].isdigit():
+                parts[2] = str(int(parts[2]) + version)
+            line = " ".join(parts)
+        out.append(line)
+    return "\r\n".join(out)
 
 
 def _answer_sdp(sdp: str) -> tuple[str, list[dict[str, Any]]]:
@@ -127,8 +152,52 @@ class MediaEdge:
             await pc.addIceCandidate(cand)
         await pc.setLocalDescription(await pc.createAnswer())
         sdp, cands = _answer_sdp(pc.localDescription.sdp)
+        call.answer_sdp = sdp
         self._log(event="answer", callId=call_id, candidates=len(cands))
         return {"sdp": sdp, "candidates": cands}
+
+    async def restart(self, call_id: str, offer: str, candidates: list[dict[str, Any]],
+                      timeout: float = 15.0) -> dict[str, Any]:
+        """An ICE restart of the call's existing connection (connect-rtc-js
+        ``IceRestartSubstate``'s invite): new local ICE credentials and a new relay-only
+        gathering through the lab's TURN, checks against the offer's new credentials and
+        ``candidates``; the DTLS session, its role and fingerprint, the call and its caller leg
+        carry on (lab/core/icerestart.py). The answer is the call's last one with the new ICE
+        lines. KeyError for a call the edge does not have; the checks run in the background,
+        as a browser's do after it has answered."""
+        call = self.calls[call_id]
+        desc = SessionDescription.parse(offer)
+        if not desc.media or desc.media[0].ice is None or not desc.media[0].ice.usernameFragment:
+            raise ValueError("restart offer without ICE credentials")
+        remote = desc.media[0].ice
+        remote_cands = icerestart.remote_candidates(candidates)
+        transceiver = call.pc.getTransceivers()[0]
+        ice = transceiver.receiver.transport.transport
+        config = self._config()
+        conn = Connection(ice_controlling=ice._connection.ice_controlling,
+                          transport_policy=ICE_TRANSPORT_POLICIES[config.iceTransportPolicy],
+                          **connection_kwargs(config.iceServers or []))
+        await conn.gather_candidates()
+        local = [{"candidate": "candidate:" + c.to_sdp(), "sdpMid": "0", "sdpMLineIndex": 0}
+                 for c in conn.local_candidates]
+        if not local:
+            await conn.close()
+            raise ConnectionError("no relay candidate for the ICE restart")
+        call.restarts += 1
+        sdp = _restarted_sdp(call.answer_sdp, conn.local_username, conn.local_password, call.restarts)
+        call.answer_sdp = sdp
+        self._log(event="ice_restart", callId=call_id, candidates=len(local), restart=call.restarts)
+
+        async def checks() -> None:
+            try:
+                await icerestart.restart(ice, conn, remote, remote_cands, timeout=timeout)
+            except ConnectionError as exc:
+                self._log(event="ice_restart_failed", callId=call_id, reason=str(exc))
+                return
+            self._log(event="ice_restarted", callId=call_id, restart=call.restarts)
+
+        call.restart_task = asyncio.ensure_future(checks())
+        return {"sdp": sdp, "candidates": local}
 
     def prepare_light(self) -> None:
         """Encode the light path's tones now (about 0.3 s each), not in the first light call's answer."""
@@ -154,6 +223,8 @@ class MediaEdge:
     async def hangup(self, call_id: str) -> None:
         call = self.calls.pop(call_id, None)
         if call is not None:
+            if call.restart_task is not None and not call.restart_task.done():
+                call.restart_task.cancel()
             if call.caller_hears:
                 self.heard[call_id] = call.caller_hears.heard() if call.accepted.is_set() else (0.0, float("-inf"))
                 call.caller_hears.stop()

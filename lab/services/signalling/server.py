@@ -11,7 +11,13 @@ The persistent peer connection (connect-rtc-js ``RtcPeerConnectionManager``, doc
 an ``invite`` with ``persistentConnection: true`` and no ``callContextToken`` is the CCP's
 page-load set-up, answered like a call; ``connectContact`` then puts a contact on that peer
 connection (the caller is connected, as by ``accept``) and ``disconnectContact`` takes it
-off again, leaving the peer connection up.
+off again, leaving the peer connection up. An ``invite`` with ``iceRestart: true`` (the
+library's ``IceRestartSubstate``) names the peer connection by the ``peerConnectionId`` and
+``peerConnectionToken`` an earlier answer gave, whatever channel it comes on (the library opens
+a new one named after the contact): the media edge restarts ICE on that connection and the
+answer keeps the id and token. An unknown or stale id or token is answered 400 ``Stale Peer
+Connection`` (what the library's ``ConnectedSubstate.onSignalingFailed`` looks for), an offer
+the edge cannot use 400 too; neither changes anything.
 """
 
 from __future__ import annotations
@@ -36,11 +42,21 @@ INACTIVITY_DURATION = 60000  # ms, what the answer carries; the library only sto
 ACCESS_DENIED = (403, "AccessDenied")
 CALL_NOT_FOUND = (404, "CallNotFound")
 BUSY = (486, "Busy")
+STALE_PEER_CONNECTION = (400, "Stale Peer Connection")
+BAD_RESTART_OFFER = (400, "Bad Request: ICE restart offer without ICE credentials")
 
 BEHAVIOURS = ("answer", "busy", "not_found", "silent")
 
 # (call_id, offer sdp, offer candidates) -> {"sdp": ..., "candidates": [...]}
 Answerer = Callable[[str, str, list[dict[str, Any]]], Awaitable[dict[str, Any]]]
+
+
+@dataclass
+class PeerConnection:
+    """A peer connection an answer named: its token and the call the media edge keeps it under."""
+
+    token: str
+    call_id: str
 
 
 @dataclass
@@ -70,8 +86,13 @@ class SignallingServer:
     def __init__(self, *, answerer: Answerer, ssl: ssl_mod.SSLContext | None,
                  on_accept: Callable[[str], Awaitable[None]] | None = None,
                  on_bye: Callable[[str], Awaitable[None]] | None = None,
+                 restarter: Answerer | None = None,
                  log: TextIO | None = sys.stdout):
         self.answerer = answerer
+        self.restarter = restarter      # (edge call id, offer, candidates) -> the restart's answer
+        self.peer_connections: dict[str, PeerConnection] = {}
+        # a restart's channel (named after the contact) -> the call the edge keeps its connection under
+        self.restarted: dict[str, str] = {}
         self.ssl = ssl
         self.on_accept = on_accept
         self.on_bye = on_bye
@@ -153,8 +174,13 @@ class SignallingServer:
                     await self._send(ws, call_id, {"jsonrpc": "2.0", "result": {}, "id": rid})
                 elif method == "bye":
                     await self._send(ws, call_id, {"jsonrpc": "2.0", "result": {}, "id": rid})
+                    # the library's destroy() says bye on its latest channel: a restart's
+                    # ends the connection the restart was for
+                    edge_call = self.restarted.pop(call_id, call_id)
+                    for pc_id in [k for k, v in self.peer_connections.items() if v.call_id == edge_call]:
+                        del self.peer_connections[pc_id]
                     if self.on_bye:
-                        await self.on_bye(call_id)
+                        await self.on_bye(edge_call)
                 elif method is None:
                     pass  # a response to our own bye / renewClientToken
                 else:
@@ -178,6 +204,8 @@ class SignallingServer:
             await self._send(ws, call_id, {"jsonrpc": "2.0", "id": rid,
                                            "error": {"code": code_msg[0], "message": code_msg[1]}})
 
+        if params.get("iceRestart") is True:
+            return await self._restart(ws, call_id, rid, params, error)
         if params.get("persistentConnection") and not params.get("callContextToken"):
             # the page-load set-up of a persistent peer connection: no contact to check the
             # token of; the call's plan (busy, silent, a delay) still applies
@@ -198,7 +226,41 @@ class SignallingServer:
         except Exception as exc:  # noqa: BLE001
             self._log(event="answer_failed", callId=call_id, reason=f"{type(exc).__name__}: {exc}")
             return await error((500, "InternalError"))
+        pc_id, pc_token = secrets.token_hex(8), secrets.token_urlsafe(16)
+        self.peer_connections[pc_id] = PeerConnection(pc_token, call_id)
         await self._send(ws, call_id, {"jsonrpc": "2.0", "id": rid, "result": {
             "sdp": answer["sdp"], "candidates": answer["candidates"],
-            "inactivityDuration": INACTIVITY_DURATION, "peerConnectionId": secrets.token_hex(8),
-            "peerConnectionToken": secrets.token_urlsafe(16)}})
+            "inactivityDuration": INACTIVITY_DURATION, "peerConnectionId": pc_id,
+            "peerConnectionToken": pc_token}})
+
+    async def _restart(self, ws: ServerConnection, call_id: str, rid: Any, params: dict[str, Any],
+                       error: Callable[[tuple[int, str]], Awaitable[None]]) -> None:
+        """An ICE restart of a kept peer connection (see the module's docstring)."""
+        pc_id, pc_token = params.get("peerConnectionId"), params.get("peerConnectionToken")
+        pc = self.peer_connections.get(pc_id) if isinstance(pc_id, str) else None
+        if pc is None or not isinstance(pc_token, str) or not secrets.compare_digest(pc.token, pc_token) \
+                or self.restarter is None:
+            self._log(event="ice_restart_refused", callId=call_id, reason="stale peer connection")
+            return await error(STALE_PEER_CONNECTION)
+        sdp, candidates = params.get("sdp"), params.get("candidates")
+        if not isinstance(sdp, str) or "a=ice-ufrag:" not in sdp or not isinstance(candidates, list) \
+                or not all(isinstance(c, dict) and isinstance(c.get("candidate"), str) for c in candidates):
+            self._log(event="ice_restart_refused", callId=call_id, reason="bad offer")
+            return await error(BAD_RESTART_OFFER)
+        try:
+            answer = await self.restarter(pc.call_id, sdp, candidates)
+        except KeyError:
+            # the edge no longer has the call: the peer connection is gone
+            self._log(event="ice_restart_refused", callId=call_id, reason="no such call at the edge")
+            return await error(STALE_PEER_CONNECTION)
+        except ValueError as exc:
+            self._log(event="ice_restart_refused", callId=call_id, reason=str(exc))
+            return await error(BAD_RESTART_OFFER)
+        except Exception as exc:  # noqa: BLE001
+            self._log(event="answer_failed", callId=call_id, reason=f"{type(exc).__name__}: {exc}")
+            return await error((500, "InternalError"))
+        self.restarted[call_id] = pc.call_id
+        await self._send(ws, call_id, {"jsonrpc": "2.0", "id": rid, "result": {
+            "sdp": answer["sdp"], "candidates": answer["candidates"],
+            "inactivityDuration": INACTIVITY_DURATION, "peerConnectionId": pc_id,
+            "peerConnectionToken": pc.token}})
