@@ -151,13 +151,9 @@ def pairs(out: Path) -> dict[str, tuple[dict, dict, dict]]:
     return out_pairs
 
 
-def test_deterministic_faults_match(tmp_path):
-    r = subprocess.run([sys.executable, "-m", "lab.cli", "verify", str(HERE), "--parallel", str(PARALLEL),
-                        "-o", str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=900)
-    assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]
-    found = pairs(tmp_path)
-    faults = len(list(HERE.glob("*.yaml"))) - len(list(HERE.glob("*.chromium.yaml")))
-    assert len(found) == faults, (sorted(found), faults)
+def mismatches_in(out: Path) -> tuple[dict[str, list[str]], dict[str, tuple[dict, dict, dict]]]:
+    """Each fault's differences between the two engines (only faults that differ), and the pairs."""
+    found = pairs(out)
     mismatches = {}
     for name, (doc, emulated, real) in sorted(found.items()):
         diff = compare(name, emulated, real)
@@ -168,7 +164,40 @@ def test_deterministic_faults_match(tmp_path):
             diff.append(f"ICE state times: emulated {se}, chromium {sr}")
         if diff:
             mismatches[name] = diff
-    assert not mismatches, mismatches
+    return mismatches, found
+
+
+def _scenario_files(name: str) -> list[Path]:
+    """The fault's scenario file(s): one, or its emulated and chromium halves."""
+    stem = name.removeprefix("fidelity-")
+    one = HERE / f"{stem}.yaml"
+    return [one] if one.is_file() else sorted(HERE.glob(f"{stem}.*.yaml"))
+
+
+def test_deterministic_faults_match(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "lab.cli", "verify", str(HERE), "--parallel", str(PARALLEL),
+                        "-o", str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]
+    mismatches, found = mismatches_in(tmp_path)
+    faults = len(list(HERE.glob("*.yaml"))) - len(list(HERE.glob("*.chromium.yaml")))
+    assert len(found) == faults, (sorted(found), faults)
+    # Four labs start at once, Chromium in each: a headless Chrome starved of CPU then takes its
+    # own steps late (a pool's Binding and Allocate 157 ms apart on a 1 ms path, TURN answering
+    # in 0.2 ms), past the issue's 50 ms + RTT. A fault that differs is run again alone, once,
+    # with the same tolerances: it must match then, and both runs' differences are shown if not.
+    still = {}
+    for name, diff in mismatches.items():
+        files = _scenario_files(name)
+        assert files, name
+        again = tmp_path / "again" / name
+        r = subprocess.run([sys.executable, "-m", "lab.cli", "verify", *map(str, files), "-o", str(again)],
+                           cwd=ROOT, capture_output=True, text=True, timeout=300)
+        alone, _ = mismatches_in(again)
+        if r.returncode != 0 or alone:
+            still[name] = {"with four labs": diff, "alone": alone.get(name) or r.stdout[-2000:]}
+        else:
+            print(f"{name}: differed with four labs at once ({'; '.join(diff)}), matched alone")
+    assert not still, still
 
 
 RUNS = 5

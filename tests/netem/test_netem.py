@@ -245,12 +245,17 @@ def test_live_change_loses_nothing_and_new_packets_meet_the_new_delay(lab):
 
 def test_duplication_and_reorder(lab):
     shaping.set_impairment(lab, "left", "right", Impairment(delay=0.005, duplicate=0.10), "a2b")
+    dropped = _socket_drops(lab, "right")
     got = _one_way(lab, 2000, 1000)
+    dropped = _socket_drops(lab, "right") - dropped     # a full receive buffer's, not the link's
     seqs = [g[0] for g in got]
     copies = len(seqs) - len(set(seqs))
     lo, hi = _binomial_interval(2000, 0.10, level=0.999)
-    print(f"duplicate 10 %: {copies} copies of 2000, 99.9 % interval {lo}..{hi}")
-    assert set(seqs) == set(range(2000)) and lo <= copies <= hi, copies
+    print(f"duplicate 10 %: {copies} copies of 2000 ({dropped} dropped by the sink's socket), "
+          f"99.9 % interval {lo}..{hi}")
+    # every original arrived, so what the sink's socket dropped (user-mode Linux runs the sink
+    # some 24 times slower than the host) were copies
+    assert set(seqs) == set(range(2000)) and lo <= copies + dropped and copies <= hi, (copies, dropped)
     shaping.set_impairment(lab, "left", "right", Impairment(delay=0.020, reorder=0.25), "a2b")
     got = _one_way(lab, 400, 200)
     seqs = [g[0] for g in got]
