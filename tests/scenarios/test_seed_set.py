@@ -27,7 +27,7 @@ def test_every_claim_has_a_broken_and_a_fixed_scenario():
 @pytest.mark.root
 @pytest.mark.parametrize("backend", ["embedded", "coturn"])
 def test_the_seed_set_passes_with_either_turn_backend(tmp_path, backend):
-    r = subprocess.run([sys.executable, "-m", "lab.cli", "verify", "scenarios", "--parallel", "4",
+    r = subprocess.run([sys.executable, "-m", "lab.cli", "verify", "scenarios", "--parallel", "3",
                         "--turn-backend", backend, "--junit", str(tmp_path / "junit.xml"), "-o", str(tmp_path)],
                        capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]
